@@ -1,0 +1,373 @@
+//! Typed business requests (`biz_content`) and responses of the APIs we call. Field order is the
+//! order the JSON is written in, which is part of what gets signed.
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::amount::{Amount, Money};
+
+/// A JSON API (`alipay.trade.query`, …): what goes in `biz_content` and what comes back.
+pub trait ApiRequest: Serialize {
+    /// The `method` parameter.
+    const METHOD: &'static str;
+    /// The typed success response.
+    type Response: DeserializeOwned;
+
+    /// Whether the request carries `notify_url` (the pay APIs do; queries and refunds do not).
+    const SENDS_NOTIFY_URL: bool = false;
+
+    /// The order this request is about, checked against the response (a response for another
+    /// order is never taken as this one's answer).
+    fn out_trade_no(&self) -> Option<&str>;
+
+    /// The `biz_content` text.
+    fn biz_content(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
+    }
+}
+
+/// `trade_status` of a trade.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum TradeStatus {
+    /// Created (buyer scanned or logged in), not paid.
+    WaitBuyerPay,
+    /// Closed unpaid, or fully refunded.
+    TradeClosed,
+    /// Paid; refundable.
+    TradeSuccess,
+    /// Finished; no longer refundable.
+    TradeFinished,
+    /// A status this crate does not know.
+    Other(String),
+}
+
+impl TradeStatus {
+    pub fn as_str(&self) -> &str {
+        match self {
+            TradeStatus::WaitBuyerPay => "WAIT_BUYER_PAY",
+            TradeStatus::TradeClosed => "TRADE_CLOSED",
+            TradeStatus::TradeSuccess => "TRADE_SUCCESS",
+            TradeStatus::TradeFinished => "TRADE_FINISHED",
+            TradeStatus::Other(s) => s,
+        }
+    }
+
+    /// Paid (`TRADE_SUCCESS` or `TRADE_FINISHED`).
+    pub fn is_paid(&self) -> bool {
+        matches!(self, TradeStatus::TradeSuccess | TradeStatus::TradeFinished)
+    }
+}
+
+impl From<&str> for TradeStatus {
+    fn from(s: &str) -> Self {
+        match s {
+            "WAIT_BUYER_PAY" => TradeStatus::WaitBuyerPay,
+            "TRADE_CLOSED" => TradeStatus::TradeClosed,
+            "TRADE_SUCCESS" => TradeStatus::TradeSuccess,
+            "TRADE_FINISHED" => TradeStatus::TradeFinished,
+            other => TradeStatus::Other(other.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for TradeStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for TradeStatus {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for TradeStatus {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(TradeStatus::from(String::deserialize(d)?.as_str()))
+    }
+}
+
+/// Which cashier a payment link opens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PayKind {
+    /// `alipay.trade.wap.pay`, `QUICK_WAP_WAY`: a phone browser.
+    Wap,
+    /// `alipay.trade.page.pay`, `FAST_INSTANT_TRADE_PAY`: a desktop browser (QR code).
+    Page,
+}
+
+impl PayKind {
+    pub fn method(self) -> &'static str {
+        match self {
+            PayKind::Wap => "alipay.trade.wap.pay",
+            PayKind::Page => "alipay.trade.page.pay",
+        }
+    }
+
+    pub fn product_code(self) -> &'static str {
+        match self {
+            PayKind::Wap => "QUICK_WAP_WAY",
+            PayKind::Page => "FAST_INSTANT_TRADE_PAY",
+        }
+    }
+
+    pub fn from_method(method: &str) -> Option<Self> {
+        match method {
+            "alipay.trade.wap.pay" => Some(PayKind::Wap),
+            "alipay.trade.page.pay" => Some(PayKind::Page),
+            _ => None,
+        }
+    }
+}
+
+/// How `total_amount` is written in a link's `biz_content`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AmountStyle {
+    /// `"88.80"`, Alipay's documented Price type.
+    #[default]
+    String,
+    /// `88.8`, as the reference MCP server writes it (a JavaScript number).
+    Number,
+}
+
+/// The order of a payment link (`alipay.trade.wap.pay` / `alipay.trade.page.pay`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PayOrder {
+    pub kind: PayKind,
+    pub out_trade_no: String,
+    pub total_amount: Amount,
+    pub subject: String,
+    pub body: Option<String>,
+    /// `1m`–`15d`.
+    pub timeout_express: Option<String>,
+    pub query_options: Option<Vec<String>>,
+    pub amount_style: AmountStyle,
+}
+
+impl PayOrder {
+    /// `biz_content` in the reference's key order: `out_trade_no, total_amount, subject,
+    /// product_code, body, timeout_express, query_options`.
+    pub fn biz_content(&self) -> String {
+        #[derive(Serialize)]
+        struct Wire<'a> {
+            out_trade_no: &'a str,
+            total_amount: serde_json::Value,
+            subject: &'a str,
+            product_code: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            body: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            timeout_express: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            query_options: Option<&'a [String]>,
+        }
+        let total_amount = match self.amount_style {
+            AmountStyle::String => serde_json::Value::String(self.total_amount.to_string()),
+            AmountStyle::Number => self
+                .total_amount
+                .to_js_number()
+                .parse::<serde_json::Number>()
+                .map(serde_json::Value::Number)
+                .unwrap_or_else(|_| serde_json::Value::String(self.total_amount.to_string())),
+        };
+        serde_json::to_string(&Wire {
+            out_trade_no: &self.out_trade_no,
+            total_amount,
+            subject: &self.subject,
+            product_code: self.kind.product_code(),
+            body: self.body.as_deref().filter(|b| !b.is_empty()),
+            timeout_express: self.timeout_express.as_deref().filter(|t| !t.is_empty()),
+            query_options: self.query_options.as_deref(),
+        })
+        .unwrap_or_else(|_| "{}".into())
+    }
+}
+
+fn is_none_or_empty(v: &Option<String>) -> bool {
+    v.as_deref().is_none_or(str::is_empty)
+}
+
+/// `alipay.trade.query`.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct TradeQuery {
+    #[serde(skip_serializing_if = "is_none_or_empty")]
+    pub out_trade_no: Option<String>,
+    #[serde(skip_serializing_if = "is_none_or_empty")]
+    pub trade_no: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_options: Option<Vec<String>>,
+}
+
+impl TradeQuery {
+    pub fn by_out_trade_no(out_trade_no: impl Into<String>) -> Self {
+        Self {
+            out_trade_no: Some(out_trade_no.into()),
+            ..Self::default()
+        }
+    }
+}
+
+/// Success answer of `alipay.trade.query`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct TradeQueryResponse {
+    pub out_trade_no: Option<String>,
+    pub trade_no: Option<String>,
+    pub trade_status: Option<TradeStatus>,
+    pub total_amount: Option<Money>,
+    pub buyer_pay_amount: Option<Money>,
+    pub receipt_amount: Option<Money>,
+    pub invoice_amount: Option<Money>,
+    pub point_amount: Option<Money>,
+    pub send_pay_date: Option<String>,
+    pub buyer_logon_id: Option<String>,
+    pub buyer_user_id: Option<String>,
+    pub subject: Option<String>,
+}
+
+impl ApiRequest for TradeQuery {
+    const METHOD: &'static str = "alipay.trade.query";
+    type Response = TradeQueryResponse;
+    fn out_trade_no(&self) -> Option<&str> {
+        self.out_trade_no.as_deref()
+    }
+}
+
+/// `alipay.trade.refund`.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct TradeRefund {
+    pub out_trade_no: String,
+    pub refund_amount: Amount,
+    /// Required for partial refunds; the same number on every retry of one refund.
+    #[serde(skip_serializing_if = "is_none_or_empty")]
+    pub out_request_no: Option<String>,
+    #[serde(skip_serializing_if = "is_none_or_empty")]
+    pub refund_reason: Option<String>,
+}
+
+/// Success answer of `alipay.trade.refund`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct TradeRefundResponse {
+    pub out_trade_no: Option<String>,
+    pub trade_no: Option<String>,
+    /// `Y` when this call moved money; `N` for an idempotent repeat (confirm with a refund query).
+    pub fund_change: Option<String>,
+    /// Cumulative amount refunded on the trade.
+    pub refund_fee: Option<Money>,
+    pub gmt_refund_pay: Option<String>,
+    pub send_back_fee: Option<Money>,
+    pub buyer_logon_id: Option<String>,
+    pub buyer_user_id: Option<String>,
+}
+
+impl TradeRefundResponse {
+    /// Money moved in this call (`fund_change` = `Y`).
+    pub fn fund_changed(&self) -> bool {
+        self.fund_change.as_deref() == Some("Y")
+    }
+}
+
+impl ApiRequest for TradeRefund {
+    const METHOD: &'static str = "alipay.trade.refund";
+    type Response = TradeRefundResponse;
+    fn out_trade_no(&self) -> Option<&str> {
+        Some(&self.out_trade_no)
+    }
+}
+
+/// `alipay.trade.fastpay.refund.query`.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct RefundQuery {
+    pub out_trade_no: String,
+    pub out_request_no: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_options: Option<Vec<String>>,
+}
+
+/// Success answer of `alipay.trade.fastpay.refund.query` (`code` 10000 only means the query ran).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct RefundQueryResponse {
+    pub out_request_no: Option<String>,
+    pub out_trade_no: Option<String>,
+    pub trade_no: Option<String>,
+    pub refund_amount: Option<Money>,
+    pub total_amount: Option<Money>,
+    pub refund_status: Option<String>,
+    pub refund_reason: Option<String>,
+    pub gmt_refund_pay: Option<String>,
+}
+
+impl RefundQueryResponse {
+    /// The refund went through: `refund_status` is `REFUND_SUCCESS`, or (older answers without
+    /// `refund_status`) the refund's fields are present.
+    pub fn refund_succeeded(&self) -> bool {
+        match self.refund_status.as_deref() {
+            Some(status) => status == "REFUND_SUCCESS",
+            None => self.refund_amount.is_some() && self.out_request_no.is_some(),
+        }
+    }
+}
+
+impl ApiRequest for RefundQuery {
+    const METHOD: &'static str = "alipay.trade.fastpay.refund.query";
+    type Response = RefundQueryResponse;
+    fn out_trade_no(&self) -> Option<&str> {
+        Some(&self.out_trade_no)
+    }
+}
+
+/// `alipay.trade.close`.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct TradeClose {
+    pub out_trade_no: String,
+}
+
+/// Success answer of `alipay.trade.close`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct TradeCloseResponse {
+    pub out_trade_no: Option<String>,
+    pub trade_no: Option<String>,
+}
+
+impl ApiRequest for TradeClose {
+    const METHOD: &'static str = "alipay.trade.close";
+    type Response = TradeCloseResponse;
+    fn out_trade_no(&self) -> Option<&str> {
+        Some(&self.out_trade_no)
+    }
+}
+
+/// `alipay.trade.precreate`: a QR code the buyer scans with the Alipay app.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct TradePrecreate {
+    pub out_trade_no: String,
+    pub total_amount: Amount,
+    pub subject: String,
+    #[serde(skip_serializing_if = "is_none_or_empty")]
+    pub body: Option<String>,
+    #[serde(skip_serializing_if = "is_none_or_empty")]
+    pub timeout_express: Option<String>,
+}
+
+/// Success answer of `alipay.trade.precreate`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct TradePrecreateResponse {
+    pub out_trade_no: Option<String>,
+    pub qr_code: Option<String>,
+}
+
+impl ApiRequest for TradePrecreate {
+    const METHOD: &'static str = "alipay.trade.precreate";
+    const SENDS_NOTIFY_URL: bool = true;
+    type Response = TradePrecreateResponse;
+    fn out_trade_no(&self) -> Option<&str> {
+        Some(&self.out_trade_no)
+    }
+}
