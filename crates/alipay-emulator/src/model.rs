@@ -1,0 +1,281 @@
+//! The emulator's state: orders (what a payment link or a precreate asked for), the trade each
+//! becomes once the buyer engages, its refunds, and the notifications to deliver. Everything here
+//! is plain data that serialises to the state file; the rules live in `trades.rs`.
+
+use std::collections::BTreeMap;
+
+use alipay_openapi::{Money, PayKind, SignType, TradeStatus};
+use serde::{Deserialize, Serialize};
+
+/// Which product created the order; it decides which states notify (ALIPAY-PROTOCOL §3.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Product {
+    /// `alipay.trade.wap.pay` (`QUICK_WAP_WAY`).
+    Wap,
+    /// `alipay.trade.page.pay` (`FAST_INSTANT_TRADE_PAY`).
+    Page,
+    /// `alipay.trade.precreate` (`FACE_TO_FACE_PAYMENT`, a QR code to scan).
+    Precreate,
+}
+
+impl Product {
+    pub fn from_kind(kind: PayKind) -> Self {
+        match kind {
+            PayKind::Wap => Product::Wap,
+            PayKind::Page => Product::Page,
+        }
+    }
+
+    pub fn method(self) -> &'static str {
+        match self {
+            Product::Wap => "alipay.trade.wap.pay",
+            Product::Page => "alipay.trade.page.pay",
+            Product::Precreate => "alipay.trade.precreate",
+        }
+    }
+
+    pub fn product_code(self) -> &'static str {
+        match self {
+            Product::Wap => "QUICK_WAP_WAY",
+            Product::Page => "FAST_INSTANT_TRADE_PAY",
+            Product::Precreate => "FACE_TO_FACE_PAYMENT",
+        }
+    }
+
+    /// Alipay's defaults: wap notifies `TRADE_SUCCESS`, `TRADE_CLOSED` and `TRADE_FINISHED`;
+    /// page pay only `TRADE_SUCCESS`. Precreate is treated like wap (its docs list the same
+    /// three states).
+    pub fn notifies(self, status: &TradeStatus) -> bool {
+        match self {
+            Product::Page => *status == TradeStatus::TradeSuccess,
+            Product::Wap | Product::Precreate => matches!(
+                status,
+                TradeStatus::TradeSuccess | TradeStatus::TradeClosed | TradeStatus::TradeFinished
+            ),
+        }
+    }
+
+    /// Wap and page links for one `out_trade_no` are the same order opened in two cashiers;
+    /// a precreate is a different product.
+    pub fn same_family(self, other: Product) -> bool {
+        (self == Product::Precreate) == (other == Product::Precreate)
+    }
+}
+
+/// An order as the merchant described it. It exists from the moment a link is opened or a
+/// precreate is answered; the trade exists only once the buyer engages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub app_id: String,
+    pub out_trade_no: String,
+    pub product: Product,
+    pub total_fen: i64,
+    pub subject: String,
+    pub body: Option<String>,
+    /// Echoed in notifications exactly as received.
+    pub passback_params: Option<String>,
+    pub notify_url: Option<String>,
+    pub return_url: Option<String>,
+    /// The algorithm of the request that created the order: notifications and return_url
+    /// queries are signed with it.
+    #[serde(with = "sign_type_text")]
+    pub sign_type: SignType,
+    /// The cashier's URL path token (`/qr/{token}`).
+    pub token: String,
+    /// `yyyy-MM-dd HH:mm:ss`, Beijing.
+    pub created_at: String,
+    pub trade: Option<Trade>,
+}
+
+/// A trade: created when the buyer opens the cashier (scan or login), then paid, refunded,
+/// closed or finished.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trade {
+    pub trade_no: String,
+    pub status: TradeStatus,
+    pub buyer_id: String,
+    pub buyer_logon_id: String,
+    pub gmt_create: String,
+    pub gmt_payment: Option<String>,
+    pub gmt_close: Option<String>,
+    pub refunds: Vec<Refund>,
+}
+
+impl Trade {
+    /// Paid at some point (refunds and closing after payment do not undo that).
+    pub fn was_paid(&self) -> bool {
+        self.gmt_payment.is_some()
+    }
+
+    /// Cumulative refunded amount.
+    pub fn refunded_fen(&self) -> i64 {
+        self.refunds.iter().map(|r| r.amount_fen).sum()
+    }
+}
+
+/// One accepted refund.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refund {
+    pub out_request_no: String,
+    pub amount_fen: i64,
+    pub reason: Option<String>,
+    /// `yyyy-MM-dd HH:mm:ss.SSS`, Beijing: notifications carry this precision in `gmt_refund`;
+    /// the API's `gmt_refund_pay` is its first 19 characters.
+    pub gmt_refund: String,
+}
+
+impl Refund {
+    pub fn gmt_refund_pay(&self) -> &str {
+        self.gmt_refund.get(..19).unwrap_or(&self.gmt_refund)
+    }
+}
+
+/// Where a notification stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    Pending,
+    Delivered,
+    GaveUp,
+}
+
+/// One asynchronous notification and every attempt to deliver it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    pub id: u64,
+    pub app_id: String,
+    pub out_trade_no: String,
+    pub notify_id: String,
+    pub url: String,
+    pub trade_status: String,
+    #[serde(with = "sign_type_text")]
+    pub sign_type: SignType,
+    /// The fields without `notify_time`, `sign_type` and `sign`, which each attempt adds.
+    pub fields: Vec<(String, String)>,
+    pub state: DeliveryState,
+    /// Unix milliseconds of the next attempt (wall clock, so a restart resumes the schedule).
+    pub next_attempt_ms: i64,
+    pub attempts: Vec<Attempt>,
+    pub created_at: String,
+}
+
+/// One delivery attempt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// `yyyy-MM-dd HH:mm:ss`, Beijing; also the `notify_time` that was sent.
+    pub at: String,
+    pub http_status: Option<u16>,
+    /// Transport error, if there was no HTTP answer.
+    pub error: Option<String>,
+    /// The first 200 characters of the answer body.
+    pub body: String,
+    /// HTTP 200 with body exactly `success`.
+    pub success: bool,
+}
+
+/// Everything the emulator keeps; this is the state file's content.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Store {
+    /// `app_id` → `out_trade_no` → order.
+    pub orders: BTreeMap<String, BTreeMap<String, Order>>,
+    pub notifications: Vec<Notification>,
+    /// Numbers trades and notifications.
+    pub seq: u64,
+}
+
+impl Store {
+    pub fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    pub fn order(&self, app_id: &str, out_trade_no: &str) -> Option<&Order> {
+        self.orders.get(app_id)?.get(out_trade_no)
+    }
+
+    pub fn order_mut(&mut self, app_id: &str, out_trade_no: &str) -> Option<&mut Order> {
+        self.orders.get_mut(app_id)?.get_mut(out_trade_no)
+    }
+
+    /// The order whose trade has this `trade_no`.
+    pub fn order_by_trade_no(&self, app_id: &str, trade_no: &str) -> Option<&Order> {
+        self.orders
+            .get(app_id)?
+            .values()
+            .find(|o| o.trade.as_ref().is_some_and(|t| t.trade_no == trade_no))
+    }
+
+    /// `(app_id, out_trade_no)` of the order with this cashier token.
+    pub fn key_by_token(&self, token: &str) -> Option<(String, String)> {
+        self.orders
+            .values()
+            .flat_map(|m| m.values())
+            .find_map(|o| (o.token == token).then(|| (o.app_id.clone(), o.out_trade_no.clone())))
+    }
+
+    /// The notifications of one order, oldest first.
+    pub fn notifications_of<'a>(
+        &'a self,
+        app_id: &'a str,
+        out_trade_no: &'a str,
+    ) -> impl Iterator<Item = &'a Notification> + 'a {
+        self.notifications
+            .iter()
+            .filter(move |n| n.app_id == app_id && n.out_trade_no == out_trade_no)
+    }
+}
+
+/// Amount text with two decimals.
+pub fn yuan(fen: i64) -> String {
+    Money::from_fen(fen).to_string()
+}
+
+/// `SignType` as its parameter text (`RSA2`/`RSA`) in the state file.
+mod sign_type_text {
+    use alipay_openapi::SignType;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &SignType, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(t.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SignType, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notify_rules_per_product() {
+        assert!(Product::Page.notifies(&TradeStatus::TradeSuccess));
+        assert!(!Product::Page.notifies(&TradeStatus::TradeClosed));
+        assert!(!Product::Page.notifies(&TradeStatus::TradeFinished));
+        for p in [Product::Wap, Product::Precreate] {
+            assert!(p.notifies(&TradeStatus::TradeSuccess));
+            assert!(p.notifies(&TradeStatus::TradeClosed));
+            assert!(p.notifies(&TradeStatus::TradeFinished));
+            assert!(!p.notifies(&TradeStatus::WaitBuyerPay));
+        }
+        assert!(Product::Wap.same_family(Product::Page));
+        assert!(!Product::Wap.same_family(Product::Precreate));
+    }
+
+    #[test]
+    fn refund_pay_time_drops_milliseconds() {
+        let r = Refund {
+            out_request_no: "R".into(),
+            amount_fen: 1,
+            reason: None,
+            gmt_refund: "2026-11-25 10:20:30.123".into(),
+        };
+        assert_eq!(r.gmt_refund_pay(), "2026-11-25 10:20:30");
+        assert_eq!(yuan(1), "0.01");
+        assert_eq!(yuan(12345), "123.45");
+    }
+}

@@ -1,0 +1,103 @@
+//! What every handler and the notifier share: configuration, the store behind one lock, the
+//! request log, the faults, and the signals between them.
+//!
+//! The store lock is a plain `std::sync::Mutex`: it is never held across an `.await`, and the
+//! state file is written while it is held so that saves happen in the order of the changes.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use alipay_openapi::PrivateKey;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AppConfig;
+use crate::faults::Faults;
+use crate::model::Store;
+use crate::persist::StateFile;
+use crate::requests::RequestLog;
+
+pub struct Shared {
+    pub platform_key: PrivateKey,
+    pub apps: HashMap<String, AppConfig>,
+    pub notify_retry: Vec<Duration>,
+    pub timestamp_skew: Option<Duration>,
+    pub notify_timeout: Duration,
+    /// `http://127.0.0.1:PORT`, for URLs the emulator hands out (qr_code, cashier).
+    pub base_url: String,
+    store: Mutex<Store>,
+    state_file: Option<StateFile>,
+    pub requests: Mutex<RequestLog>,
+    pub faults: Mutex<Faults>,
+    /// Wakes the notifier when a notification is queued.
+    pub notifier_wake: Notify,
+    /// Cancelled on shutdown: the server stops accepting, held answers are released, the
+    /// notifier stops.
+    pub shutdown: CancellationToken,
+    /// The key of the `wrong_key` fault, made on first use (key generation takes a moment).
+    wrong_key: OnceLock<Option<PrivateKey>>,
+}
+
+/// Lock a mutex even if a panicking thread poisoned it: the data is plain and stays usable.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Shared {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        platform_key: PrivateKey,
+        apps: HashMap<String, AppConfig>,
+        notify_retry: Vec<Duration>,
+        timestamp_skew: Option<Duration>,
+        notify_timeout: Duration,
+        base_url: String,
+        store: Store,
+        state_file: Option<StateFile>,
+    ) -> Self {
+        Self {
+            platform_key,
+            apps,
+            notify_retry,
+            timestamp_skew,
+            notify_timeout,
+            base_url,
+            store: Mutex::new(store),
+            state_file,
+            requests: Mutex::new(RequestLog::default()),
+            faults: Mutex::new(Faults::default()),
+            notifier_wake: Notify::new(),
+            shutdown: CancellationToken::new(),
+            wrong_key: OnceLock::new(),
+        }
+    }
+
+    /// Read the store.
+    pub fn read<R>(&self, f: impl FnOnce(&Store) -> R) -> R {
+        f(&lock(&self.store))
+    }
+
+    /// Change the store, save it (when persisted) and wake the notifier. A failed save is logged
+    /// and the emulator keeps serving from memory.
+    pub fn mutate<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
+        let result = {
+            let mut store = lock(&self.store);
+            let result = f(&mut store);
+            if let Some(file) = &self.state_file
+                && let Err(e) = file.save(&store)
+            {
+                tracing::error!("{e}");
+            }
+            result
+        };
+        self.notifier_wake.notify_one();
+        result
+    }
+
+    pub fn wrong_key(&self) -> Option<PrivateKey> {
+        self.wrong_key
+            .get_or_init(|| PrivateKey::generate().ok())
+            .clone()
+    }
+}
