@@ -1,0 +1,339 @@
+//! Configuration from the environment: the reference server's `AP_*` variables plus ours. Every
+//! value is checked at start-up; a bad one stops the server with one line naming the variable and
+//! what would be valid. Keys are parsed here, once.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use alipay_openapi::{PrivateKey, PublicKey, SignType};
+
+use crate::tools::ToolKind;
+
+/// Which gateway the server talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Env {
+    Prod,
+    Sandbox,
+    /// The embedded emulator: no merchant account, no real money.
+    Local,
+}
+
+impl Env {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Env::Prod => "prod",
+            Env::Sandbox => "sandbox",
+            Env::Local => "local",
+        }
+    }
+}
+
+/// Credentials of a real Alipay application (prod or sandbox).
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    pub app_id: String,
+    pub app_key: PrivateKey,
+    pub alipay_public_key: PublicKey,
+}
+
+/// Everything the server needs, validated.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub env: Env,
+    /// `None` in local mode (keys live in the data dir).
+    pub credentials: Option<Credentials>,
+    /// `AP_APP_ID` in local mode, if the user set one.
+    pub local_app_id: Option<String>,
+    pub sign_type: SignType,
+    pub return_url: Option<String>,
+    pub notify_url: Option<String>,
+    pub app_auth_token: Option<String>,
+    pub gateway_url: Option<String>,
+    pub timeout: Duration,
+    pub tools: Vec<ToolKind>,
+    pub log_enabled: bool,
+    pub log_file: PathBuf,
+    pub data_dir: PathBuf,
+    pub local_port: u16,
+}
+
+/// A configuration error: one line, naming the variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Read the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(&std::env::vars().collect())
+    }
+
+    /// Read a given environment (tests).
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        // Whitespace around a value is a copy-paste accident, never meaning.
+        let get = |name: &str| {
+            vars.get(name)
+                .map(|v| v.trim())
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
+        let app_id = get("AP_APP_ID");
+        let env = match get("AP_CURRENT_ENV").as_deref() {
+            None if app_id.is_some() => Env::Prod,
+            None => Env::Local,
+            Some("prod") | Some("production") => Env::Prod,
+            Some("sandbox") => Env::Sandbox,
+            Some("local") => Env::Local,
+            Some(other) => {
+                return Err(err(
+                    "AP_CURRENT_ENV",
+                    format!("unknown environment {other:?}; valid: prod, sandbox, local"),
+                ));
+            }
+        };
+        let sign_type = match get("AP_ENCRYPTION_ALGO").as_deref() {
+            None | Some("RSA2") => SignType::Rsa2,
+            Some("RSA") => SignType::Rsa,
+            Some(other) => {
+                return Err(err(
+                    "AP_ENCRYPTION_ALGO",
+                    format!(
+                        "unknown algorithm {other:?}; valid: RSA2 (SHA256withRSA, recommended) or RSA (SHA1withRSA)"
+                    ),
+                ));
+            }
+        };
+        let credentials = match env {
+            Env::Local => None,
+            Env::Prod | Env::Sandbox => {
+                let which = env.as_str();
+                let app_id = app_id.clone().ok_or_else(|| {
+                    err("AP_APP_ID", format!("required for AP_CURRENT_ENV={which} (unset AP_CURRENT_ENV and AP_APP_ID to run locally without an account)"))
+                })?;
+                if !app_id.bytes().all(|b| b.is_ascii_digit()) || app_id.len() > 32 {
+                    return Err(err(
+                        "AP_APP_ID",
+                        format!(
+                            "{app_id:?} is not an Alipay APPID (digits only, e.g. 2021000000000001)"
+                        ),
+                    ));
+                }
+                let app_key_text = get("AP_APP_KEY").ok_or_else(|| {
+                    err("AP_APP_KEY", "required: the application private key (bare Base64 or PEM, or a file path)")
+                })?;
+                let pub_key_text = get("AP_PUB_KEY").ok_or_else(|| {
+                    err("AP_PUB_KEY", "required: the Alipay public key from the open platform console (not your app's public key)")
+                })?;
+                let app_key = PrivateKey::load("application private key", &app_key_text)
+                    .map_err(|e| err("AP_APP_KEY", e.problem.to_string()))?;
+                let alipay_public_key = PublicKey::load("Alipay public key", &pub_key_text)
+                    .map_err(|e| err("AP_PUB_KEY", e.problem.to_string()))?;
+                Some(Credentials {
+                    app_id,
+                    app_key,
+                    alipay_public_key,
+                })
+            }
+        };
+        let url = |name: &'static str| -> Result<Option<String>, ConfigError> {
+            match get(name) {
+                None => Ok(None),
+                Some(u) if u.starts_with("https://") || u.starts_with("http://") => {
+                    if u.len() > 256 {
+                        Err(err(name, "longer than Alipay's 256-character limit"))
+                    } else if u.contains(char::is_whitespace) {
+                        Err(err(name, "must not contain spaces"))
+                    } else {
+                        Ok(Some(u))
+                    }
+                }
+                Some(u) => Err(err(name, format!("{u:?} is not an http(s) URL"))),
+            }
+        };
+        let timeout_ms = match get("AP_TIMEOUT_MS") {
+            None => 5000,
+            Some(v) => match v.parse::<u64>() {
+                Ok(ms) if (100..=120_000).contains(&ms) => ms,
+                _ => {
+                    return Err(err(
+                        "AP_TIMEOUT_MS",
+                        format!("{v:?} is not a number of milliseconds between 100 and 120000"),
+                    ));
+                }
+            },
+        };
+        let log_enabled = match get("AP_LOG_ENABLED").as_deref() {
+            None => true,
+            Some(v) => parse_bool(v)
+                .ok_or_else(|| err("AP_LOG_ENABLED", format!("{v:?} is not true or false")))?,
+        };
+        let home = get("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let local_port = match get("AP_LOCAL_PORT") {
+            None => 8765,
+            Some(v) => v.parse::<u16>().map_err(|_| {
+                err(
+                    "AP_LOCAL_PORT",
+                    format!("{v:?} is not a port number (0-65535; 0 picks a free port)"),
+                )
+            })?,
+        };
+        let tools = ToolKind::select(get("AP_SELECT_TOOLS").as_deref().unwrap_or("all"))
+            .map_err(|m| err("AP_SELECT_TOOLS", m))?;
+        Ok(Self {
+            env,
+            local_app_id: if env == Env::Local { app_id } else { None },
+            credentials,
+            sign_type,
+            return_url: url("AP_RETURN_URL")?,
+            notify_url: url("AP_NOTIFY_URL")?,
+            app_auth_token: get("AP_INVOKE_AUTH_TOKEN"),
+            gateway_url: url("AP_GATEWAY_URL")?,
+            timeout: Duration::from_millis(timeout_ms),
+            tools,
+            log_enabled,
+            log_file: get("AP_LOG_FILE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| home.join("mcp-server-alipay.log")),
+            data_dir: get("AP_DATA_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| home.join(".mcp-server-alipay")),
+            local_port,
+        })
+    }
+
+    /// The gateway of a real environment (`AP_GATEWAY_URL` overrides).
+    pub fn remote_gateway(&self) -> String {
+        match (&self.gateway_url, self.env) {
+            (Some(url), _) => url.clone(),
+            (None, Env::Sandbox) => alipay_openapi::SANDBOX_GATEWAY.to_string(),
+            (None, _) => alipay_openapi::PROD_GATEWAY.to_string(),
+        }
+    }
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEYS: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../testdata/alipay-vectors/keys/"
+    );
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn prod() -> Vec<(&'static str, String)> {
+        vec![
+            ("AP_APP_ID", "2021000000000001".to_string()),
+            (
+                "AP_APP_KEY",
+                std::fs::read_to_string(format!("{KEYS}app-private-pkcs8.b64")).unwrap(),
+            ),
+            (
+                "AP_PUB_KEY",
+                std::fs::read_to_string(format!("{KEYS}alipay-public-spki.b64")).unwrap(),
+            ),
+        ]
+    }
+
+    fn with(extra: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut v: HashMap<String, String> = prod()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        for (k, val) in extra {
+            v.insert(k.to_string(), val.to_string());
+        }
+        Config::from_vars(&v)
+    }
+
+    #[test]
+    fn defaults() {
+        let local = Config::from_vars(&vars(&[("HOME", "/h")])).unwrap();
+        assert_eq!(local.env, Env::Local);
+        assert_eq!(local.sign_type, SignType::Rsa2);
+        assert_eq!(local.timeout, Duration::from_secs(5));
+        assert_eq!(local.log_file, PathBuf::from("/h/mcp-server-alipay.log"));
+        assert_eq!(local.data_dir, PathBuf::from("/h/.mcp-server-alipay"));
+        assert_eq!(local.local_port, 8765);
+        assert!(local.log_enabled);
+        assert_eq!(local.tools.len(), ToolKind::ALL.len());
+        let prod = with(&[]).unwrap();
+        assert_eq!(prod.env, Env::Prod);
+        assert_eq!(prod.remote_gateway(), alipay_openapi::PROD_GATEWAY);
+        assert_eq!(
+            with(&[("AP_CURRENT_ENV", "sandbox")])
+                .unwrap()
+                .remote_gateway(),
+            alipay_openapi::SANDBOX_GATEWAY
+        );
+        assert_eq!(
+            with(&[("AP_CURRENT_ENV", "local")]).unwrap().env,
+            Env::Local
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let var = |e: Result<Config, ConfigError>| e.unwrap_err().var;
+        assert_eq!(
+            var(with(&[("AP_CURRENT_ENV", "staging")])),
+            "AP_CURRENT_ENV"
+        );
+        assert_eq!(
+            var(with(&[("AP_ENCRYPTION_ALGO", "SHA1")])),
+            "AP_ENCRYPTION_ALGO"
+        );
+        assert_eq!(
+            var(with(&[("AP_APP_KEY", "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC")])),
+            "AP_APP_KEY"
+        );
+        assert_eq!(var(with(&[("AP_PUB_KEY", "garbage!")])), "AP_PUB_KEY");
+        assert_eq!(var(with(&[("AP_TIMEOUT_MS", "5s")])), "AP_TIMEOUT_MS");
+        assert_eq!(var(with(&[("AP_LOG_ENABLED", "maybe")])), "AP_LOG_ENABLED");
+        assert_eq!(var(with(&[("AP_LOCAL_PORT", "99999")])), "AP_LOCAL_PORT");
+        assert_eq!(var(with(&[("AP_NOTIFY_URL", "ftp://x")])), "AP_NOTIFY_URL");
+        assert_eq!(
+            var(with(&[("AP_SELECT_TOOLS", "mobilePay,nope")])),
+            "AP_SELECT_TOOLS"
+        );
+        assert_eq!(var(with(&[("AP_APP_ID", "abc")])), "AP_APP_ID");
+        let only_id = Config::from_vars(&vars(&[("AP_APP_ID", "2021000000000001")]));
+        assert_eq!(var(only_id), "AP_APP_KEY");
+        let sandbox_no_id = Config::from_vars(&vars(&[("AP_CURRENT_ENV", "sandbox")]));
+        assert_eq!(var(sandbox_no_id), "AP_APP_ID");
+        // The app's own private key given as AP_PUB_KEY is named for what it is.
+        let e = with(&[(
+            "AP_PUB_KEY",
+            &std::fs::read_to_string(format!("{KEYS}app-private-pkcs8.b64")).unwrap(),
+        )])
+        .unwrap_err();
+        assert!(e.to_string().contains("private key"), "{e}");
+    }
+}

@@ -1,0 +1,123 @@
+//! `mcp-server-alipay doctor`: check the configuration the way a new user needs, one line per
+//! check, each failure with its fix. Exit status 1 when anything failed.
+
+use alipay_openapi::Error;
+
+use crate::app::App;
+use crate::config::{Config, Env};
+use crate::tools::outcome::{advice, alipay_message};
+
+struct Report {
+    failed: bool,
+}
+
+impl Report {
+    fn ok(&mut self, what: &str) {
+        println!("[ok]   {what}"); // stdout-ok: doctor is a CLI command, not the MCP channel
+    }
+
+    fn fail(&mut self, what: &str, fix: &str) {
+        self.failed = true;
+        println!("[FAIL] {what}\n       fix: {fix}"); // stdout-ok
+    }
+}
+
+pub async fn run() -> std::process::ExitCode {
+    let mut report = Report { failed: false };
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            report.fail(
+                &e.to_string(),
+                "set the variable as the line says, then run doctor again",
+            );
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    report.ok(&format!(
+        "configuration: AP_CURRENT_ENV={}, sign type {}, {} tool(s) selected",
+        config.env.as_str(),
+        config.sign_type,
+        config.tools.len()
+    ));
+    if let Some(creds) = &config.credentials {
+        report.ok(&format!(
+            "AP_APP_KEY parses: application private key, RSA-{}",
+            creds.app_key.bits()
+        ));
+        report.ok(&format!(
+            "AP_PUB_KEY parses: public key, RSA-{}",
+            creds.alipay_public_key.bits()
+        ));
+        if creds.app_key.public_key() == &creds.alipay_public_key {
+            report.fail(
+                "AP_PUB_KEY is your application's own public key (derived from AP_APP_KEY), not the Alipay public key",
+                "in the Alipay open platform console, under 接口加签方式, copy the 支付宝公钥 (Alipay public key), not the 应用公钥, into AP_PUB_KEY",
+            );
+        } else {
+            report.ok("AP_PUB_KEY is not the application's own public key");
+        }
+    } else {
+        report.ok("local mode: keys are created and kept in AP_DATA_DIR/local");
+    }
+
+    let app = match App::start(config).await {
+        Ok(app) => app,
+        Err(e) => {
+            report.fail(
+                &e,
+                "see the message; in local mode check AP_DATA_DIR and AP_LOCAL_PORT",
+            );
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let gateway = app.client.config().gateway_url.clone();
+    let probe_order = format!("doctor{}", chrono::Utc::now().timestamp_millis());
+    let biz = serde_json::json!({ "out_trade_no": probe_order }).to_string();
+    match app.client.execute_raw("alipay.trade.query", &biz, false).await {
+        Ok(answer) => {
+            let sub_code = answer.body.get("sub_code").and_then(|v| v.as_str()).unwrap_or_default();
+            if answer.code() == "10000" || sub_code == "ACQ.TRADE_NOT_EXIST" {
+                report.ok(&format!(
+                    "{gateway} answered a signed alipay.trade.query for a made-up order ({}), and its signature verifies with AP_PUB_KEY",
+                    if sub_code.is_empty() { "10000" } else { sub_code }
+                ));
+            } else {
+                let g = match answer.into_result::<serde_json::Value>() {
+                    Err(Error::Business(g)) => g,
+                    _ => unreachable_gateway_error(),
+                };
+                report.fail(&format!("{gateway} refused the signed request: {}", alipay_message(&g)), advice(&g));
+            }
+        }
+        Err(Error::Response(e)) => report.fail(
+            &format!("{gateway} answered, but {e}"),
+            if app.config.env == Env::Local {
+                "delete AP_DATA_DIR/local to recreate the local keys"
+            } else {
+                "copy the 支付宝公钥 (Alipay public key) of this app from the console into AP_PUB_KEY; check AP_CURRENT_ENV (sandbox and prod keys differ)"
+            },
+        ),
+        Err(e) => report.fail(
+            &format!("cannot complete a request to {gateway}: {e}"),
+            "check the network, AP_CURRENT_ENV and AP_GATEWAY_URL",
+        ),
+    }
+    app.shutdown().await;
+    if report.failed {
+        std::process::ExitCode::FAILURE
+    } else {
+        std::process::ExitCode::SUCCESS
+    }
+}
+
+/// `into_result` on a non-success code always yields a business error; this keeps the match total.
+fn unreachable_gateway_error() -> Box<alipay_openapi::GatewayError> {
+    Box::new(alipay_openapi::GatewayError {
+        code: String::new(),
+        msg: "unexpected answer".into(),
+        sub_code: None,
+        sub_msg: None,
+        body: serde_json::Value::Null,
+    })
+}

@@ -1,0 +1,123 @@
+//! `mcp-server-alipay`: the MCP server (stdio), plus `emulator`, `doctor` and `keygen`.
+//! This file only wires the pieces together.
+
+mod app;
+mod config;
+mod doctor;
+mod keygen;
+mod local;
+mod logging;
+mod mcp;
+mod qr;
+mod tools;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use rmcp::ServiceExt as _;
+
+#[derive(Parser)]
+#[command(
+    name = "mcp-server-alipay",
+    version,
+    about = "An MCP server for Alipay payments (drop-in for @alipay/mcp-server-alipay); configured by AP_* environment variables"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve MCP on stdio (the default).
+    Serve,
+    /// Run the offline Alipay gateway on its own (same flags as `alipay-emulator`).
+    Emulator(alipay_emulator::cli::EmulatorArgs),
+    /// Check the configuration: keys, the Alipay public key, a signed round trip to the gateway.
+    Doctor,
+    /// Make an RSA-2048 application key pair for the Alipay console.
+    Keygen(keygen::KeygenArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mcp-server-alipay: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => runtime.block_on(serve()),
+        Command::Emulator(args) => runtime.block_on(alipay_emulator::cli::run(args)),
+        Command::Doctor => runtime.block_on(doctor::run()),
+        Command::Keygen(args) => keygen::run(&args),
+    }
+}
+
+async fn serve() -> ExitCode {
+    let config = match config::Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mcp-server-alipay: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(warning) = logging::init(&config) {
+        eprintln!("mcp-server-alipay: {warning}");
+    }
+    let app = match app::App::start(config).await {
+        Ok(app) => Arc::new(app),
+        Err(e) => {
+            eprintln!("mcp-server-alipay: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        env = app.config.env.as_str(),
+        tools = app.config.tools.len(),
+        "serving MCP on stdio"
+    );
+    let code = match mcp::AlipayMcp::new(app.clone())
+        .serve(rmcp::transport::stdio())
+        .await
+    {
+        Ok(running) => {
+            tokio::select! {
+                _ = running.waiting() => ExitCode::SUCCESS,
+                _ = terminated() => ExitCode::SUCCESS,
+            }
+        }
+        Err(e) => {
+            eprintln!("mcp-server-alipay: MCP handshake failed: {e}");
+            ExitCode::FAILURE
+        }
+    };
+    if let Ok(app) = Arc::try_unwrap(app) {
+        app.shutdown().await;
+    }
+    code
+}
+
+/// SIGTERM or SIGINT.
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

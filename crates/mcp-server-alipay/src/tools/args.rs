@@ -1,0 +1,318 @@
+//! Tool arguments, checked before anything is signed or sent. Each error names the field and the
+//! rule; nothing reaches the gateway unless every argument passed.
+
+use std::fmt;
+
+use alipay_openapi::Amount;
+use serde_json::{Map, Value};
+
+/// A rejected argument.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArgError {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ArgError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+fn fail(field: &str, message: impl Into<String>) -> ArgError {
+    ArgError {
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Longest order / request number Alipay accepts.
+pub const MAX_NO_LEN: usize = 64;
+/// Longest order title (`subject`) Alipay accepts.
+pub const MAX_TITLE_CHARS: usize = 256;
+
+/// A short, safe rendering of what the caller sent, for error messages.
+fn shown(value: &Value) -> String {
+    let text = value.to_string();
+    if text.chars().count() > 40 {
+        let head: String = text.chars().take(37).collect();
+        format!("{head}… ({} characters)", text.chars().count())
+    } else {
+        text
+    }
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The raw arguments of one call, with the fields the tool accepts.
+pub struct RawArgs<'a> {
+    map: &'a Map<String, Value>,
+}
+
+impl<'a> RawArgs<'a> {
+    /// Refuse fields the tool does not take (a typo such as `amount` must not be ignored silently).
+    pub fn new(map: &'a Map<String, Value>, accepted: &[&str]) -> Result<Self, ArgError> {
+        if let Some(unknown) = map.keys().find(|k| !accepted.contains(&k.as_str())) {
+            let name: String = unknown.chars().take(40).collect();
+            return Err(fail(
+                &name,
+                format!("unknown argument; this tool takes {}", accepted.join(", ")),
+            ));
+        }
+        Ok(Self { map })
+    }
+
+    fn required(&self, field: &str) -> Result<&'a Value, ArgError> {
+        match self.map.get(field) {
+            None | Some(Value::Null) => Err(fail(field, "is required")),
+            Some(v) => Ok(v),
+        }
+    }
+
+    fn string(&self, field: &str) -> Result<Option<&'a str>, ArgError> {
+        match self.map.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(fail(
+                field,
+                format!("must be a string, got {}", kind_of(other)),
+            )),
+        }
+    }
+
+    /// A merchant order or refund request number: 1–64 letters, digits, `_` or `-`.
+    pub fn number(&self, field: &str) -> Result<String, ArgError> {
+        let value = self.required(field)?;
+        let text = self
+            .string(field)?
+            .ok_or_else(|| fail(field, "is required"))?;
+        let rule = "must be 1-64 characters of letters, digits, '_' or '-' (Alipay's merchant number rule)";
+        if text.is_empty()
+            || text.len() > MAX_NO_LEN
+            || !text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(fail(field, format!("{rule}, got {}", shown(value))));
+        }
+        Ok(text.to_string())
+    }
+
+    /// A yuan amount, number or string: ≥ 0.01, ≤ 100,000,000.00, at most two decimals.
+    pub fn amount(&self, field: &str) -> Result<Amount, ArgError> {
+        let value = self.required(field)?;
+        Amount::from_json(value).map_err(|e| fail(field, e.to_string()))
+    }
+
+    /// Text shown to people (order title, refund reason): 1–`max` characters, no control or
+    /// bidirectional-override characters (they hide or reorder what a buyer reads).
+    pub fn text(&self, field: &str, max: usize) -> Result<Option<String>, ArgError> {
+        let Some(text) = self.string(field)? else {
+            return Ok(None);
+        };
+        let count = text.chars().count();
+        if text.trim().is_empty() {
+            return Err(fail(field, "must not be empty"));
+        }
+        if count > max {
+            return Err(fail(
+                field,
+                format!("must be at most {max} characters, got {count}"),
+            ));
+        }
+        if let Some(c) = text.chars().find(|c| is_hidden_char(*c)) {
+            return Err(fail(
+                field,
+                format!(
+                    "must not contain control or bidirectional characters, found U+{:04X}",
+                    c as u32
+                ),
+            ));
+        }
+        Ok(Some(text.to_string()))
+    }
+
+    pub fn required_text(&self, field: &str, max: usize) -> Result<String, ArgError> {
+        self.required(field)?;
+        self.text(field, max)?
+            .ok_or_else(|| fail(field, "is required"))
+    }
+}
+
+fn is_hidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// `create-*-payment`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PayArgs {
+    pub out_trade_no: String,
+    pub total_amount: Amount,
+    pub order_title: String,
+}
+
+impl PayArgs {
+    pub const FIELDS: [&'static str; 3] = ["outTradeNo", "totalAmount", "orderTitle"];
+
+    pub fn parse(map: &Map<String, Value>) -> Result<Self, ArgError> {
+        let args = RawArgs::new(map, &Self::FIELDS)?;
+        Ok(Self {
+            out_trade_no: args.number("outTradeNo")?,
+            total_amount: args.amount("totalAmount")?,
+            order_title: args.required_text("orderTitle", MAX_TITLE_CHARS)?,
+        })
+    }
+}
+
+/// `query-alipay-payment`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryArgs {
+    pub out_trade_no: String,
+}
+
+impl QueryArgs {
+    pub fn parse(map: &Map<String, Value>) -> Result<Self, ArgError> {
+        let args = RawArgs::new(map, &["outTradeNo"])?;
+        Ok(Self {
+            out_trade_no: args.number("outTradeNo")?,
+        })
+    }
+}
+
+/// `refund-alipay-payment`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefundArgs {
+    pub out_trade_no: String,
+    pub refund_amount: Amount,
+    pub out_request_no: String,
+    pub refund_reason: Option<String>,
+}
+
+impl RefundArgs {
+    pub fn parse(map: &Map<String, Value>) -> Result<Self, ArgError> {
+        let args = RawArgs::new(
+            map,
+            &["outTradeNo", "refundAmount", "outRequestNo", "refundReason"],
+        )?;
+        Ok(Self {
+            out_trade_no: args.number("outTradeNo")?,
+            refund_amount: args.amount("refundAmount")?,
+            out_request_no: args.number("outRequestNo")?,
+            refund_reason: args.text("refundReason", MAX_TITLE_CHARS)?,
+        })
+    }
+}
+
+/// `query-alipay-refund`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefundQueryArgs {
+    pub out_trade_no: String,
+    pub out_request_no: String,
+}
+
+impl RefundQueryArgs {
+    pub fn parse(map: &Map<String, Value>) -> Result<Self, ArgError> {
+        let args = RawArgs::new(map, &["outRequestNo", "outTradeNo"])?;
+        Ok(Self {
+            out_request_no: args.number("outRequestNo")?,
+            out_trade_no: args.number("outTradeNo")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pay(v: Value) -> Result<PayArgs, ArgError> {
+        PayArgs::parse(v.as_object().unwrap())
+    }
+
+    #[test]
+    fn valid_and_odd_but_valid() {
+        let p = pay(
+            json!({"outTradeNo":"A-1_b","totalAmount":"88.8","orderTitle":"夏日 & 诗歌 🎨 <3"}),
+        )
+        .unwrap();
+        assert_eq!(p.total_amount.to_string(), "88.80");
+        assert_eq!(p.order_title, "夏日 & 诗歌 🎨 <3");
+    }
+
+    #[test]
+    fn each_error_names_its_field() {
+        let field = |v: Value| pay(v).unwrap_err().field;
+        assert_eq!(
+            field(json!({"outTradeNo":"A","totalAmount":0.001,"orderTitle":"t"})),
+            "totalAmount"
+        );
+        assert_eq!(
+            field(json!({"outTradeNo":"A","totalAmount":-1,"orderTitle":"t"})),
+            "totalAmount"
+        );
+        assert_eq!(
+            field(json!({"outTradeNo":"A","totalAmount":"abc","orderTitle":"t"})),
+            "totalAmount"
+        );
+        assert_eq!(
+            field(json!({"outTradeNo":"A","totalAmount":1e9,"orderTitle":"t"})),
+            "totalAmount"
+        );
+        assert_eq!(
+            field(json!({"outTradeNo":"A".repeat(65),"totalAmount":1,"orderTitle":"t"})),
+            "outTradeNo"
+        );
+        assert_eq!(
+            field(json!({"outTradeNo":"A B","totalAmount":1,"orderTitle":"t"})),
+            "outTradeNo"
+        );
+        assert_eq!(
+            field(json!({"outTradeNo":5,"totalAmount":1,"orderTitle":"t"})),
+            "outTradeNo"
+        );
+        assert_eq!(
+            field(json!({"totalAmount":1,"orderTitle":"t"})),
+            "outTradeNo"
+        );
+        assert_eq!(
+            field(json!({"outTradeNo":"A","orderTitle":"t"})),
+            "totalAmount"
+        );
+        assert_eq!(
+            field(json!({"outTradeNo":"A","totalAmount":1})),
+            "orderTitle"
+        );
+        assert_eq!(
+            field(json!({"outTradeNo":"A","totalAmount":1,"orderTitle":"x".repeat(257)})),
+            "orderTitle"
+        );
+        assert_eq!(
+            field(json!({"outTradeNo":"A","totalAmount":1,"orderTitle":"a\u{0}b"})),
+            "orderTitle"
+        );
+        assert_eq!(
+            field(json!({"outTradeNo":"A","totalAmount":1,"orderTitle":"a\u{202E}b"})),
+            "orderTitle"
+        );
+        assert_eq!(
+            field(json!({"outTradeNo":"A","totalAmount":1,"orderTitle":"t","amount":1})),
+            "amount"
+        );
+        let e = pay(json!({"outTradeNo":"x".repeat(10_000),"totalAmount":1,"orderTitle":"t"}))
+            .unwrap_err();
+        assert!(
+            e.to_string().len() < 300,
+            "long input is not echoed whole: {e}"
+        );
+    }
+}

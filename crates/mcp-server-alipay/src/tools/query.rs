@@ -1,0 +1,81 @@
+//! `query-alipay-payment`.
+
+use alipay_openapi::{Error, TradeQuery};
+use serde_json::{Map, Value, json};
+
+use crate::app::App;
+use crate::tools::ToolKind;
+use crate::tools::args::QueryArgs;
+use crate::tools::outcome::{ToolOutcome, advice, alipay_message, error_json, transport_message};
+
+pub async fn query_payment(app: &App, raw: &Map<String, Value>) -> ToolOutcome {
+    let tool = ToolKind::QueryPay.name();
+    let args = match QueryArgs::parse(raw) {
+        Ok(a) => a,
+        Err(e) => return ToolOutcome::bad_argument(tool, &e),
+    };
+    let no = &args.out_trade_no;
+    let result = app
+        .client
+        .execute(&TradeQuery::by_out_trade_no(no.as_str()))
+        .await;
+    tracing::info!(tool, out_trade_no = %no, ok = result.is_ok(), "queried");
+    match result {
+        Ok(q) => {
+            let status = q.trade_status.as_ref().map(|s| s.as_str().to_string());
+            let total = q.total_amount.map(|m| m.to_string());
+            ToolOutcome::ok(
+                format!(
+                    "交易状态: {}, 交易金额: {}, 支付宝交易号: {}",
+                    status.as_deref().unwrap_or(""),
+                    total.as_deref().unwrap_or(""),
+                    q.trade_no.as_deref().unwrap_or("")
+                ),
+                json!({
+                    "outTradeNo": no,
+                    "tradeStatus": status,
+                    "paid": q.trade_status.as_ref().is_some_and(|s| s.is_paid()),
+                    "totalAmount": total,
+                    "buyerPayAmount": q.buyer_pay_amount.map(|m| m.to_string()),
+                    "tradeNo": q.trade_no,
+                    "sendPayDate": q.send_pay_date,
+                    "awaitingBuyer": false,
+                }),
+            )
+        }
+        Err(Error::Business(g))
+            if g.sub_code.as_deref() == Some("ACQ.TRADE_NOT_EXIST") && app.knows_order(no) =>
+        {
+            // Alipay creates the trade only when the buyer opens the link: not an error.
+            ToolOutcome::ok(
+                format!(
+                    "交易尚未创建: 买家还没有打开或支付这个支付链接 (Alipay: {}). The buyer has not opened or paid the link yet; query again after they pay.",
+                    alipay_message(&g)
+                ),
+                json!({
+                    "outTradeNo": no,
+                    "tradeStatus": null,
+                    "paid": false,
+                    "awaitingBuyer": true,
+                    "subCode": g.sub_code,
+                    "subMsg": g.sub_msg,
+                }),
+            )
+        }
+        Err(Error::Business(g)) => ToolOutcome::error(
+            format!(
+                "交易查询失败. 错误信息: {}. {}",
+                alipay_message(&g),
+                advice(&g)
+            ),
+            json!({ "outTradeNo": no, "error": error_json(&Error::Business(g.clone())) }),
+        ),
+        Err(e) => ToolOutcome::error(
+            format!(
+                "交易查询失败. 错误信息: {} Query again; nothing was changed.",
+                transport_message(&e)
+            ),
+            json!({ "outTradeNo": no, "error": error_json(&e) }),
+        ),
+    }
+}

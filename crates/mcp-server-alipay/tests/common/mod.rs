@@ -1,0 +1,234 @@
+//! Test harness: spawn the real `mcp-server-alipay` binary and speak MCP to it with rmcp's client,
+//! in local mode on a private data dir; reach the embedded gateway's control API over HTTP.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
+    ProtocolVersion,
+};
+use rmcp::service::{RoleClient, RunningService};
+use rmcp::transport::TokioChildProcess;
+use rmcp::{ClientHandler, ServiceExt as _};
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_mcp-server-alipay");
+
+/// A scratch directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "mcp-alipay-{tag}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The environment of a local-mode server in `dir`: only what a stdio client would pass.
+pub fn local_env(dir: &Path, port: u16) -> HashMap<String, String> {
+    let mut env = HashMap::new();
+    env.insert("HOME".into(), dir.display().to_string());
+    env.insert("PATH".into(), std::env::var("PATH").unwrap_or_default());
+    env.insert("AP_DATA_DIR".into(), dir.join("data").display().to_string());
+    env.insert(
+        "AP_LOG_FILE".into(),
+        dir.join("server.log").display().to_string(),
+    );
+    env.insert("AP_LOCAL_PORT".into(), port.to_string());
+    env
+}
+
+#[derive(Clone)]
+pub struct TestClient {
+    pub version: ProtocolVersion,
+}
+
+impl ClientHandler for TestClient {
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("e2e-test-client", "0.1.0"),
+        )
+        .with_protocol_version(self.version.clone())
+    }
+}
+
+pub type Client = RunningService<RoleClient, TestClient>;
+
+/// Spawn the server with exactly `env` and complete the MCP handshake.
+pub async fn connect(env: &HashMap<String, String>) -> Client {
+    connect_with(env, ProtocolVersion::V_2025_06_18).await
+}
+
+pub async fn connect_with(env: &HashMap<String, String>, version: ProtocolVersion) -> Client {
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.env_clear().envs(env);
+    let (transport, _stderr) = TokioChildProcess::builder(cmd)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn mcp-server-alipay");
+    TestClient { version }
+        .serve(transport)
+        .await
+        .expect("MCP handshake")
+}
+
+pub async fn call(client: &Client, tool: &str, args: Value) -> CallToolResult {
+    let Value::Object(map) = args else {
+        panic!("arguments must be an object")
+    };
+    client
+        .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(map))
+        .await
+        .unwrap_or_else(|e| panic!("{tool}: {e}"))
+}
+
+pub fn text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub fn is_error(result: &CallToolResult) -> bool {
+    result.is_error == Some(true)
+}
+
+pub fn structured(result: &CallToolResult) -> &Value {
+    result
+        .structured_content
+        .as_ref()
+        .expect("structured content")
+}
+
+/// The link inside `[点击完成支付](…)`, the way clients of the reference extract it.
+pub fn link_of(result: &CallToolResult) -> String {
+    let t = text(result);
+    let start = t.find("[点击完成支付](").expect("markdown link") + "[点击完成支付](".len();
+    let end = t[start..].find(')').expect("closing parenthesis") + start;
+    t[start..end].to_string()
+}
+
+/// `http://127.0.0.1:PORT` of the gateway a link points at.
+pub fn gateway_base(link: &str) -> String {
+    let end = link.find("/gateway.do").expect("gateway path");
+    link[..end].to_string()
+}
+
+/// A query parameter of a link, decoded.
+pub fn link_param(link: &str, name: &str) -> Option<String> {
+    let query = link.split_once('?')?.1;
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The embedded gateway's control API.
+pub struct Gateway {
+    pub base: String,
+    pub app_id: String,
+    http: reqwest::Client,
+}
+
+impl Gateway {
+    pub fn from_link(link: &str) -> Self {
+        Self {
+            base: gateway_base(link),
+            app_id: link_param(link, "app_id").expect("app_id"),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Open a link the way a browser does.
+    pub async fn open(&self, link: &str) -> String {
+        let response = self.http.get(link).send().await.unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        response.text().await.unwrap()
+    }
+
+    pub async fn control(&self, action: &str, out_trade_no: &str) -> reqwest::Response {
+        self.http
+            .post(format!(
+                "{}/__emulator/apps/{}/trades/{out_trade_no}/{action}",
+                self.base, self.app_id
+            ))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn pay(&self, out_trade_no: &str) {
+        let r = self.control("pay", out_trade_no).await;
+        assert!(
+            r.status().is_success(),
+            "pay {out_trade_no}: {} {}",
+            r.status(),
+            r.text().await.unwrap()
+        );
+    }
+
+    pub async fn trade(&self, out_trade_no: &str) -> Value {
+        self.http
+            .get(format!(
+                "{}/__emulator/apps/{}/trades/{out_trade_no}",
+                self.base, self.app_id
+            ))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .map(|t| serde_json::from_str(&t).unwrap())
+            .unwrap()
+    }
+
+    /// How many requests reached /gateway.do so far.
+    pub async fn request_count(&self) -> usize {
+        let log: Value = self
+            .http
+            .get(format!("{}/__emulator/requests", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .map(|t| serde_json::from_str(&t).unwrap())
+            .unwrap();
+        log.as_array()
+            .or_else(|| log.get("requests").and_then(Value::as_array))
+            .map(Vec::len)
+            .unwrap_or_else(|| panic!("unexpected request log shape: {log}"))
+    }
+}
