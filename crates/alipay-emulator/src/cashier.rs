@@ -170,7 +170,9 @@ pub fn error_page(sub_code: &str, sub_msg: &str) -> String {
 错误原因: {msg}</div>
 </div>"#,
         code = text(sub_code),
-        msg = text(sub_msg),
+        // `sub_msg` may carry Alipay's own `&amp;`/`&quot;` escapes (isv.invalid-signature):
+        // show the text they stand for, escaped once for this page.
+        msg = text(&html_escape::decode_html_entities(sub_msg)),
     );
     page("支付宝 - 网上支付 安全快速！", false, &content)
 }

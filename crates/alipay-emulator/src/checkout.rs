@@ -163,14 +163,21 @@ pub async fn pay(State(shared): State<Arc<Shared>>, Path(token): Path<String>) -
         let order = store.order(&app_id, &out_trade_no)?;
         let trade = order.trade.as_ref()?;
         let target = order.return_url.as_deref()?;
-        let params =
-            notice::return_params(app, order, trade, &timestamp, &shared.platform_key).ok()?;
         let mut url = reqwest::Url::parse(target).ok()?;
-        let query = match url.query().filter(|q| !q.is_empty()) {
-            Some(existing) => format!("{existing}&{}", params.to_form()),
-            None => params.to_form(),
-        };
-        url.set_query(Some(&query));
+        let merchant_query: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let params = notice::return_params(
+            app,
+            order,
+            trade,
+            &timestamp,
+            &shared.platform_key,
+            merchant_query,
+        )
+        .ok()?;
+        url.set_query(Some(&params.to_form()));
         Some(url.to_string())
     });
     if let Some(location) = redirect {

@@ -115,7 +115,7 @@ pub fn check<'a>(
             ..reject(Failure::invalid_method())
         });
     }
-    if app.disabled_methods.iter().any(|m| *m == method) {
+    if app.disabled_methods.contains(&method) {
         return Err(reject(Failure::insufficient_permissions()));
     }
     let biz = parse_biz_content(request).map_err(reject)?;

@@ -167,11 +167,7 @@ pub async fn run(args: EmulatorArgs) -> ExitCode {
 
 async fn serve(args: EmulatorArgs) -> Result<(), CliError> {
     let config = config_from_args(&args)?;
-    if config.apps.is_empty() {
-        tracing::warn!(
-            "no --app given: every request will be answered isv.invalid-app-id until an app is registered"
-        );
-    }
+    let no_apps = config.apps.is_empty();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| CliError::Listen {
@@ -179,6 +175,9 @@ async fn serve(args: EmulatorArgs) -> Result<(), CliError> {
             source,
         })?;
     let running = Emulator::start(config, listener).await?;
+    if no_apps {
+        tracing::warn!("no --app given: every request will be answered isv.invalid-app-id");
+    }
     let line = serde_json::json!({
         "gateway": running.gateway_url(),
         "alipay_public_key": running.alipay_public_key().to_spki_base64(),

@@ -11,7 +11,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::config::AppConfig;
 use crate::faults::FaultSpec;
 use crate::shared::{Shared, lock};
 use crate::trades::{self, Ctx, TransitionError};
@@ -20,13 +19,11 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-fn app<'a>(shared: &'a Shared, app_id: &str) -> Result<&'a AppConfig, Response> {
-    shared.apps.get(app_id).ok_or_else(|| {
-        error(
-            StatusCode::NOT_FOUND,
-            format!("app {app_id:?} is not registered with this emulator"),
-        )
-    })
+fn unknown_app(app_id: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("app {app_id:?} is not registered with this emulator"),
+    )
 }
 
 /// `GET /__emulator/keys`.
@@ -107,8 +104,8 @@ pub async fn list_trades(
     State(shared): State<Arc<Shared>>,
     Path(app_id): Path<String>,
 ) -> Response {
-    if let Err(e) = app(&shared, &app_id) {
-        return e;
+    if !shared.apps.contains_key(&app_id) {
+        return unknown_app(&app_id);
     }
     let list: Vec<Value> = shared.read(|store| {
         store
@@ -130,8 +127,8 @@ pub async fn trade(
     State(shared): State<Arc<Shared>>,
     Path((app_id, out_trade_no)): Path<(String, String)>,
 ) -> Response {
-    if let Err(e) = app(&shared, &app_id) {
-        return e;
+    if !shared.apps.contains_key(&app_id) {
+        return unknown_app(&app_id);
     }
     view(&shared, &app_id, &out_trade_no)
 }
@@ -151,9 +148,8 @@ pub async fn act(
     State(shared): State<Arc<Shared>>,
     Path((app_id, out_trade_no, action)): Path<(String, String, String)>,
 ) -> Response {
-    let app = match app(&shared, &app_id) {
-        Ok(app) => app,
-        Err(e) => return e,
+    let Some(app) = shared.apps.get(&app_id) else {
+        return unknown_app(&app_id);
     };
     let ctx = Ctx {
         app,

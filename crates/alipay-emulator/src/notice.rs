@@ -82,13 +82,17 @@ pub fn signed_notification(
     Ok(signed)
 }
 
-/// The query the cashier appends to `return_url` after payment (§3.4), signed.
+/// The query the cashier puts on `return_url` after payment (§3.4), signed. `merchant_query` is
+/// the query the merchant's `return_url` already had (Alipay advises against one): it is kept and
+/// signed along, so everything the merchant receives verifies; a name that clashes with one of
+/// Alipay's is dropped.
 pub fn return_params(
     app: &AppConfig,
     order: &Order,
     trade: &Trade,
     timestamp: &str,
     platform_key: &alipay_openapi::PrivateKey,
+    merchant_query: Vec<(String, String)>,
 ) -> Result<SignedFields, SignError> {
     let method = format!("{}.return", order.product.method());
     let pairs = [
@@ -104,7 +108,11 @@ pub fn return_params(
         ("timestamp", timestamp),
     ]
     .map(|(k, v)| (k.to_string(), v.to_string()));
-    let mut signed = SignedFields::from_pairs(pairs)
+    let ours: Vec<String> = pairs.iter().map(|(k, _)| k.clone()).collect();
+    let merchant = merchant_query
+        .into_iter()
+        .filter(|(k, _)| !ours.contains(k) && k != "sign" && k != "sign_type");
+    let mut signed = SignedFields::from_pairs(merchant.chain(pairs))
         .map_err(|_| SignError::Backend("duplicate return field"))?;
     signed.sign(platform_key, order.sign_type)?;
     Ok(signed)

@@ -137,8 +137,10 @@ mod tests {
         let dir = temp_dir("roundtrip");
         let file = StateFile::open(&dir).unwrap();
         assert_eq!(file.load().unwrap(), Store::default());
-        let mut store = Store::default();
-        store.seq = 42;
+        let store = Store {
+            seq: 42,
+            ..Store::default()
+        };
         file.save(&store).unwrap();
         assert_eq!(file.load().unwrap().seq, 42);
         assert!(!dir.join(format!("{STATE_FILE}.tmp")).exists());
