@@ -1,25 +1,51 @@
 //! The running server's shared state: configuration, the Alipay client (pointed at Alipay or at the
-//! embedded gateway) and what it remembers about the orders it created.
+//! embedded gateway), the order ledger, the notify receiver and the resource subscribers. One `App`
+//! serves every MCP session (stdio, or each HTTP session or request).
 
-use std::collections::HashSet;
-use std::sync::Mutex;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use alipay_openapi::{AlipayClient, ClientConfig, Merchant};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Env};
+use crate::confirm::PendingConfirmations;
+use crate::ledger::{Ledger, SqliteLedger};
 use crate::local::{self, LocalGateway};
+use crate::notify_receiver;
+use crate::subscriptions::Subscriptions;
 
 pub struct App {
     pub config: Config,
     pub client: AlipayClient,
-    local: Option<LocalGateway>,
-    /// Orders this process created links for (a `TRADE_NOT_EXIST` on them means "not opened yet").
-    known_orders: Mutex<HashSet<String>>,
+    pub ledger: Arc<dyn Ledger>,
+    pub subscriptions: Subscriptions,
+    pub confirmations: PendingConfirmations,
+    local: Mutex<Option<LocalGateway>>,
+    stop: CancellationToken,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl App {
-    /// Build the client; in local mode start the embedded gateway first.
-    pub async fn start(config: Config) -> Result<Self, String> {
+    /// Open the ledger, start the embedded gateway (local mode) and the notify receiver, build the
+    /// client. Any failure is one line for stderr.
+    pub async fn start(mut config: Config) -> Result<Arc<Self>, String> {
+        let ledger_path = config.data_dir.join("ledger.db");
+        let ledger: Arc<dyn Ledger> = Arc::new(
+            SqliteLedger::open(&ledger_path)
+                .map_err(|e| format!("AP_DATA_DIR: {e} ({})", ledger_path.display()))?,
+        );
+
+        let notify_listener = match config.notify_listen {
+            None => None,
+            Some(addr) => Some(bind_notify(addr, config.env == Env::Local).await?),
+        };
+        let notify_addr = notify_listener.as_ref().and_then(|l| l.local_addr().ok());
+        if let (Some(addr), Env::Local, None) = (notify_addr, config.env, &config.notify_url) {
+            // Local mode: the embedded gateway notifies our own receiver.
+            config.notify_url = Some(notify_receiver::notify_url(addr));
+        }
+
         let (merchant, alipay_public_key, gateway_url, local) = match &config.credentials {
             Some(creds) => (
                 Merchant {
@@ -54,34 +80,45 @@ impl App {
         client_config.connect_timeout = config.timeout.min(std::time::Duration::from_secs(3));
         let client = AlipayClient::new(client_config)
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Self {
+
+        let app = Arc::new(Self {
             config,
             client,
-            local,
-            known_orders: Mutex::new(HashSet::new()),
-        })
-    }
-
-    pub fn remember_order(&self, out_trade_no: &str) {
-        if let Ok(mut known) = self.known_orders.lock() {
-            known.insert(out_trade_no.to_string());
+            ledger,
+            subscriptions: Subscriptions::default(),
+            confirmations: PendingConfirmations::default(),
+            local: Mutex::new(local),
+            stop: CancellationToken::new(),
+            tasks: Mutex::new(Vec::new()),
+        });
+        if let Some(listener) = notify_listener {
+            let stop = app.stop.clone();
+            let task = tokio::spawn(notify_receiver::serve(listener, app.clone(), async move {
+                stop.cancelled().await
+            }));
+            app.track(task);
+            tracing::info!(addr = ?notify_addr, "notify receiver listening");
         }
+        let reconcile = tokio::spawn(crate::tools::refund::reconcile(app.clone()));
+        app.track(reconcile);
+        Ok(app)
     }
 
-    pub fn knows_order(&self, out_trade_no: &str) -> bool {
-        self.known_orders
-            .lock()
-            .map(|k| k.contains(out_trade_no))
-            .unwrap_or(false)
+    fn track(&self, task: tokio::task::JoinHandle<()>) {
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.push(task);
+        }
     }
 
     /// What the model is told at initialisation.
     pub fn instructions(&self) -> String {
         let mut text = String::from(
             "Alipay (支付宝) payments. Create a payment link (create-mobile-alipay-payment for phones, \
-             create-web-page-alipay-payment for desktop browsers), give it to the buyer, then check with \
-             query-alipay-payment: TRADE_SUCCESS means paid. Refund with refund-alipay-payment; a retried \
-             refund must reuse its outRequestNo. Amounts are yuan with at most two decimals.",
+             create-web-page-alipay-payment for desktop browsers, create-qrcode-alipay-payment for a QR code), \
+             give it to the buyer, then check with query-alipay-payment or read the resource \
+             alipay://orders/{outTradeNo} (subscribe to hear the moment it is paid): TRADE_SUCCESS means paid. \
+             Refund with refund-alipay-payment; a retried refund must reuse its outRequestNo. Amounts are yuan \
+             with at most two decimals. Leave outTradeNo out to have the server mint a unique order number.",
         );
         if self.config.env == Env::Local {
             text.push_str(" This server runs in LOCAL mode on an embedded Alipay gateway: no real money moves; links open a test cashier where anyone can click pay.");
@@ -89,10 +126,35 @@ impl App {
         text
     }
 
-    /// Stop the embedded gateway (flushes its state).
-    pub async fn shutdown(self) {
-        if let Some(local) = self.local {
+    /// Stop the receiver and background tasks, then the embedded gateway (flushing its state).
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+        let tasks = self
+            .tasks
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default();
+        for task in tasks {
+            task.abort();
+            let _ = task.await;
+        }
+        let local = self.local.lock().ok().and_then(|mut l| l.take());
+        if let Some(local) = local {
             local.shutdown().await;
         }
+    }
+}
+
+/// Bind the notify receiver; in local mode fall back to a free port when the default is taken.
+async fn bind_notify(addr: SocketAddr, local: bool) -> Result<tokio::net::TcpListener, String> {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => Ok(l),
+        Err(e) if local => {
+            tracing::warn!(%addr, error = %e, "notify receiver port taken; using a free port");
+            tokio::net::TcpListener::bind((addr.ip(), 0))
+                .await
+                .map_err(|e| format!("AP_NOTIFY_LISTEN: cannot listen on {}: {e}", addr.ip()))
+        }
+        Err(e) => Err(format!("AP_NOTIFY_LISTEN: cannot listen on {addr}: {e}")),
     }
 }

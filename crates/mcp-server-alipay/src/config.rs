@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use alipay_openapi::{PrivateKey, PublicKey, SignType};
+use alipay_openapi::{Amount, PrivateKey, PublicKey, SignType};
 
 use crate::tools::ToolKind;
 
@@ -56,6 +56,24 @@ pub struct Config {
     pub log_file: PathBuf,
     pub data_dir: PathBuf,
     pub local_port: u16,
+    /// `AP_NOTIFY_LISTEN`: where the notify receiver listens (local mode: on by default).
+    pub notify_listen: Option<std::net::SocketAddr>,
+    pub guard: Guardrails,
+}
+
+/// Limits the model cannot change: they come from the environment only.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Guardrails {
+    /// `AP_MAX_PAYMENT_AMOUNT`: the largest single order.
+    pub max_payment: Option<Amount>,
+    /// `AP_MAX_REFUND_AMOUNT`: the largest single refund.
+    pub max_refund: Option<Amount>,
+    /// `AP_DAILY_REFUND_LIMIT`: the sum of refunds per Beijing day.
+    pub daily_refund_limit: Option<Amount>,
+    /// `AP_READ_ONLY`: only the query and list tools exist.
+    pub read_only: bool,
+    /// `AP_REFUND_CONFIRM`: every refund asks the human first.
+    pub refund_confirm: bool,
 }
 
 /// A configuration error: one line, naming the variable.
@@ -190,8 +208,51 @@ impl Config {
                 )
             })?,
         };
-        let tools = ToolKind::select(get("AP_SELECT_TOOLS").as_deref().unwrap_or("all"))
+        let mut tools = ToolKind::select(get("AP_SELECT_TOOLS").as_deref().unwrap_or("all"))
             .map_err(|m| err("AP_SELECT_TOOLS", m))?;
+        let flag = |name: &'static str| -> Result<bool, ConfigError> {
+            match get(name) {
+                None => Ok(false),
+                Some(v) => {
+                    parse_bool(&v).ok_or_else(|| err(name, format!("{v:?} is not true or false")))
+                }
+            }
+        };
+        let limit = |name: &'static str| -> Result<Option<Amount>, ConfigError> {
+            get(name)
+                .map(|v| {
+                    Amount::from_yuan_str(&v)
+                        .map_err(|e| err(name, format!("{e} (a yuan amount such as 500 or 99.50)")))
+                })
+                .transpose()
+        };
+        let guard = Guardrails {
+            max_payment: limit("AP_MAX_PAYMENT_AMOUNT")?,
+            max_refund: limit("AP_MAX_REFUND_AMOUNT")?,
+            daily_refund_limit: limit("AP_DAILY_REFUND_LIMIT")?,
+            read_only: flag("AP_READ_ONLY")?,
+            refund_confirm: flag("AP_REFUND_CONFIRM")?,
+        };
+        if guard.read_only {
+            tools.retain(|t| t.is_read_only());
+            if tools.is_empty() {
+                return Err(err(
+                    "AP_SELECT_TOOLS",
+                    "selects no read-only tool, and AP_READ_ONLY=true allows only queryPay, refundQuery and listOrders",
+                ));
+            }
+        }
+        let notify_listen = match get("AP_NOTIFY_LISTEN") {
+            None if env == Env::Local => Some(std::net::SocketAddr::from(([127, 0, 0, 1], 8766))),
+            None => None,
+            Some(v) if matches!(v.as_str(), "off" | "false" | "0") => None,
+            Some(v) => Some(v.parse().map_err(|_| {
+                err(
+                    "AP_NOTIFY_LISTEN",
+                    format!("{v:?} is not an address such as 127.0.0.1:8766 (or off)"),
+                )
+            })?),
+        };
         Ok(Self {
             env,
             local_app_id: if env == Env::Local { app_id } else { None },
@@ -211,6 +272,8 @@ impl Config {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| home.join(".mcp-server-alipay")),
             local_port,
+            notify_listen,
+            guard,
         })
     }
 
@@ -284,6 +347,17 @@ mod tests {
         assert_eq!(local.local_port, 8765);
         assert!(local.log_enabled);
         assert_eq!(local.tools.len(), ToolKind::ALL.len());
+        assert_eq!(
+            local.notify_listen,
+            Some("127.0.0.1:8766".parse().unwrap()),
+            "on by default in local mode"
+        );
+        assert_eq!(local.guard, Guardrails::default());
+        assert_eq!(
+            with(&[]).unwrap().notify_listen,
+            None,
+            "off by default otherwise"
+        );
         let prod = with(&[]).unwrap();
         assert_eq!(prod.env, Env::Prod);
         assert_eq!(prod.remote_gateway(), alipay_openapi::PROD_GATEWAY);
@@ -296,6 +370,30 @@ mod tests {
         assert_eq!(
             with(&[("AP_CURRENT_ENV", "local")]).unwrap().env,
             Env::Local
+        );
+    }
+
+    #[test]
+    fn guardrails_come_from_the_environment() {
+        let c = with(&[
+            ("AP_MAX_PAYMENT_AMOUNT", "500"),
+            ("AP_MAX_REFUND_AMOUNT", "99.5"),
+            ("AP_DAILY_REFUND_LIMIT", "1000"),
+            ("AP_READ_ONLY", "true"),
+            ("AP_REFUND_CONFIRM", "1"),
+        ])
+        .unwrap();
+        assert_eq!(c.guard.max_payment.unwrap().fen(), 50_000);
+        assert_eq!(c.guard.max_refund.unwrap().fen(), 9_950);
+        assert_eq!(c.guard.daily_refund_limit.unwrap().fen(), 100_000);
+        assert!(c.guard.refund_confirm);
+        assert_eq!(
+            c.tools,
+            vec![
+                ToolKind::QueryPay,
+                ToolKind::RefundQuery,
+                ToolKind::ListOrders
+            ]
         );
     }
 
@@ -324,6 +422,26 @@ mod tests {
             "AP_SELECT_TOOLS"
         );
         assert_eq!(var(with(&[("AP_APP_ID", "abc")])), "AP_APP_ID");
+        assert_eq!(
+            var(with(&[("AP_MAX_REFUND_AMOUNT", "0")])),
+            "AP_MAX_REFUND_AMOUNT"
+        );
+        assert_eq!(
+            var(with(&[("AP_DAILY_REFUND_LIMIT", "1.001")])),
+            "AP_DAILY_REFUND_LIMIT"
+        );
+        assert_eq!(var(with(&[("AP_READ_ONLY", "yes please")])), "AP_READ_ONLY");
+        assert_eq!(
+            var(with(&[("AP_NOTIFY_LISTEN", "8766")])),
+            "AP_NOTIFY_LISTEN"
+        );
+        assert_eq!(
+            var(with(&[
+                ("AP_READ_ONLY", "true"),
+                ("AP_SELECT_TOOLS", "mobilePay")
+            ])),
+            "AP_SELECT_TOOLS"
+        );
         let only_id = Config::from_vars(&vars(&[("AP_APP_ID", "2021000000000001")]));
         assert_eq!(var(only_id), "AP_APP_KEY");
         let sandbox_no_id = Config::from_vars(&vars(&[("AP_CURRENT_ENV", "sandbox")]));

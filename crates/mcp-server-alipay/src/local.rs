@@ -64,8 +64,13 @@ pub async fn start(config: &crate::config::Config) -> Result<LocalGateway, Strin
         .await
         .map_err(|e| format!("cannot start the embedded Alipay gateway: {e}"))?;
     eprintln!(
-        "mcp-server-alipay: local mode, no real money: payments go to the embedded Alipay gateway at {} (its cashier opens from every payment link); keys and trades in {}",
+        "mcp-server-alipay: local mode, no real money: payments go to the embedded Alipay gateway at {} (its cashier opens from every payment link){}; keys and trades in {}",
         running.gateway_url(),
+        config
+            .notify_url
+            .as_deref()
+            .map(|u| format!(", payment notifications to {u}"))
+            .unwrap_or_default(),
         dir.display()
     );
     Ok(LocalGateway {

@@ -3,16 +3,20 @@
 
 mod app;
 mod config;
+mod confirm;
 mod doctor;
 mod keygen;
+mod ledger;
 mod local;
 mod logging;
 mod mcp;
+mod notify_receiver;
 mod qr;
+mod resources;
+mod subscriptions;
 mod tools;
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use rmcp::ServiceExt as _;
@@ -72,7 +76,7 @@ async fn serve() -> ExitCode {
         eprintln!("mcp-server-alipay: {warning}");
     }
     let app = match app::App::start(config).await {
-        Ok(app) => Arc::new(app),
+        Ok(app) => app,
         Err(e) => {
             eprintln!("mcp-server-alipay: {e}");
             return ExitCode::FAILURE;
@@ -98,9 +102,7 @@ async fn serve() -> ExitCode {
             ExitCode::FAILURE
         }
     };
-    if let Ok(app) = Arc::try_unwrap(app) {
-        app.shutdown().await;
-    }
+    app.shutdown().await;
     code
 }
 

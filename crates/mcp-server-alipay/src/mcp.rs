@@ -1,22 +1,30 @@
 //! The MCP face of the server (rmcp): one plain async method per tool, each handing its raw
 //! arguments to the tool logic in `crate::tools`, which validates them itself so every error can
 //! name the field and rule. Unselected tools are removed from the router at start-up, so they are
-//! neither listed nor callable.
+//! neither listed nor callable. Resources and subscriptions come from `crate::resources`.
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
 use base64::Engine as _;
 use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::{InputResponses, RequestState};
 use rmcp::model::{
-    CallToolResult, ContentBlock, Implementation, JsonObject, ProtocolVersion, ServerCapabilities,
-    ServerConfig,
+    CallToolResponse, CallToolResult, ContentBlock, Implementation, JsonObject,
+    ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams, ProtocolVersion,
+    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, ResourceContents,
+    ServerCapabilities, ServerConfig, SubscribeRequestParams, SubscriptionFilter,
+    UnsubscribeRequestParams,
 };
-use rmcp::{ServerHandler, tool, tool_handler, tool_router};
+use rmcp::service::{RequestContext, SubscriptionContext};
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 
 use crate::app::App;
+use crate::confirm::{Decision, confirm_refund};
+use crate::resources;
 use crate::tools::outcome::ToolOutcome;
-use crate::tools::{ToolKind, pay, query, refund};
+use crate::tools::refund::Prepared;
+use crate::tools::{ToolKind, close, list, pay, query, refund};
 
 /// Protocol versions we speak: 2025-03-26 through 2026-07-28.
 const PROTOCOL_VERSIONS: &[ProtocolVersion] = &[
@@ -76,6 +84,18 @@ impl AlipayMcp {
     }
 
     #[tool(
+        name = "create-qrcode-alipay-payment",
+        title = "Create an Alipay payment QR code",
+        description = ToolKind::QrPay.description(),
+        input_schema = schema(ToolKind::QrPay.input_schema()),
+        output_schema = schema(ToolKind::QrPay.output_schema()),
+        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = true)
+    )]
+    async fn create_qrcode_payment(&self, args: JsonObject) -> CallToolResult {
+        into_result(pay::create_payment(&self.app, ToolKind::QrPay, &args).await)
+    }
+
+    #[tool(
         name = "query-alipay-payment",
         title = "Query an Alipay payment",
         description = ToolKind::QueryPay.description(),
@@ -95,8 +115,34 @@ impl AlipayMcp {
         output_schema = schema(ToolKind::RefundPay.output_schema()),
         annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = true)
     )]
-    async fn refund_payment(&self, args: JsonObject) -> CallToolResult {
-        into_result(refund::refund(&self.app, &args).await)
+    async fn refund_payment(
+        &self,
+        args: JsonObject,
+        ctx: RequestContext<RoleServer>,
+        RequestState(state): RequestState,
+        InputResponses(responses): InputResponses,
+    ) -> CallToolResponse {
+        let plan = match refund::prepare(&self.app, &args).await {
+            Prepared::Done(outcome) => return into_result(outcome).into(),
+            Prepared::Ready(plan) => *plan,
+        };
+        if self.app.config.guard.refund_confirm {
+            match confirm_refund(&self.app.confirmations, &plan, &ctx, state, responses).await {
+                Decision::Approved => {}
+                Decision::Refused(outcome) => {
+                    crate::tools::guard::audit(
+                        &self.app,
+                        ToolKind::RefundPay.name(),
+                        &args,
+                        "refused: AP_REFUND_CONFIRM",
+                        "not sent",
+                    );
+                    return into_result(outcome).into();
+                }
+                Decision::Ask(input) => return CallToolResponse::InputRequired(input),
+            }
+        }
+        into_result(refund::execute(&self.app, plan).await).into()
     }
 
     #[tool(
@@ -109,6 +155,30 @@ impl AlipayMcp {
     )]
     async fn query_refund(&self, args: JsonObject) -> CallToolResult {
         into_result(refund::refund_query(&self.app, &args).await)
+    }
+
+    #[tool(
+        name = "close-alipay-payment",
+        title = "Close an unpaid Alipay payment",
+        description = ToolKind::ClosePay.description(),
+        input_schema = schema(ToolKind::ClosePay.input_schema()),
+        output_schema = schema(ToolKind::ClosePay.output_schema()),
+        annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = true)
+    )]
+    async fn close_payment(&self, args: JsonObject) -> CallToolResult {
+        into_result(close::close(&self.app, &args).await)
+    }
+
+    #[tool(
+        name = "list-alipay-orders",
+        title = "List recent Alipay orders",
+        description = ToolKind::ListOrders.description(),
+        input_schema = schema(ToolKind::ListOrders.input_schema()),
+        output_schema = schema(ToolKind::ListOrders.output_schema()),
+        annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn list_orders(&self, args: JsonObject) -> CallToolResult {
+        into_result(list::list(&self.app, &args).await)
     }
 }
 
@@ -130,10 +200,24 @@ fn into_result(outcome: ToolOutcome) -> CallToolResult {
     result
 }
 
+/// The session a legacy subscription belongs to: the HTTP session id, or the one stdio session.
+fn session_key(ctx: &RequestContext<RoleServer>) -> String {
+    ctx.extensions
+        .get::<axum::http::request::Parts>()
+        .and_then(|parts| parts.headers.get("mcp-session-id"))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("stdio")
+        .to_string()
+}
+
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for AlipayMcp {
     fn get_info(&self) -> ServerConfig {
-        let capabilities = ServerCapabilities::builder().enable_tools().build();
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_resources()
+            .enable_resources_subscribe()
+            .build();
         ServerConfig::new(capabilities)
             .with_server_info(
                 Implementation::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
@@ -144,5 +228,74 @@ impl ServerHandler for AlipayMcp {
 
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
         Cow::Borrowed(PROTOCOL_VERSIONS)
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        Ok(ListResourcesResult::with_all_items(resources::list(
+            &self.app,
+        )))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        Ok(ListResourceTemplatesResult::with_all_items(
+            resources::templates(),
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        let text = resources::read(&self.app, &request.uri)?;
+        Ok(ReadResourceResult::new(vec![
+            ResourceContents::text(text, request.uri.clone()).with_mime_type("application/json"),
+        ])
+        .into())
+    }
+
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let key = session_key(&ctx);
+        self.app
+            .subscriptions
+            .subscribe(&request.uri, key, ctx.peer);
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.app
+            .subscriptions
+            .unsubscribe(&request.uri, &session_key(&ctx));
+        Ok(())
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        Some(requested.supported_by(&self.get_info().capabilities))
+    }
+
+    async fn listen(&self, ctx: SubscriptionContext) -> Result<(), McpError> {
+        let id = self.app.subscriptions.add_stream(ctx.sink().clone());
+        ctx.cancelled().await;
+        self.app.subscriptions.remove_stream(id);
+        Ok(())
     }
 }

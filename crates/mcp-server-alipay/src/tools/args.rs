@@ -91,7 +91,16 @@ impl<'a> RawArgs<'a> {
 
     /// A merchant order or refund request number: 1–64 letters, digits, `_` or `-`.
     pub fn number(&self, field: &str) -> Result<String, ArgError> {
-        let value = self.required(field)?;
+        self.required(field)?;
+        self.optional_number(field)?
+            .ok_or_else(|| fail(field, "is required"))
+    }
+
+    /// An optional order number (absent or null: `None`).
+    pub fn optional_number(&self, field: &str) -> Result<Option<String>, ArgError> {
+        let Some(value) = self.map.get(field).filter(|v| !v.is_null()) else {
+            return Ok(None);
+        };
         let text = self
             .string(field)?
             .ok_or_else(|| fail(field, "is required"))?;
@@ -104,7 +113,7 @@ impl<'a> RawArgs<'a> {
         {
             return Err(fail(field, format!("{rule}, got {}", shown(value))));
         }
-        Ok(text.to_string())
+        Ok(Some(text.to_string()))
     }
 
     /// A yuan amount, number or string: ≥ 0.01, ≤ 100,000,000.00, at most two decimals.
@@ -153,10 +162,10 @@ fn is_hidden_char(c: char) -> bool {
         || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
 }
 
-/// `create-*-payment`.
+/// `create-*-payment`: `outTradeNo` may be left out, and the server mints one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PayArgs {
-    pub out_trade_no: String,
+    pub out_trade_no: Option<String>,
     pub total_amount: Amount,
     pub order_title: String,
 }
@@ -167,10 +176,97 @@ impl PayArgs {
     pub fn parse(map: &Map<String, Value>) -> Result<Self, ArgError> {
         let args = RawArgs::new(map, &Self::FIELDS)?;
         Ok(Self {
-            out_trade_no: args.number("outTradeNo")?,
+            out_trade_no: args.optional_number("outTradeNo")?,
             total_amount: args.amount("totalAmount")?,
             order_title: args.required_text("orderTitle", MAX_TITLE_CHARS)?,
         })
+    }
+}
+
+/// A fresh order number: `MCP` + Beijing time to the second + 8 random hex digits.
+pub fn mint_order_number() -> String {
+    let now = alipay_openapi::time::beijing_now().format("%Y%m%d%H%M%S");
+    format!("MCP{now}{:08X}", rand::random::<u32>())
+}
+
+/// `close-alipay-payment`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloseArgs {
+    pub out_trade_no: String,
+}
+
+impl CloseArgs {
+    pub fn parse(map: &Map<String, Value>) -> Result<Self, ArgError> {
+        let args = RawArgs::new(map, &["outTradeNo"])?;
+        Ok(Self {
+            out_trade_no: args.number("outTradeNo")?,
+        })
+    }
+}
+
+/// Statuses `list-alipay-orders` filters by (`NOT_CREATED`: the buyer never opened the link).
+pub const LIST_STATUSES: [&str; 5] = [
+    "NOT_CREATED",
+    "WAIT_BUYER_PAY",
+    "TRADE_SUCCESS",
+    "TRADE_CLOSED",
+    "TRADE_FINISHED",
+];
+
+/// `list-alipay-orders`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListArgs {
+    pub status: Option<String>,
+    /// Beijing day, `yyyy-MM-dd`.
+    pub day: Option<String>,
+    pub limit: usize,
+}
+
+impl ListArgs {
+    pub const DEFAULT_LIMIT: usize = 20;
+    pub const MAX_LIMIT: usize = 100;
+
+    pub fn parse(map: &Map<String, Value>) -> Result<Self, ArgError> {
+        let args = RawArgs::new(map, &["status", "day", "limit"])?;
+        let status = args.string("status")?.map(str::to_string);
+        if let Some(s) = &status
+            && !LIST_STATUSES.contains(&s.as_str())
+        {
+            return Err(fail(
+                "status",
+                format!("must be one of {}", LIST_STATUSES.join(", ")),
+            ));
+        }
+        let day = args.string("day")?.map(str::to_string);
+        if let Some(d) = &day
+            && chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .map(|p| p.format("%Y-%m-%d").to_string() != *d)
+                .unwrap_or(true)
+        {
+            return Err(fail(
+                "day",
+                "must be a date yyyy-MM-dd (Beijing time), e.g. 2026-11-25",
+            ));
+        }
+        let limit = match map.get("limit") {
+            None | Some(Value::Null) => Self::DEFAULT_LIMIT,
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(l) if (1..=Self::MAX_LIMIT as u64).contains(&l) => l as usize,
+                _ => {
+                    return Err(fail(
+                        "limit",
+                        format!("must be a whole number from 1 to {}", Self::MAX_LIMIT),
+                    ));
+                }
+            },
+            Some(other) => {
+                return Err(fail(
+                    "limit",
+                    format!("must be a number, got {}", kind_of(other)),
+                ));
+            }
+        };
+        Ok(Self { status, day, limit })
     }
 }
 
@@ -240,6 +336,31 @@ mod tests {
     }
 
     #[test]
+    fn minted_numbers_follow_the_rule_and_differ() {
+        let (a, b) = (mint_order_number(), mint_order_number());
+        assert_ne!(a, b);
+        let m = json!({"outTradeNo": a, "totalAmount": 1, "orderTitle": "t"});
+        assert!(pay(m).is_ok());
+    }
+
+    #[test]
+    fn list_arguments() {
+        let list = |v: Value| ListArgs::parse(v.as_object().unwrap());
+        assert_eq!(list(json!({})).unwrap().limit, 20);
+        assert_eq!(
+            list(json!({"status":"TRADE_SUCCESS","day":"2026-11-25","limit":5}))
+                .unwrap()
+                .limit,
+            5
+        );
+        assert_eq!(list(json!({"status":"PAID"})).unwrap_err().field, "status");
+        assert_eq!(list(json!({"day":"2026-13-01"})).unwrap_err().field, "day");
+        assert_eq!(list(json!({"day":"2026-1-1"})).unwrap_err().field, "day");
+        assert_eq!(list(json!({"limit":0})).unwrap_err().field, "limit");
+        assert_eq!(list(json!({"limit":"5"})).unwrap_err().field, "limit");
+    }
+
+    #[test]
     fn valid_and_odd_but_valid() {
         let p = pay(
             json!({"outTradeNo":"A-1_b","totalAmount":"88.8","orderTitle":"夏日 & 诗歌 🎨 <3"}),
@@ -281,7 +402,14 @@ mod tests {
             "outTradeNo"
         );
         assert_eq!(
-            field(json!({"totalAmount":1,"orderTitle":"t"})),
+            pay(json!({"totalAmount":1,"orderTitle":"t"}))
+                .unwrap()
+                .out_trade_no,
+            None,
+            "optional: the server mints one"
+        );
+        assert_eq!(
+            field(json!({"outTradeNo":"","totalAmount":1,"orderTitle":"t"})),
             "outTradeNo"
         );
         assert_eq!(

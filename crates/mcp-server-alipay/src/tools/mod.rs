@@ -2,6 +2,9 @@
 //! (`crate::mcp`) only routes calls here; nothing in this module knows about rmcp.
 
 pub mod args;
+pub mod close;
+pub mod guard;
+pub mod list;
 pub mod outcome;
 pub mod pay;
 pub mod query;
@@ -16,15 +19,21 @@ pub enum ToolKind {
     QueryPay,
     RefundPay,
     RefundQuery,
+    ClosePay,
+    QrPay,
+    ListOrders,
 }
 
 impl ToolKind {
-    pub const ALL: [ToolKind; 5] = [
+    pub const ALL: [ToolKind; 8] = [
         ToolKind::MobilePay,
         ToolKind::WebPagePay,
         ToolKind::QueryPay,
         ToolKind::RefundPay,
         ToolKind::RefundQuery,
+        ToolKind::ClosePay,
+        ToolKind::QrPay,
+        ToolKind::ListOrders,
     ];
 
     /// The MCP tool name.
@@ -35,6 +44,9 @@ impl ToolKind {
             ToolKind::QueryPay => "query-alipay-payment",
             ToolKind::RefundPay => "refund-alipay-payment",
             ToolKind::RefundQuery => "query-alipay-refund",
+            ToolKind::ClosePay => "close-alipay-payment",
+            ToolKind::QrPay => "create-qrcode-alipay-payment",
+            ToolKind::ListOrders => "list-alipay-orders",
         }
     }
 
@@ -46,7 +58,18 @@ impl ToolKind {
             ToolKind::QueryPay => "queryPay",
             ToolKind::RefundPay => "refundPay",
             ToolKind::RefundQuery => "refundQuery",
+            ToolKind::ClosePay => "closePay",
+            ToolKind::QrPay => "qrPay",
+            ToolKind::ListOrders => "listOrders",
         }
+    }
+
+    /// Tools that only read: all that `AP_READ_ONLY=true` leaves.
+    pub fn is_read_only(self) -> bool {
+        matches!(
+            self,
+            ToolKind::QueryPay | ToolKind::RefundQuery | ToolKind::ListOrders
+        )
     }
 
     /// Parse `AP_SELECT_TOOLS`: `all`, or a comma list of short keys or full names.
@@ -93,7 +116,7 @@ mod tests {
 
     #[test]
     fn selects_by_key_or_name_tolerating_spaces() {
-        assert_eq!(ToolKind::select("all").unwrap().len(), 5);
+        assert_eq!(ToolKind::select("all").unwrap().len(), 8);
         assert_eq!(
             ToolKind::select(" mobilePay , query-alipay-payment,,mobilePay ").unwrap(),
             vec![ToolKind::MobilePay, ToolKind::QueryPay]

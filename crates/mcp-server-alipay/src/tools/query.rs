@@ -4,6 +4,7 @@ use alipay_openapi::{Error, TradeQuery};
 use serde_json::{Map, Value, json};
 
 use crate::app::App;
+use crate::ledger::StatusUpdate;
 use crate::tools::ToolKind;
 use crate::tools::args::QueryArgs;
 use crate::tools::outcome::{ToolOutcome, advice, alipay_message, error_json, transport_message};
@@ -20,9 +21,21 @@ pub async fn query_payment(app: &App, raw: &Map<String, Value>) -> ToolOutcome {
         .execute(&TradeQuery::by_out_trade_no(no.as_str()))
         .await;
     tracing::info!(tool, out_trade_no = %no, ok = result.is_ok(), "queried");
+    let known = || matches!(app.ledger.order(no), Ok(Some(_)));
     match result {
         Ok(q) => {
             let status = q.trade_status.as_ref().map(|s| s.as_str().to_string());
+            if let Some(s) = &status {
+                let update = StatusUpdate {
+                    trade_status: s,
+                    trade_no: q.trade_no.as_deref(),
+                    refunded: None,
+                    source: "query",
+                };
+                if let Err(e) = app.ledger.update_status(no, &update) {
+                    tracing::error!(out_trade_no = %no, error = %e, "cannot record the queried status");
+                }
+            }
             let total = q.total_amount.map(|m| m.to_string());
             ToolOutcome::ok(
                 format!(
@@ -44,7 +57,7 @@ pub async fn query_payment(app: &App, raw: &Map<String, Value>) -> ToolOutcome {
             )
         }
         Err(Error::Business(g))
-            if g.sub_code.as_deref() == Some("ACQ.TRADE_NOT_EXIST") && app.knows_order(no) =>
+            if g.sub_code.as_deref() == Some("ACQ.TRADE_NOT_EXIST") && known() =>
         {
             // Alipay creates the trade only when the buyer opens the link: not an error.
             ToolOutcome::ok(

@@ -19,6 +19,15 @@ impl ToolKind {
             ToolKind::QueryPay => "查询一笔支付宝订单，并返回带有订单信息的文本",
             ToolKind::RefundPay => "对交易发起退款，并返回退款状态和退款金额",
             ToolKind::RefundQuery => "查询一笔支付宝退款，并返回退款状态和退款金额",
+            ToolKind::ClosePay => {
+                "关闭一笔未付款的支付宝订单，关闭后买家无法再付款。Close an unpaid Alipay order so it can no longer be paid (the buyer must have opened the link: Alipay creates the trade only then)."
+            }
+            ToolKind::QrPay => {
+                "创建一笔支付宝订单，返回付款二维码（二维码链接与 PNG 图片），买家用支付宝 App 扫码支付。Create an order and return a QR code the buyer scans with the Alipay app."
+            }
+            ToolKind::ListOrders => {
+                "列出本服务创建的最近订单，可按状态和日期（北京时间）筛选。List the orders this server created, newest first, optionally by status and Beijing day; read from the local ledger."
+            }
         }
     }
 
@@ -28,13 +37,25 @@ impl ToolKind {
         let text =
             |d: &str| json!({ "type": "string", "maxLength": MAX_TITLE_CHARS, "description": d });
         let (properties, required) = match self {
-            ToolKind::MobilePay | ToolKind::WebPagePay => (
+            ToolKind::MobilePay | ToolKind::WebPagePay | ToolKind::QrPay => (
                 json!({
-                    "outTradeNo": number("创建订单参数-商户订单号"),
+                    "outTradeNo": number("创建订单参数-商户订单号（可省略：省略时由服务端生成唯一订单号并返回；同一订单号重复调用返回同一订单）"),
                     "totalAmount": amount("该订单的支付金额，以元为单位"),
                     "orderTitle": text("该订单的订单标题"),
                 }),
-                json!(["outTradeNo", "totalAmount", "orderTitle"]),
+                json!(["totalAmount", "orderTitle"]),
+            ),
+            ToolKind::ClosePay => (
+                json!({ "outTradeNo": number("商户订单号") }),
+                json!(["outTradeNo"]),
+            ),
+            ToolKind::ListOrders => (
+                json!({
+                    "status": { "type": "string", "enum": crate::tools::args::LIST_STATUSES, "description": "只列出此状态的订单 (NOT_CREATED: the buyer has not opened the link)" },
+                    "day": { "type": "string", "pattern": "^\\d{4}-\\d{2}-\\d{2}$", "description": "只列出这一天（北京时间，yyyy-MM-dd）创建的订单" },
+                    "limit": { "type": "integer", "minimum": 1, "maximum": 100, "description": "最多返回多少笔，默认 20" },
+                }),
+                json!([]),
             ),
             ToolKind::QueryPay => (
                 json!({ "outTradeNo": number("商户订单号") }),
@@ -75,14 +96,26 @@ impl ToolKind {
             "description": "present when the call failed",
             "properties": {
                 "kind": s(), "code": s(), "msg": s(), "subCode": s_or_null(), "subMsg": s_or_null(),
-                "message": s(), "field": s(), "outcomeUnknown": b(),
+                "message": s(), "field": s(), "outcomeUnknown": b(), "rule": s(), "limit": s_or_null(),
             },
         });
         let properties = match self {
-            ToolKind::MobilePay | ToolKind::WebPagePay => json!({
+            ToolKind::MobilePay | ToolKind::WebPagePay | ToolKind::QrPay => json!({
                 "outTradeNo": s(), "totalAmount": s(), "orderTitle": s(),
-                "url": { "type": "string", "description": "the signed payment link" },
-                "kind": s(), "method": s(), "error": error,
+                "url": { "type": "string", "description": "the signed payment link (QR tool: the QR code URL)" },
+                "kind": s(), "method": s(), "createdAt": s(),
+                "existing": { "type": "boolean", "description": "the order already existed and is returned unchanged" },
+                "resource": { "type": "string", "description": "the order's MCP resource URI" },
+                "existingOrder": { "type": "object" },
+                "error": error,
+            }),
+            ToolKind::ClosePay => json!({
+                "outTradeNo": s(), "closed": b(), "tradeStatus": s(), "tradeNo": s_or_null(), "error": error,
+            }),
+            ToolKind::ListOrders => json!({
+                "orders": { "type": "array", "items": { "type": "object" } },
+                "count": { "type": "integer" },
+                "error": error,
             }),
             ToolKind::QueryPay => json!({
                 "outTradeNo": s(), "tradeStatus": s_or_null(), "paid": b(),
@@ -94,7 +127,8 @@ impl ToolKind {
             ToolKind::RefundPay => json!({
                 "outTradeNo": s(), "outRequestNo": s(), "refundAmount": s(),
                 "refundResult": s(), "tradeNo": s(), "totalRefunded": s_or_null(), "fundChange": s(),
-                "refundStatus": s_or_null(), "confirmed": b(), "outcomeUnknown": b(), "error": error,
+                "refundStatus": s_or_null(), "confirmed": b(), "outcomeUnknown": b(),
+                "existingRefund": { "type": "object" }, "error": error,
             }),
             ToolKind::RefundQuery => json!({
                 "outTradeNo": s(), "outRequestNo": s(), "refunded": b(), "refundStatus": s_or_null(),

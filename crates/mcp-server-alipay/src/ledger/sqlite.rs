@@ -1,0 +1,680 @@
+//! The SQLite ledger (`AP_DATA_DIR/ledger.db`): WAL, one transaction per call, a busy timeout so two
+//! server processes on one data dir wait for each other instead of failing.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use alipay_openapi::time::timestamp_now;
+use alipay_openapi::{Amount, Money};
+use rusqlite::{Connection, OptionalExtension as _, Row, TransactionBehavior, params};
+
+use super::*;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS orders (
+    out_trade_no  TEXT PRIMARY KEY,
+    kind          TEXT NOT NULL,
+    amount_fen    INTEGER NOT NULL,
+    title         TEXT NOT NULL,
+    link          TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    trade_status  TEXT,
+    trade_no      TEXT,
+    status_source TEXT,
+    status_at     TEXT,
+    refunded_fen  INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS orders_created ON orders (created_at);
+CREATE TABLE IF NOT EXISTS status_events (
+    id            INTEGER PRIMARY KEY,
+    out_trade_no  TEXT NOT NULL,
+    trade_status  TEXT NOT NULL,
+    source        TEXT NOT NULL,
+    at            TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS refunds (
+    out_trade_no   TEXT NOT NULL,
+    out_request_no TEXT NOT NULL,
+    amount_fen     INTEGER NOT NULL,
+    reason         TEXT,
+    state          TEXT NOT NULL,
+    trade_no       TEXT,
+    total_refunded_fen INTEGER,
+    day            TEXT NOT NULL,
+    created_at     TEXT NOT NULL,
+    updated_at     TEXT NOT NULL,
+    detail         TEXT,
+    PRIMARY KEY (out_trade_no, out_request_no)
+);
+CREATE INDEX IF NOT EXISTS refunds_day ON refunds (day);
+CREATE TABLE IF NOT EXISTS notifications (
+    id            INTEGER PRIMARY KEY,
+    notify_id     TEXT,
+    out_trade_no  TEXT,
+    trade_status  TEXT,
+    verdict       TEXT NOT NULL,
+    reason        TEXT,
+    content       TEXT,
+    received_at   TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS notifications_id ON notifications (notify_id);
+CREATE INDEX IF NOT EXISTS notifications_order ON notifications (out_trade_no);
+CREATE TABLE IF NOT EXISTS audit (
+    id         INTEGER PRIMARY KEY,
+    at         TEXT NOT NULL,
+    tool       TEXT NOT NULL,
+    arguments  TEXT NOT NULL,
+    decision   TEXT NOT NULL,
+    outcome    TEXT NOT NULL
+);
+";
+
+/// Longest reason kept for a refused notification (a 1 MB forgery must not fill the disk).
+const MAX_REASON: usize = 500;
+
+pub struct SqliteLedger {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteLedger {
+    /// Open (creating) the ledger at `path`.
+    pub fn open(path: &Path) -> Result<Self, LedgerError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| LedgerError(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(path)?;
+        Self::init(conn)
+    }
+
+    /// A ledger in memory (tests).
+    #[cfg(test)]
+    pub fn in_memory() -> Result<Self, LedgerError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Self, LedgerError> {
+        conn.busy_timeout(Duration::from_secs(5))?;
+        // WAL + NORMAL: a committed transaction survives a process crash (kill -9); only an OS crash
+        // could lose the last commits, which fsync-per-commit would cost every call to prevent.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| LedgerError("lock poisoned".into()))?;
+        f(&mut conn)
+    }
+}
+
+fn amount(fen: i64) -> Result<Amount, rusqlite::Error> {
+    Amount::from_fen(fen).ok_or_else(|| rusqlite::Error::IntegralValueOutOfRange(0, fen))
+}
+
+fn order_row(row: &Row<'_>) -> Result<OrderRecord, rusqlite::Error> {
+    let kind: String = row.get("kind")?;
+    Ok(OrderRecord {
+        out_trade_no: row.get("out_trade_no")?,
+        kind: OrderKind::parse(&kind).unwrap_or(OrderKind::Mobile),
+        total_amount: amount(row.get("amount_fen")?)?,
+        title: row.get("title")?,
+        link: row.get("link")?,
+        created_at: row.get("created_at")?,
+        trade_status: row.get("trade_status")?,
+        trade_no: row.get("trade_no")?,
+        status_source: row.get("status_source")?,
+        status_at: row.get("status_at")?,
+        refunded_amount: Money::from_fen(row.get("refunded_fen")?),
+    })
+}
+
+fn refund_row(row: &Row<'_>) -> Result<RefundRecord, rusqlite::Error> {
+    let state: String = row.get("state")?;
+    Ok(RefundRecord {
+        out_trade_no: row.get("out_trade_no")?,
+        out_request_no: row.get("out_request_no")?,
+        refund_amount: amount(row.get("amount_fen")?)?,
+        reason: row.get("reason")?,
+        state: RefundState::parse(&state),
+        trade_no: row.get("trade_no")?,
+        total_refunded: row
+            .get::<_, Option<i64>>("total_refunded_fen")?
+            .map(Money::from_fen),
+        day: row.get("day")?,
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
+        detail: row.get("detail")?,
+    })
+}
+
+fn find_order(
+    conn: &Connection,
+    out_trade_no: &str,
+) -> Result<Option<OrderRecord>, rusqlite::Error> {
+    conn.prepare_cached("SELECT * FROM orders WHERE out_trade_no = ?1")?
+        .query_row([out_trade_no], order_row)
+        .optional()
+}
+
+fn find_refund(
+    conn: &Connection,
+    out_trade_no: &str,
+    out_request_no: &str,
+) -> Result<Option<RefundRecord>, rusqlite::Error> {
+    conn.prepare_cached("SELECT * FROM refunds WHERE out_trade_no = ?1 AND out_request_no = ?2")?
+        .query_row([out_trade_no, out_request_no], refund_row)
+        .optional()
+}
+
+fn refunded_on(conn: &Connection, day: &str) -> Result<Money, rusqlite::Error> {
+    let fen: i64 = conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(amount_fen), 0) FROM refunds WHERE day = ?1 AND state != 'failed'",
+        )?
+        .query_row([day], |r| r.get(0))?;
+    Ok(Money::from_fen(fen))
+}
+
+/// Apply a status to an order row inside the caller's transaction; returns true when it changed.
+fn apply_status(
+    conn: &Connection,
+    out_trade_no: &str,
+    update: &StatusUpdate<'_>,
+) -> Result<bool, rusqlite::Error> {
+    let now = timestamp_now();
+    let changed = conn
+        .prepare_cached(
+            "UPDATE orders SET trade_status = ?2, trade_no = COALESCE(?3, trade_no), status_source = ?4, status_at = ?5
+             WHERE out_trade_no = ?1 AND (trade_status IS NOT ?2 OR (trade_no IS NULL AND ?3 IS NOT NULL))",
+        )?
+        .execute(params![out_trade_no, update.trade_status, update.trade_no, update.source, now])?;
+    if let Some(refunded) = update.refunded {
+        conn.prepare_cached(
+            "UPDATE orders SET refunded_fen = MAX(refunded_fen, ?2) WHERE out_trade_no = ?1",
+        )?
+        .execute(params![out_trade_no, refunded.fen()])?;
+    }
+    if changed > 0 {
+        conn.prepare_cached("INSERT INTO status_events (out_trade_no, trade_status, source, at) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![out_trade_no, update.trade_status, update.source, now])?;
+    }
+    Ok(changed > 0)
+}
+
+impl Ledger for SqliteLedger {
+    fn create_order(&self, order: &NewOrder) -> Result<CreateOrder, LedgerError> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if let Some(existing) = find_order(&tx, &order.out_trade_no)? {
+                return Ok(CreateOrder::Existing(existing));
+            }
+            tx.execute(
+                "INSERT INTO orders (out_trade_no, kind, amount_fen, title, link, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![order.out_trade_no, order.kind.as_str(), order.amount.fen(), order.title, order.link, timestamp_now()],
+            )?;
+            let created = find_order(&tx, &order.out_trade_no)?.ok_or_else(|| LedgerError("order vanished".into()))?;
+            tx.commit()?;
+            Ok(CreateOrder::Created(created))
+        })
+    }
+
+    fn order(&self, out_trade_no: &str) -> Result<Option<OrderRecord>, LedgerError> {
+        self.with(|conn| Ok(find_order(conn, out_trade_no)?))
+    }
+
+    fn update_status(
+        &self,
+        out_trade_no: &str,
+        update: &StatusUpdate<'_>,
+    ) -> Result<bool, LedgerError> {
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            let changed = apply_status(&tx, out_trade_no, update)?;
+            tx.commit()?;
+            Ok(changed)
+        })
+    }
+
+    fn begin_refund(
+        &self,
+        refund: &NewRefund,
+        daily_limit: Option<Money>,
+        day: &str,
+    ) -> Result<RefundBegin, LedgerError> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if let Some(existing) = find_refund(&tx, &refund.out_trade_no, &refund.out_request_no)? {
+                return Ok(if existing.refund_amount != refund.amount {
+                    RefundBegin::Conflict(existing)
+                } else if existing.state == RefundState::Succeeded {
+                    RefundBegin::Replay(existing)
+                } else {
+                    RefundBegin::Retry(existing)
+                });
+            }
+            if let Some(limit) = daily_limit {
+                let used = refunded_on(&tx, day)?;
+                if used.fen() + refund.amount.fen() > limit.fen() {
+                    return Ok(RefundBegin::OverDailyLimit { used });
+                }
+            }
+            let now = timestamp_now();
+            tx.execute(
+                "INSERT INTO refunds (out_trade_no, out_request_no, amount_fen, reason, state, day, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?6)",
+                params![refund.out_trade_no, refund.out_request_no, refund.amount.fen(), refund.reason, day, now],
+            )?;
+            tx.commit()?;
+            Ok(RefundBegin::Fresh)
+        })
+    }
+
+    fn finish_refund(
+        &self,
+        out_trade_no: &str,
+        out_request_no: &str,
+        state: RefundState,
+        trade_no: Option<&str>,
+        total_refunded: Option<Money>,
+        detail: Option<&str>,
+    ) -> Result<(), LedgerError> {
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "UPDATE refunds SET state = ?3, trade_no = COALESCE(?4, trade_no),
+                    total_refunded_fen = COALESCE(?5, total_refunded_fen), detail = ?6, updated_at = ?7
+                 WHERE out_trade_no = ?1 AND out_request_no = ?2",
+                params![out_trade_no, out_request_no, state.as_str(), trade_no, total_refunded.map(Money::fen), detail, timestamp_now()],
+            )?;
+            if let Some(total) = total_refunded {
+                tx.execute(
+                    "UPDATE orders SET refunded_fen = MAX(refunded_fen, ?2) WHERE out_trade_no = ?1",
+                    params![out_trade_no, total.fen()],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn refunds(&self, out_trade_no: &str) -> Result<Vec<RefundRecord>, LedgerError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT * FROM refunds WHERE out_trade_no = ?1 ORDER BY created_at, out_request_no",
+            )?;
+            let rows = stmt.query_map([out_trade_no], refund_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    fn unsettled_refunds(&self) -> Result<Vec<RefundRecord>, LedgerError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT * FROM refunds WHERE state IN ('pending', 'unknown') ORDER BY created_at",
+            )?;
+            let rows = stmt.query_map([], refund_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    fn refunded_on(&self, day: &str) -> Result<Money, LedgerError> {
+        self.with(|conn| Ok(refunded_on(conn, day)?))
+    }
+
+    fn apply_notification(&self, n: &ReceivedNotification) -> Result<NotifyApply, LedgerError> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let previous: Option<String> = tx
+                .prepare_cached("SELECT content FROM notifications WHERE notify_id = ?1 AND verdict = 'accepted' LIMIT 1")?
+                .query_row([&n.notify_id], |r| r.get(0))
+                .optional()?;
+            if let Some(previous) = previous {
+                return Ok(if previous == n.content { NotifyApply::Duplicate } else { NotifyApply::ReusedId });
+            }
+            let order = find_order(&tx, &n.out_trade_no)?.ok_or_else(|| LedgerError("order vanished".into()))?;
+            let (known, incoming) = (status_rank(order.trade_status.as_deref()), status_rank(Some(&n.trade_status)));
+            if incoming < known {
+                let superseded_refund = n.refunded.is_some_and(|r| r <= order.refunded_amount);
+                if !superseded_refund {
+                    return Ok(NotifyApply::Stale(format!(
+                        "{} after the order became {}",
+                        n.trade_status,
+                        order.trade_status.as_deref().unwrap_or("?")
+                    )));
+                }
+            } else {
+                apply_status(
+                    &tx,
+                    &n.out_trade_no,
+                    &StatusUpdate {
+                        trade_status: &n.trade_status,
+                        trade_no: n.trade_no.as_deref(),
+                        refunded: n.refunded,
+                        source: "notify",
+                    },
+                )?;
+            }
+            tx.execute(
+                "INSERT INTO notifications (notify_id, out_trade_no, trade_status, verdict, content, received_at)
+                 VALUES (?1, ?2, ?3, 'accepted', ?4, ?5)",
+                params![n.notify_id, n.out_trade_no, n.trade_status, n.content, timestamp_now()],
+            )?;
+            tx.commit()?;
+            Ok(NotifyApply::Applied)
+        })
+    }
+
+    fn reject_notification(
+        &self,
+        notify_id: Option<&str>,
+        out_trade_no: Option<&str>,
+        reason: &str,
+    ) -> Result<(), LedgerError> {
+        let reason: String = reason.chars().take(MAX_REASON).collect();
+        let clip = |s: Option<&str>| s.map(|s| s.chars().take(128).collect::<String>());
+        self.with(|conn| {
+            conn.prepare_cached(
+                "INSERT INTO notifications (notify_id, out_trade_no, verdict, reason, received_at) VALUES (?1, ?2, 'rejected', ?3, ?4)",
+            )?
+            .execute(params![clip(notify_id), clip(out_trade_no), reason, timestamp_now()])?;
+            Ok(())
+        })
+    }
+
+    fn notifications(&self, out_trade_no: &str) -> Result<Vec<NotificationRecord>, LedgerError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT notify_id, out_trade_no, trade_status, verdict, reason, received_at FROM notifications
+                 WHERE out_trade_no = ?1 ORDER BY id",
+            )?;
+            let rows = stmt.query_map([out_trade_no], |r| {
+                Ok(NotificationRecord {
+                    notify_id: r.get(0)?,
+                    out_trade_no: r.get(1)?,
+                    trade_status: r.get(2)?,
+                    verdict: r.get(3)?,
+                    reason: r.get(4)?,
+                    received_at: r.get(5)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    fn list_orders(&self, filter: &OrderFilter) -> Result<Vec<OrderRecord>, LedgerError> {
+        self.with(|conn| {
+            let limit = filter.limit.clamp(1, 500) as i64;
+            let day = filter.day.as_ref().map(|d| format!("{d}%"));
+            let mut stmt = conn.prepare_cached(
+                "SELECT * FROM orders
+                 WHERE (?1 IS NULL OR (?1 = 'NOT_CREATED' AND trade_status IS NULL) OR trade_status = ?1)
+                   AND (?2 IS NULL OR created_at LIKE ?2)
+                 ORDER BY created_at DESC, rowid DESC LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![filter.status, day, limit], order_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    fn audit(&self, entry: &AuditEntry<'_>) -> Result<(), LedgerError> {
+        self.with(|conn| {
+            conn.prepare_cached("INSERT INTO audit (at, tool, arguments, decision, outcome) VALUES (?1, ?2, ?3, ?4, ?5)")?
+                .execute(params![timestamp_now(), entry.tool, entry.arguments.to_string(), entry.decision, entry.outcome])?;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(no: &str, fen: i64) -> NewOrder {
+        NewOrder {
+            out_trade_no: no.into(),
+            kind: OrderKind::WebPage,
+            amount: Amount::from_fen(fen).unwrap(),
+            title: "t".into(),
+            link: "https://x".into(),
+        }
+    }
+
+    fn refund(no: &str, req: &str, fen: i64) -> NewRefund {
+        NewRefund {
+            out_trade_no: no.into(),
+            out_request_no: req.into(),
+            amount: Amount::from_fen(fen).unwrap(),
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn orders_are_created_once() {
+        let l = SqliteLedger::in_memory().unwrap();
+        assert!(matches!(
+            l.create_order(&order("A", 100)).unwrap(),
+            CreateOrder::Created(_)
+        ));
+        match l.create_order(&order("A", 200)).unwrap() {
+            CreateOrder::Existing(o) => {
+                assert_eq!(o.total_amount.fen(), 100, "the first order is kept")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn refunds_replay_retry_conflict_and_respect_the_daily_limit() {
+        let l = SqliteLedger::in_memory().unwrap();
+        l.create_order(&order("A", 10_000)).unwrap();
+        let limit = Some(Money::from_fen(1_500));
+        assert_eq!(
+            l.begin_refund(&refund("A", "R1", 1_000), limit, "2026-11-25")
+                .unwrap(),
+            RefundBegin::Fresh
+        );
+        assert!(matches!(
+            l.begin_refund(&refund("A", "R1", 1_000), limit, "2026-11-25")
+                .unwrap(),
+            RefundBegin::Retry(_)
+        ));
+        assert!(matches!(
+            l.begin_refund(&refund("A", "R1", 999), limit, "2026-11-25")
+                .unwrap(),
+            RefundBegin::Conflict(_)
+        ));
+        // Pending refunds count against the limit: 1000 + 501 > 1500.
+        assert_eq!(
+            l.begin_refund(&refund("A", "R2", 501), limit, "2026-11-25")
+                .unwrap(),
+            RefundBegin::OverDailyLimit {
+                used: Money::from_fen(1_000)
+            }
+        );
+        assert_eq!(
+            l.begin_refund(&refund("A", "R2", 500), limit, "2026-11-25")
+                .unwrap(),
+            RefundBegin::Fresh
+        );
+        l.finish_refund(
+            "A",
+            "R1",
+            RefundState::Succeeded,
+            Some("T"),
+            Some(Money::from_fen(1_000)),
+            None,
+        )
+        .unwrap();
+        assert!(matches!(
+            l.begin_refund(&refund("A", "R1", 1_000), limit, "2026-11-25")
+                .unwrap(),
+            RefundBegin::Replay(_)
+        ));
+        l.finish_refund("A", "R2", RefundState::Failed, None, None, Some("ACQ.X"))
+            .unwrap();
+        assert_eq!(
+            l.refunded_on("2026-11-25").unwrap(),
+            Money::from_fen(1_000),
+            "failed refunds do not count"
+        );
+        assert_eq!(l.refunded_on("2026-11-26").unwrap(), Money::ZERO);
+        assert_eq!(
+            l.order("A").unwrap().unwrap().refunded_amount,
+            Money::from_fen(1_000)
+        );
+    }
+
+    #[test]
+    fn notifications_dedupe_and_never_move_status_backwards() {
+        let l = SqliteLedger::in_memory().unwrap();
+        l.create_order(&order("A", 100)).unwrap();
+        let n =
+            |id: &str, status: &str, content: &str, refunded: Option<i64>| ReceivedNotification {
+                notify_id: id.into(),
+                out_trade_no: "A".into(),
+                trade_status: status.into(),
+                trade_no: Some("T".into()),
+                refunded: refunded.map(Money::from_fen),
+                content: content.into(),
+            };
+        assert_eq!(
+            l.apply_notification(&n("N1", "TRADE_SUCCESS", "c1", None))
+                .unwrap(),
+            NotifyApply::Applied
+        );
+        assert_eq!(
+            l.apply_notification(&n("N1", "TRADE_SUCCESS", "c1", None))
+                .unwrap(),
+            NotifyApply::Duplicate
+        );
+        assert_eq!(
+            l.apply_notification(&n("N1", "TRADE_SUCCESS", "other", None))
+                .unwrap(),
+            NotifyApply::ReusedId
+        );
+        assert_eq!(
+            l.apply_notification(&n("N2", "TRADE_CLOSED", "c2", Some(100)))
+                .unwrap(),
+            NotifyApply::Applied
+        );
+        assert_eq!(
+            l.order("A").unwrap().unwrap().trade_status.as_deref(),
+            Some("TRADE_CLOSED")
+        );
+        assert!(matches!(
+            l.apply_notification(&n("N3", "TRADE_SUCCESS", "c3", None))
+                .unwrap(),
+            NotifyApply::Stale(_)
+        ));
+        assert_eq!(
+            l.order("A").unwrap().unwrap().trade_status.as_deref(),
+            Some("TRADE_CLOSED")
+        );
+        // An older partial-refund notice arriving late is acknowledged, and changes nothing.
+        assert_eq!(
+            l.apply_notification(&n("N4", "TRADE_SUCCESS", "c4", Some(50)))
+                .unwrap(),
+            NotifyApply::Applied
+        );
+        assert_eq!(
+            l.order("A").unwrap().unwrap().trade_status.as_deref(),
+            Some("TRADE_CLOSED")
+        );
+        l.reject_notification(Some("N5"), Some("A"), &"x".repeat(10_000))
+            .unwrap();
+        let all = l.notifications("A").unwrap();
+        assert_eq!(all.iter().filter(|n| n.verdict == "accepted").count(), 3);
+        assert!(all.last().unwrap().reason.as_ref().unwrap().len() <= MAX_REASON);
+    }
+
+    #[test]
+    fn lists_filter_by_status_and_day() {
+        let l = SqliteLedger::in_memory().unwrap();
+        for (i, no) in ["A", "B", "C"].iter().enumerate() {
+            l.create_order(&order(no, 100 + i as i64)).unwrap();
+        }
+        l.update_status(
+            "B",
+            &StatusUpdate {
+                trade_status: "TRADE_SUCCESS",
+                trade_no: Some("T"),
+                refunded: None,
+                source: "query",
+            },
+        )
+        .unwrap();
+        let all = l
+            .list_orders(&OrderFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(all.len(), 3);
+        let paid = l
+            .list_orders(&OrderFilter {
+                status: Some("TRADE_SUCCESS".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            paid.iter()
+                .map(|o| o.out_trade_no.as_str())
+                .collect::<Vec<_>>(),
+            ["B"]
+        );
+        let open = l
+            .list_orders(&OrderFilter {
+                status: Some("NOT_CREATED".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(open.len(), 2);
+        let today = &timestamp_now()[..10];
+        assert_eq!(
+            l.list_orders(&OrderFilter {
+                day: Some(today.into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap()
+            .len(),
+            3
+        );
+        assert!(
+            l.list_orders(&OrderFilter {
+                day: Some("2000-01-01".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap()
+            .is_empty()
+        );
+        assert!(
+            !l.update_status(
+                "B",
+                &StatusUpdate {
+                    trade_status: "TRADE_SUCCESS",
+                    trade_no: Some("T"),
+                    refunded: None,
+                    source: "query"
+                }
+            )
+            .unwrap(),
+            "unchanged status is not rewritten"
+        );
+    }
+}

@@ -1,0 +1,38 @@
+//! Guardrail refusals and the audit trail of money-moving calls.
+
+use alipay_openapi::Amount;
+use serde_json::{Map, Value, json};
+
+use crate::app::App;
+use crate::ledger::AuditEntry;
+use crate::tools::outcome::ToolOutcome;
+
+/// An `isError` result naming the rule and its configured limit. The limit lives in the server's
+/// environment, out of the model's reach, and the text says so.
+pub fn refusal(rule: &str, what: String, limit: Option<Amount>) -> ToolOutcome {
+    ToolOutcome::error(
+        format!(
+            "Refused by guardrail {rule}: {what}. This limit is set in the server's environment by its operator and cannot be changed from the conversation; nothing was sent to Alipay."
+        ),
+        json!({ "error": { "kind": "guardrail", "rule": rule, "message": what, "limit": limit.map(|l| l.to_string()) } }),
+    )
+}
+
+/// Write an audit row; a ledger failure is logged, never hidden as success.
+pub fn audit(app: &App, tool: &str, args: &Map<String, Value>, decision: &str, outcome: &str) {
+    let arguments = Value::Object(args.clone());
+    let entry = AuditEntry {
+        tool,
+        arguments: &arguments,
+        decision,
+        outcome,
+    };
+    if let Err(e) = app.ledger.audit(&entry) {
+        tracing::error!(tool, error = %e, "cannot write the audit row");
+    }
+}
+
+/// `decision`/`outcome` words for an outcome.
+pub fn outcome_word(o: &ToolOutcome) -> &'static str {
+    if o.is_error { "failed" } else { "succeeded" }
+}
