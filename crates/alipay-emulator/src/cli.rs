@@ -178,10 +178,12 @@ async fn serve(args: EmulatorArgs) -> Result<(), CliError> {
     if no_apps {
         tracing::warn!("no --app given: every request will be answered isv.invalid-app-id");
     }
-    let line = serde_json::json!({
-        "gateway": running.gateway_url(),
-        "alipay_public_key": running.alipay_public_key().to_spki_base64(),
-    });
+    // Written by hand to keep the documented key order (gateway first).
+    let line = format!(
+        "{{\"gateway\":{},\"alipay_public_key\":{}}}",
+        serde_json::Value::from(running.gateway_url()),
+        serde_json::Value::from(running.alipay_public_key().to_spki_base64()),
+    );
     println!("{line}"); // stdout-ok: the one machine-readable line callers wait for
     wait_for_signal().await;
     tracing::info!("shutting down");

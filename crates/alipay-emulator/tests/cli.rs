@@ -84,6 +84,11 @@ async fn prints_one_json_line_serves_and_stops_on_sigterm() {
         "1,2",
     ]);
     let line = first_line(&mut child);
+    assert!(
+        line.starts_with(r#"{"gateway":"http://127.0.0.1:"#),
+        "{line}"
+    );
+    assert!(line.ends_with("\"}\n"), "one line: {line:?}");
     let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
     let object = v.as_object().unwrap();
     assert_eq!(object.len(), 2, "{line}");
