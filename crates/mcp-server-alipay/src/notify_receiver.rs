@@ -9,6 +9,7 @@ use std::sync::Arc;
 use alipay_openapi::{NotifyError, SignedFields, TradeNotification};
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
@@ -54,9 +55,13 @@ fn answer(ok: bool) -> impl IntoResponse {
 async fn receive(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> impl IntoResponse {
-    let verdict = check(&app, &headers, &body).await;
+    // An oversized or unreadable body is answered like any other refusal: `fail`.
+    let verdict = match &body {
+        Ok(body) => check(&app, &headers, body).await,
+        Err(e) => Err((format!("unreadable body: {e}"), None, None)),
+    };
     match verdict {
         Ok((n, NotifyApply::Applied)) => {
             tracing::info!(notify_id = %n.notify_id, out_trade_no = %n.out_trade_no, trade_status = %n.trade_status, "notification accepted");

@@ -68,6 +68,122 @@ pub fn local_env(dir: &Path, port: u16) -> HashMap<String, String> {
     env
 }
 
+/// How a test client answers the server's elicitation requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Elicit {
+    /// The client does not offer elicitation.
+    Unsupported,
+    Accept,
+    Decline,
+}
+
+/// A client that records resource updates and answers elicitation as told.
+#[derive(Clone)]
+pub struct EventClient {
+    pub version: ProtocolVersion,
+    pub elicit: Elicit,
+    pub updates: tokio::sync::mpsc::UnboundedSender<String>,
+    pub questions: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ClientHandler for EventClient {
+    fn get_info(&self) -> ClientConfig {
+        let capabilities = if self.elicit == Elicit::Unsupported {
+            ClientCapabilities::default()
+        } else {
+            ClientCapabilities::builder().enable_elicitation().build()
+        };
+        ClientConfig::new(
+            capabilities,
+            Implementation::new("e2e-event-client", "0.1.0"),
+        )
+        .with_protocol_version(self.version.clone())
+    }
+
+    async fn create_elicitation(
+        &self,
+        request: rmcp::model::ElicitRequestParams,
+        _ctx: rmcp::service::RequestContext<RoleClient>,
+    ) -> Result<rmcp::model::ElicitResult, rmcp::ErrorData> {
+        use rmcp::model::{ElicitRequestParams, ElicitResult, ElicitationAction};
+        if let ElicitRequestParams::FormElicitationParams { message, .. } = &request {
+            self.questions.lock().unwrap().push(message.clone());
+        }
+        Ok(match self.elicit {
+            Elicit::Accept => ElicitResult::new(ElicitationAction::Accept)
+                .with_content(serde_json::json!({ "confirm": true })),
+            _ => ElicitResult::new(ElicitationAction::Decline),
+        })
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: rmcp::model::ResourceUpdatedNotificationParam,
+        _ctx: rmcp::service::NotificationContext<RoleClient>,
+    ) {
+        let _ = self.updates.send(params.uri);
+    }
+}
+
+pub type EventSession = RunningService<RoleClient, EventClient>;
+
+/// Spawn the server and connect an [`EventClient`]: a legacy handshake, or (2026-07-28) none.
+pub async fn connect_events(
+    env: &HashMap<String, String>,
+    version: ProtocolVersion,
+    elicit: Elicit,
+) -> (
+    EventSession,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use rmcp::{ClientLifecycleMode, ClientServiceExt as _};
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let questions = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let handler = EventClient {
+        version: version.clone(),
+        elicit,
+        updates: tx,
+        questions: questions.clone(),
+    };
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.env_clear().envs(env);
+    let (transport, _stderr) = TokioChildProcess::builder(cmd)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn");
+    let session = if version >= ProtocolVersion::V_2026_07_28 {
+        handler
+            .serve_with_lifecycle(
+                transport,
+                ClientLifecycleMode::Discover {
+                    preferred_versions: vec![version],
+                },
+            )
+            .await
+            .expect("2026-07-28 lifecycle")
+    } else {
+        handler.serve(transport).await.expect("MCP handshake")
+    };
+    (session, rx, questions)
+}
+
+/// Poll `check` until it is true or `secs` pass.
+pub async fn eventually<F, Fut>(secs: u64, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
 #[derive(Clone)]
 pub struct TestClient {
     pub version: ProtocolVersion,
@@ -103,7 +219,11 @@ pub async fn connect_with(env: &HashMap<String, String>, version: ProtocolVersio
         .expect("MCP handshake")
 }
 
-pub async fn call(client: &Client, tool: &str, args: Value) -> CallToolResult {
+pub async fn call<H: ClientHandler>(
+    client: &RunningService<RoleClient, H>,
+    tool: &str,
+    args: Value,
+) -> CallToolResult {
     let Value::Object(map) = args else {
         panic!("arguments must be an object")
     };
@@ -212,6 +332,48 @@ impl Gateway {
             .await
             .map(|t| serde_json::from_str(&t).unwrap())
             .unwrap()
+    }
+
+    /// Every request logged by the gateway, oldest first.
+    pub async fn requests(&self) -> Vec<Value> {
+        let log: Value = serde_json::from_str(
+            &self
+                .http
+                .get(format!("{}/__emulator/requests", self.base))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        log.as_array()
+            .or_else(|| log.get("requests").and_then(Value::as_array))
+            .cloned()
+            .unwrap_or_else(|| panic!("unexpected request log shape: {log}"))
+    }
+
+    /// How many requests for `method` reached /gateway.do so far.
+    pub async fn count_method(&self, method: &str) -> usize {
+        self.requests()
+            .await
+            .iter()
+            .filter(|r| r["method"] == method)
+            .count()
+    }
+
+    /// Inject a fault (`POST /__emulator/faults`).
+    pub async fn fault(&self, fault: Value) {
+        let r = self
+            .http
+            .post(format!("{}/__emulator/faults", self.base))
+            .header("content-type", "application/json")
+            .body(fault.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "fault {fault}: {}", r.status());
     }
 
     /// How many requests reached /gateway.do so far.
