@@ -10,10 +10,13 @@ use crate::tools::outcome::ToolOutcome;
 /// An `isError` result naming the rule and its configured limit. The limit lives in the server's
 /// environment, out of the model's reach, and the text says so.
 pub fn refusal(rule: &str, what: String, limit: Option<Amount>) -> ToolOutcome {
+    let why = if rule.starts_with("AP_") {
+        "This limit is set in the server's environment by its operator and cannot be changed from the conversation"
+    } else {
+        "This rule always applies; the figures come from Alipay's signed answer, not from the conversation"
+    };
     ToolOutcome::error(
-        format!(
-            "Refused by guardrail {rule}: {what}. This limit is set in the server's environment by its operator and cannot be changed from the conversation; nothing was sent to Alipay."
-        ),
+        format!("Refused by guardrail {rule}: {what}. {why}; nothing was sent to Alipay."),
         json!({ "error": { "kind": "guardrail", "rule": rule, "message": what, "limit": limit.map(|l| l.to_string()) } }),
     )
 }
