@@ -12,13 +12,18 @@ client nobody here wrote, once per lifecycle:
                 handshake version, 2025-11-25)
   legacy-2025-06-18
                 mode="legacy" as an older client would run it: initialize asking 2025-06-18
+  legacy-2025-03-26
+                the same, asking 2025-03-26, the oldest version the server supports
+  legacy-asking-2026
+                initialize asking 2026-07-28, as some clients do (that version has no
+                handshake): the server must answer 2025-11-25
 
 Each run spawns the binary in local mode (no AP_APP_ID) with an explicit environment in its own
 scratch directory, and asserts the negotiated protocol version. The SDK validates every
 successful tool result's structuredContent against the tool's outputSchema; that validation is
 left on, so a schema mismatch fails the run.
 
-Usage: mcp_python_client.py BINARY [--modes modern,legacy,legacy-2025-06-18] [--keep]
+Usage: mcp_python_client.py BINARY [--modes modern,legacy,...] [--keep]
 Exit status 0 when every run passed; otherwise the failing step is printed with what the server
 said, followed by the tail of the server's stderr.
 """
@@ -38,12 +43,12 @@ import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
+from importlib.metadata import version as dist_version
 from typing import Any
 
 import anyio
 import jsonschema
 import mcp.client.session as mcp_client_session
-from importlib.metadata import version as dist_version
 from mcp import Client, StdioServerParameters, stdio_client
 from mcp_types import CallToolResult, ImageContent, Implementation, TextContent
 
@@ -62,6 +67,8 @@ MODES: dict[str, tuple[str, str | None, str]] = {
     "modern-pinned": ("2026-07-28", None, "2026-07-28"),
     "legacy": ("legacy", None, "2025-11-25"),
     "legacy-2025-06-18": ("legacy", "2025-06-18", "2025-06-18"),
+    "legacy-2025-03-26": ("legacy", "2025-03-26", "2025-03-26"),
+    "legacy-asking-2026": ("legacy", "2026-07-28", "2025-11-25"),
 }
 
 
@@ -125,7 +132,14 @@ class Run:
         self.client_mode, self.ask_version, self.expect_version = MODES[name]
         # Distinct order numbers per run (and per invocation), ≤ 64 characters.
         stamp = time.strftime("%Y%m%d%H%M%S") + f"{os.getpid() % 100000:05d}"
-        tag = {"modern": "M", "modern-pinned": "P", "legacy": "L", "legacy-2025-06-18": "O"}[name]
+        tag = {
+            "modern": "M",
+            "modern-pinned": "P",
+            "legacy": "L",
+            "legacy-2025-06-18": "O",
+            "legacy-2025-03-26": "Q",
+            "legacy-asking-2026": "A",
+        }[name]
         self.prefix = f"PY{tag}{stamp}"
         self.step = "start"
         self.errlog: Any = sys.stderr
@@ -143,6 +157,10 @@ class Run:
     async def call(self, client: Client, tool: str, args: dict[str, Any]) -> CallToolResult:
         self.step = f"tools/call {tool} {json.dumps(args, ensure_ascii=False)}"
         return await client.call_tool(tool, args)
+
+    async def run_bounded(self) -> None:
+        with anyio.fail_after(120):
+            await self.run()
 
     async def run(self) -> None:
         params = StdioServerParameters(command=self.binary, args=[], env=self.env(), cwd=self.scratch)
@@ -211,7 +229,9 @@ class Run:
         self.step = "tools/list"
         listed = await client.list_tools()
         tools = {t.name: t for t in listed.tools}
-        check(set(tools) == TOOLS, "tools/list should have exactly the five tools", sorted(tools))
+        check(TOOLS <= set(tools), "tools/list should have the five reference tools", sorted(tools))
+        extra = sorted(set(tools) - TOOLS)
+        print(f"  [{self.name}] tools/list: the five reference tools" + (f", and {', '.join(extra)}" if extra else ""))
         for name, tool in tools.items():
             check(
                 isinstance(tool.output_schema, dict) and tool.output_schema.get("type") == "object",
@@ -373,17 +393,12 @@ def main() -> int:
         try:
             with open(os.path.join(scratch, "server.stderr"), "w", encoding="utf-8") as errlog:
                 run.errlog = errlog
-
-                async def go() -> None:
-                    with anyio.fail_after(120):
-                        await run.run()
-
-                anyio.run(go)
+                anyio.run(run.run_bounded)
             passed += 1
             print(f"  [{name}] PASS ({time.monotonic() - started:.1f}s)", flush=True)
             if not args.keep:
                 shutil.rmtree(scratch, ignore_errors=True)
-        except BaseException as e:  # noqa: BLE001 — report everything, including task-group errors
+        except BaseException as e:  # report everything, including task-group errors
             failed += 1
             print(f"  [{name}] FAIL at step: {run.step}", file=sys.stderr, flush=True)
             if isinstance(e, Failure):
