@@ -19,13 +19,16 @@ use crate::app::App;
 use crate::ledger::{NotifyApply, ReceivedNotification};
 
 pub const NOTIFY_PATH: &str = "/alipay/notify";
-/// Real notifications are a few KB.
+/// Real notifications are a few KB; anything above this is refused.
 const MAX_BODY: usize = 64 * 1024;
+/// Bodies up to this size are read to the end before being refused, so the sender gets its `fail`
+/// instead of a connection reset in the middle of its upload.
+const READ_LIMIT: usize = 2 * 1024 * 1024;
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route(NOTIFY_PATH, post(receive))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(DefaultBodyLimit::max(READ_LIMIT))
         .with_state(app)
 }
 
@@ -59,6 +62,11 @@ async fn receive(
 ) -> impl IntoResponse {
     // An oversized or unreadable body is answered like any other refusal: `fail`.
     let verdict = match &body {
+        Ok(body) if body.len() > MAX_BODY => Err((
+            format!("body of {} bytes is larger than {MAX_BODY}", body.len()),
+            None,
+            None,
+        )),
         Ok(body) => check(&app, &headers, body).await,
         Err(e) => Err((format!("unreadable body: {e}"), None, None)),
     };
