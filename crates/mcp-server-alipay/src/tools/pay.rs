@@ -14,7 +14,7 @@ use crate::tools::args::{PayArgs, mint_order_number};
 use crate::tools::guard::{audit, outcome_word, refusal};
 use crate::tools::outcome::{ToolOutcome, advice, alipay_message, error_json, transport_message};
 
-/// Alipay's `body` is at most 128 characters; the reference copies the title into it.
+/// Alipay's `body` is at most 128 characters.
 const MAX_BODY_CHARS: usize = 128;
 
 pub async fn create_payment(app: &App, tool: ToolKind, raw: &Map<String, Value>) -> ToolOutcome {
@@ -96,6 +96,12 @@ async fn create(app: &App, tool: ToolKind, raw: &Map<String, Value>) -> ToolOutc
     }
 }
 
+/// The reference copies the title into `body`; a title over Alipay's 128-character `body` limit
+/// goes without one rather than being refused.
+fn body_of(title: &str) -> Option<String> {
+    (title.chars().count() <= MAX_BODY_CHARS).then(|| title.to_string())
+}
+
 fn sign_link(
     app: &App,
     kind: OrderKind,
@@ -111,8 +117,7 @@ fn sign_link(
         out_trade_no: out_trade_no.to_string(),
         total_amount: args.total_amount,
         subject: args.order_title.clone(),
-        body: (args.order_title.chars().count() <= MAX_BODY_CHARS)
-            .then(|| args.order_title.clone()),
+        body: body_of(&args.order_title),
         timeout_express: None,
         // The reference marks its links with its version; Alipay attributes MCP traffic by it.
         query_options: Some(vec![format!("mcp_{}", env!("CARGO_PKG_VERSION"))]),
@@ -133,8 +138,7 @@ async fn precreate(app: &App, out_trade_no: &str, args: &PayArgs) -> Result<Stri
         out_trade_no: out_trade_no.to_string(),
         total_amount: args.total_amount,
         subject: args.order_title.clone(),
-        body: (args.order_title.chars().count() <= MAX_BODY_CHARS)
-            .then(|| args.order_title.clone()),
+        body: body_of(&args.order_title),
         timeout_express: None,
     };
     let failed = |text: String, e: &alipay_openapi::Error| {
