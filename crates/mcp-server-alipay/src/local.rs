@@ -1,8 +1,15 @@
 //! Local mode: no merchant account. The emulator runs in-process on `127.0.0.1:AP_LOCAL_PORT`, with
 //! an app key pair and a platform key pair created once in `AP_DATA_DIR/local/` and reused, and its
 //! trades persisted there too, so links survive a restart.
+//!
+//! Several servers may share one data dir (a desktop app and an editor both configured, each
+//! spawning its own server). One of them owns the gateway (an exclusive lock on
+//! `local/gateway.lock`) and writes its address to `local/gateway.json`; the others use that
+//! gateway rather than a second one writing the same state file.
 
+use std::fs::File;
 use std::path::Path;
+use std::time::Duration;
 
 use alipay_emulator::{AppConfig, Emulator, EmulatorConfig, RunningEmulator};
 use alipay_openapi::{PrivateKey, PublicKey};
@@ -10,28 +17,55 @@ use alipay_openapi::{PrivateKey, PublicKey};
 /// The app id the embedded gateway knows us by (unless `AP_APP_ID` names another).
 pub const LOCAL_APP_ID: &str = "9021000000000001";
 
+/// Where the gateway owner says it listens.
+const GATEWAY_FILE: &str = "gateway.json";
+const LOCK_FILE: &str = "gateway.lock";
+
 pub struct LocalGateway {
     pub app_id: String,
     pub app_key: PrivateKey,
     pub alipay_public_key: PublicKey,
-    running: RunningEmulator,
+    gateway_url: String,
+    /// Our own embedded gateway, or `None` when another server's is used.
+    running: Option<RunningEmulator>,
+    /// Held while we own the gateway.
+    _lock: Option<File>,
 }
 
 impl LocalGateway {
     pub fn gateway_url(&self) -> String {
-        self.running.gateway_url()
+        self.gateway_url.clone()
     }
 
     pub async fn shutdown(self) {
-        self.running.shutdown().await;
+        if let Some(running) = self.running {
+            running.shutdown().await;
+        }
     }
 }
 
-/// Start the embedded gateway and say so on stderr (one line).
+/// Start the embedded gateway (or join the one another server on this data dir runs) and say so
+/// on stderr (one line).
 pub async fn start(config: &crate::config::Config) -> Result<LocalGateway, String> {
     let dir = config.data_dir.join("local");
     create_private_dir(&dir)
         .map_err(|e| format!("AP_DATA_DIR: cannot create {}: {e}", dir.display()))?;
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK_FILE))
+        .map_err(|e| {
+            format!(
+                "AP_DATA_DIR: cannot open {}: {e}",
+                dir.join(LOCK_FILE).display()
+            )
+        })?;
+    let owner = lock.try_lock().is_ok();
+    if !owner {
+        // The owner creates the keys before it announces its gateway; wait for that.
+        wait_for_file(&dir.join(GATEWAY_FILE)).await;
+    }
     let app_key = load_or_create_key(
         &dir.join("app-private-key.txt"),
         &dir.join("app-public-key.txt"),
@@ -44,6 +78,32 @@ pub async fn start(config: &crate::config::Config) -> Result<LocalGateway, Strin
         .local_app_id
         .clone()
         .unwrap_or_else(|| LOCAL_APP_ID.to_string());
+    let alipay_public_key = platform_key.public_key().clone();
+
+    if !owner {
+        match shared_gateway(&dir, &alipay_public_key, &app_id, &app_key).await {
+            Some(url) => {
+                announce(
+                    config,
+                    &url,
+                    &dir,
+                    " (shared with another server on this data dir)",
+                );
+                return Ok(LocalGateway {
+                    app_id,
+                    app_key,
+                    alipay_public_key,
+                    gateway_url: url,
+                    running: None,
+                    _lock: None,
+                });
+            }
+            None => tracing::warn!(
+                "another server holds {} but its gateway does not answer for this app; starting one in memory",
+                dir.join(LOCK_FILE).display()
+            ),
+        }
+    }
 
     let listener = match tokio::net::TcpListener::bind(("127.0.0.1", config.local_port)).await {
         Ok(l) => l,
@@ -59,13 +119,41 @@ pub async fn start(config: &crate::config::Config) -> Result<LocalGateway, Strin
     emulator_config
         .apps
         .push(AppConfig::new(app_id.clone(), app_key.public_key().clone()));
-    emulator_config.state_dir = Some(dir.clone());
+    // Only the owner persists: two gateways must never write one state file.
+    emulator_config.state_dir = owner.then(|| dir.clone());
     let running = Emulator::start(emulator_config, listener)
         .await
         .map_err(|e| format!("cannot start the embedded Alipay gateway: {e}"))?;
+    let url = running.gateway_url();
+    if owner {
+        let note = serde_json::json!({ "gateway": url, "pid": std::process::id() }).to_string();
+        if let Err(e) = std::fs::write(dir.join(GATEWAY_FILE), note) {
+            tracing::warn!(error = %e, "cannot write {GATEWAY_FILE}");
+        }
+    }
+    announce(
+        config,
+        &url,
+        &dir,
+        if owner {
+            ""
+        } else {
+            " (in memory: another server owns this data dir)"
+        },
+    );
+    Ok(LocalGateway {
+        app_id,
+        app_key,
+        alipay_public_key,
+        gateway_url: url,
+        running: Some(running),
+        _lock: owner.then_some(lock),
+    })
+}
+
+fn announce(config: &crate::config::Config, url: &str, dir: &Path, note: &str) {
     eprintln!(
-        "mcp-server-alipay: local mode, no real money: payments go to the embedded Alipay gateway at {} (its cashier opens from every payment link){}; keys and trades in {}",
-        running.gateway_url(),
+        "mcp-server-alipay: local mode, no real money: payments go to the embedded Alipay gateway at {url}{note} (its cashier opens from every payment link){}; keys and trades in {}",
         config
             .notify_url
             .as_deref()
@@ -73,12 +161,48 @@ pub async fn start(config: &crate::config::Config) -> Result<LocalGateway, Strin
             .unwrap_or_default(),
         dir.display()
     );
-    Ok(LocalGateway {
-        app_id,
-        app_key,
-        alipay_public_key: platform_key.public_key().clone(),
-        running,
-    })
+}
+
+async fn wait_for_file(path: &Path) {
+    for _ in 0..100 {
+        if path.exists() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The gateway the owner announced, if it is ours: a signed query from our app for a made-up order
+/// gets an answer that verifies with our platform key (Alipay's "no such trade").
+async fn shared_gateway(
+    dir: &Path,
+    platform: &PublicKey,
+    app_id: &str,
+    app_key: &PrivateKey,
+) -> Option<String> {
+    let note: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(GATEWAY_FILE)).ok()?).ok()?;
+    let url = note.get("gateway")?.as_str()?.to_string();
+    let merchant = alipay_openapi::Merchant {
+        app_id: app_id.to_string(),
+        private_key: app_key.clone(),
+        sign_type: alipay_openapi::SignType::Rsa2,
+        app_auth_token: None,
+    };
+    let mut config = alipay_openapi::ClientConfig::new(merchant, platform.clone(), url.clone());
+    config.timeout = Duration::from_secs(2);
+    let client = alipay_openapi::AlipayClient::new(config).ok()?;
+    let probe = client
+        .execute_raw(
+            "alipay.trade.query",
+            r#"{"out_trade_no":"local-gateway-probe"}"#,
+            false,
+        )
+        .await
+        .ok()?;
+    let known_app = probe.code() == "10000"
+        || probe.body.get("sub_code").and_then(|c| c.as_str()) == Some("ACQ.TRADE_NOT_EXIST");
+    known_app.then_some(url)
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {

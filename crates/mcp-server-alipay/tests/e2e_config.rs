@@ -220,3 +220,47 @@ fn stdout_carries_only_json_rpc() {
     assert!(log.contains("SO_1"), "tool calls are logged");
     assert!(!log.contains("sign="), "signed links are never logged");
 }
+
+/// Two servers on one data dir (a desktop app and an editor, say): the second uses the first's
+/// gateway instead of running another one over the same state file.
+#[tokio::test]
+async fn two_servers_on_one_data_dir_share_one_gateway() {
+    let dir = TempDir::new("shared");
+    let mut env = local_env(dir.path(), free_port());
+    env.insert("AP_NOTIFY_LISTEN".into(), "127.0.0.1:0".into());
+    let first = connect(&env).await;
+    let mut second_env = env.clone();
+    second_env.insert("AP_LOCAL_PORT".into(), "0".into());
+    let second = connect(&second_env).await;
+    let a = call(
+        &first,
+        "create-web-page-alipay-payment",
+        json!({"outTradeNo":"SH_1","totalAmount":"1.00","orderTitle":"t"}),
+    )
+    .await;
+    let b = call(
+        &second,
+        "create-web-page-alipay-payment",
+        json!({"outTradeNo":"SH_2","totalAmount":"2.00","orderTitle":"t"}),
+    )
+    .await;
+    let (link_a, link_b) = (link_of(&a), link_of(&b));
+    assert_eq!(gateway_base(&link_a), gateway_base(&link_b), "one gateway");
+    let gateway = Gateway::from_link(&link_b);
+    gateway.open(&link_b).await;
+    gateway.pay("SH_2").await;
+    for client in [&first, &second] {
+        let q = call(client, "query-alipay-payment", json!({"outTradeNo":"SH_2"})).await;
+        assert!(
+            text(&q).starts_with("交易状态: TRADE_SUCCESS, 交易金额: 2.00"),
+            "{}",
+            text(&q)
+        );
+    }
+    second.cancel().await.unwrap();
+    first.cancel().await.unwrap();
+    // The owner persisted both orders.
+    let state =
+        std::fs::read_to_string(dir.path().join("data/local/alipay-emulator-state.json")).unwrap();
+    assert!(state.contains("SH_1") && state.contains("SH_2"));
+}
