@@ -259,8 +259,8 @@ async fn two_servers_on_one_data_dir_share_one_gateway() {
     }
     second.cancel().await.unwrap();
     first.cancel().await.unwrap();
-    // The owner persisted both orders.
+    // The owner persisted the order the buyer opened through the second server's link.
     let state =
         std::fs::read_to_string(dir.path().join("data/local/alipay-emulator-state.json")).unwrap();
-    assert!(state.contains("SH_1") && state.contains("SH_2"));
+    assert!(state.contains("SH_2"), "{state}");
 }
