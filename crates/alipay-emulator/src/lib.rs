@@ -30,6 +30,8 @@ mod codes;
 mod config;
 mod control;
 mod faults;
+#[doc(hidden)]
+pub mod fuzzing;
 mod ids;
 mod model;
 mod notice;
