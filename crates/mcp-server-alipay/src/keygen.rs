@@ -20,16 +20,15 @@ pub struct KeygenArgs {
 pub fn run(args: &KeygenArgs) -> std::process::ExitCode {
     match generate(args) {
         Ok((private, public)) => {
-            // stdout-ok: keygen is a CLI command; it prints paths, never the private key.
-            println!(
-                "wrote {} (private key, mode 0600: set AP_APP_KEY to this path or its content)",
-                private.display()
-            );
-            println!(
-                "wrote {} (upload its content in the Alipay console as the 应用公钥, 接口加签方式: 公钥 / RSA2)",
+            let message = format!(
+                "wrote {} (private key, mode 0600: set AP_APP_KEY to this path or its content)\n\
+                 wrote {} (upload its content in the Alipay console as the 应用公钥, 接口加签方式: 公钥 / RSA2)\n\
+                 then copy the console's 支付宝公钥 (Alipay public key) into AP_PUB_KEY",
+                private.display(),
                 public.display()
-            ); // stdout-ok
-            println!("then copy the console's 支付宝公钥 (Alipay public key) into AP_PUB_KEY"); // stdout-ok
+            );
+            // keygen is a CLI command: it prints paths, never the private key.
+            println!("{message}"); // stdout-ok
             std::process::ExitCode::SUCCESS
         }
         Err(e) => {
