@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use alipay_openapi::Amount;
+use alipay_openapi::{Amount, AmountError};
 use serde_json::{Map, Value};
 
 /// A rejected argument.
@@ -39,6 +39,27 @@ fn shown(value: &Value) -> String {
         format!("{head}… ({} characters)", text.chars().count())
     } else {
         text
+    }
+}
+
+/// An amount error whose echo of the input is cut to a readable length (a megabyte of digits
+/// must not come back whole in the error).
+fn shortened(e: AmountError) -> AmountError {
+    let cut = |text: String| {
+        let count = text.chars().count();
+        if count > 40 {
+            let head: String = text.chars().take(37).collect();
+            format!("{head}… ({count} characters)")
+        } else {
+            text
+        }
+    };
+    match e {
+        AmountError::NotANumber(t) => AmountError::NotANumber(cut(t)),
+        AmountError::TooManyDecimals(t) => AmountError::TooManyDecimals(cut(t)),
+        AmountError::NotPositive(t) => AmountError::NotPositive(cut(t)),
+        AmountError::TooLarge(t) => AmountError::TooLarge(cut(t)),
+        other => other,
     }
 }
 
@@ -119,7 +140,7 @@ impl<'a> RawArgs<'a> {
     /// A yuan amount, number or string: ≥ 0.01, ≤ 100,000,000.00, at most two decimals.
     pub fn amount(&self, field: &str) -> Result<Amount, ArgError> {
         let value = self.required(field)?;
-        Amount::from_json(value).map_err(|e| fail(field, e.to_string()))
+        Amount::from_json(value).map_err(|e| fail(field, shortened(e).to_string()))
     }
 
     /// Text shown to people (order title, refund reason): 1–`max` characters, no control or
@@ -627,6 +648,19 @@ mod tests {
             field(json!({"outTradeNo":"A","totalAmount":1,"orderTitle":"t","amount":1})),
             "amount"
         );
+        for digits in [
+            "9".repeat(1 << 20),
+            format!("0.{}", "1".repeat(1 << 20)),
+            format!("{}x", "1".repeat(1 << 20)),
+        ] {
+            let e = pay(json!({"totalAmount":digits,"orderTitle":"t"})).unwrap_err();
+            assert_eq!(e.field, "totalAmount");
+            assert!(
+                e.to_string().len() < 300,
+                "a megabyte amount is not echoed whole: {} bytes",
+                e.to_string().len()
+            );
+        }
         let e = pay(json!({"outTradeNo":"x".repeat(10_000),"totalAmount":1,"orderTitle":"t"}))
             .unwrap_err();
         assert!(
