@@ -152,6 +152,8 @@ impl AlipayClient {
     async fn post(&self, url: String, form: String) -> Result<String, Error> {
         let timeout = self.config.timeout;
         let map_err = |e: reqwest::Error| {
+            // The URL carries the request's `sign`: it never goes into an error message.
+            let e = e.without_url();
             if e.is_timeout() {
                 Error::Timeout(timeout)
             } else if e.is_connect() {

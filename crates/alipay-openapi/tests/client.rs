@@ -208,4 +208,10 @@ async fn connection_refused_is_a_connect_error() {
     let err = query(&client, "OK").await.unwrap_err();
     assert!(matches!(err, Error::Connect(_)), "{err:?}");
     assert!(!err.outcome_unknown(), "nothing was sent");
+    // The request URL carries its signature; the error must not (found by the server's
+    // gateway-fault and secrets suites: the message reached logs and tool results).
+    for text in [err.to_string(), format!("{err:?}")] {
+        assert!(!text.contains("sign="), "{text}");
+        assert!(!text.contains("gateway.do?"), "{text}");
+    }
 }

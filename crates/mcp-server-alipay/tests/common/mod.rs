@@ -376,6 +376,50 @@ impl Gateway {
         assert!(r.status().is_success(), "fault {fault}: {}", r.status());
     }
 
+    /// Remove every fault not yet used up (`DELETE /__emulator/faults`).
+    pub async fn clear_faults(&self) {
+        let r = self
+            .http
+            .delete(format!("{}/__emulator/faults", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "clear faults: {}", r.status());
+    }
+
+    /// Faults still armed (`GET /__emulator/faults`).
+    pub async fn faults(&self) -> Vec<Value> {
+        let v: Value = self
+            .http
+            .get(format!("{}/__emulator/faults", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .map(|t| serde_json::from_str(&t).unwrap())
+            .unwrap();
+        v["faults"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Every order of the app, as the gateway sees it.
+    pub async fn trades(&self) -> Vec<Value> {
+        let v: Value = self
+            .http
+            .get(format!(
+                "{}/__emulator/apps/{}/trades",
+                self.base, self.app_id
+            ))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .map(|t| serde_json::from_str(&t).unwrap())
+            .unwrap();
+        v["trades"].as_array().cloned().unwrap_or_default()
+    }
+
     /// How many requests reached /gateway.do so far.
     pub async fn request_count(&self) -> usize {
         let log: Value = self
