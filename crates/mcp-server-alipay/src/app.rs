@@ -3,15 +3,18 @@
 //! serves every MCP session (stdio, or each HTTP session or request).
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use alipay_openapi::{AlipayClient, ClientConfig, Merchant};
+use rmcp::handler::server::router::tool::ToolRouter;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Env};
 use crate::confirm::PendingConfirmations;
 use crate::ledger::{Ledger, SqliteLedger};
 use crate::local::{self, LocalGateway};
+use crate::mcp::AlipayMcp;
 use crate::notify_receiver;
 use crate::subscriptions::Subscriptions;
 
@@ -24,6 +27,19 @@ pub struct App {
     local: Mutex<Option<LocalGateway>>,
     stop: CancellationToken,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The MCP tool router, built once (over HTTP a handler is made per session or per request).
+    pub(crate) tool_router: OnceLock<Arc<ToolRouter<AlipayMcp>>>,
+    /// `subscriptions/listen` streams open now (HTTP shutdown waits for calls, not for these).
+    listen_streams: AtomicUsize,
+}
+
+/// One open `subscriptions/listen` stream, counted while it lives.
+pub struct ListenStream<'a>(&'a AtomicUsize);
+
+impl Drop for ListenStream<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl App {
@@ -90,6 +106,8 @@ impl App {
             local: Mutex::new(local),
             stop: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),
+            tool_router: OnceLock::new(),
+            listen_streams: AtomicUsize::new(0),
         });
         if let Some(listener) = notify_listener {
             let stop = app.stop.clone();
@@ -102,6 +120,16 @@ impl App {
         let reconcile = tokio::spawn(crate::tools::refund::reconcile(app.clone()));
         app.track(reconcile);
         Ok(app)
+    }
+
+    /// Count a `subscriptions/listen` stream for as long as the returned guard lives.
+    pub fn listen_stream(&self) -> ListenStream<'_> {
+        self.listen_streams.fetch_add(1, Ordering::SeqCst);
+        ListenStream(&self.listen_streams)
+    }
+
+    pub fn listen_streams(&self) -> usize {
+        self.listen_streams.load(Ordering::SeqCst)
     }
 
     fn track(&self, task: tokio::task::JoinHandle<()>) {

@@ -59,6 +59,42 @@ pub struct Config {
     /// `AP_NOTIFY_LISTEN`: where the notify receiver listens (local mode: on by default).
     pub notify_listen: Option<std::net::SocketAddr>,
     pub guard: Guardrails,
+    /// `AP_HTTP_*`: the Streamable HTTP transport.
+    pub http: HttpSettings,
+}
+
+/// The Streamable HTTP transport (`serve --http ADDR` or `AP_HTTP_LISTEN`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// `AP_HTTP_LISTEN`: serve MCP over HTTP on this address instead of stdio.
+    pub listen: Option<std::net::SocketAddr>,
+    /// `AP_HTTP_TOKEN`: the bearer token; `None` means one is generated at start-up.
+    pub token: Option<String>,
+    /// `AP_HTTP_ALLOWED_ORIGINS`: browser origins allowed to call (`scheme://host[:port]`, or `null`).
+    pub allowed_origins: Vec<String>,
+    /// `AP_HTTP_ALLOWED_HOSTS`: `Host` names (or `host:port`) accepted; `None` is loopback names
+    /// plus the listen address; `Some(empty)` (`*`) accepts any `Host`.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// `AP_HTTP_MAX_BODY_BYTES`: the largest request body.
+    pub max_body_bytes: usize,
+    /// `AP_HTTP_TIMEOUT_MS`: how long a request may take to be answered (and the drain on SIGTERM).
+    pub timeout: Duration,
+    /// `AP_HTTP_MAX_CONCURRENT`: requests served at once; more wait (up to the timeout), then 503.
+    pub max_concurrent: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            token: None,
+            allowed_origins: Vec::new(),
+            allowed_hosts: None,
+            max_body_bytes: 1024 * 1024,
+            timeout: Duration::from_secs(30),
+            max_concurrent: 256,
+        }
+    }
 }
 
 /// Limits the model cannot change: they come from the environment only.
@@ -253,6 +289,7 @@ impl Config {
                 )
             })?),
         };
+        let http = http_settings(&get)?;
         Ok(Self {
             env,
             local_app_id: if env == Env::Local { app_id } else { None },
@@ -274,6 +311,7 @@ impl Config {
             local_port,
             notify_listen,
             guard,
+            http,
         })
     }
 
@@ -285,6 +323,183 @@ impl Config {
             (None, _) => alipay_openapi::PROD_GATEWAY.to_string(),
         }
     }
+}
+
+/// The `AP_HTTP_*` variables.
+fn http_settings(get: &dyn Fn(&str) -> Option<String>) -> Result<HttpSettings, ConfigError> {
+    let defaults = HttpSettings::default();
+    let listen = get("AP_HTTP_LISTEN")
+        .map(|v| {
+            v.parse::<std::net::SocketAddr>().map_err(|_| {
+                err(
+                    "AP_HTTP_LISTEN",
+                    format!("{v:?} is not an address such as 127.0.0.1:8080 or [::1]:8080"),
+                )
+            })
+        })
+        .transpose()?;
+    let token = get("AP_HTTP_TOKEN")
+        .map(|t| check_token(&t).map(|()| t))
+        .transpose()
+        .map_err(|m| err("AP_HTTP_TOKEN", m))?;
+    let allowed_origins = match get("AP_HTTP_ALLOWED_ORIGINS") {
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|o| normalize_origin(o).ok_or_else(|| {
+                err(
+                    "AP_HTTP_ALLOWED_ORIGINS",
+                    format!("{o:?} is not an origin such as https://app.example.com or http://localhost:3000 (scheme://host[:port], no path), or null"),
+                )
+            }))
+            .collect::<Result<_, _>>()?,
+    };
+    let allowed_hosts = match get("AP_HTTP_ALLOWED_HOSTS") {
+        None => None,
+        Some(v) if v == "*" => Some(Vec::new()),
+        Some(list) => {
+            let hosts: Vec<String> = list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|h| {
+                    check_host(h).map(|()| h.to_ascii_lowercase()).ok_or_else(|| {
+                        err(
+                            "AP_HTTP_ALLOWED_HOSTS",
+                            format!("{h:?} is not a host name or host:port such as mcp.example.com or 10.0.0.5:8080 (or * for any)"),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            if hosts.is_empty() {
+                return Err(err(
+                    "AP_HTTP_ALLOWED_HOSTS",
+                    "lists no host (use * to accept any Host)",
+                ));
+            }
+            Some(hosts)
+        }
+    };
+    let number = |name: &'static str, default: u64, min: u64, max: u64, what: &str| match get(name)
+    {
+        None => Ok(default),
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(err(
+                name,
+                format!("{v:?} is not {what} between {min} and {max}"),
+            )),
+        },
+    };
+    let max_body_bytes = number(
+        "AP_HTTP_MAX_BODY_BYTES",
+        defaults.max_body_bytes as u64,
+        1024,
+        64 * 1024 * 1024,
+        "a number of bytes",
+    )? as usize;
+    let timeout_ms = number(
+        "AP_HTTP_TIMEOUT_MS",
+        defaults.timeout.as_millis() as u64,
+        100,
+        600_000,
+        "a number of milliseconds",
+    )?;
+    let max_concurrent = number(
+        "AP_HTTP_MAX_CONCURRENT",
+        defaults.max_concurrent as u64,
+        1,
+        100_000,
+        "a number of requests",
+    )? as usize;
+    Ok(HttpSettings {
+        listen,
+        token,
+        allowed_origins,
+        allowed_hosts,
+        max_body_bytes,
+        timeout: Duration::from_millis(timeout_ms),
+        max_concurrent,
+    })
+}
+
+/// A bearer token: 16 to 1024 visible ASCII characters (what an HTTP header carries unchanged).
+fn check_token(token: &str) -> Result<(), String> {
+    if !(16..=1024).contains(&token.len()) {
+        return Err(format!(
+            "must be 16 to 1024 characters long (got {}); e.g. the output of `openssl rand -hex 32`",
+            token.len()
+        ));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(
+            "must be visible ASCII characters only (no spaces or control characters)".into(),
+        );
+    }
+    Ok(())
+}
+
+/// An origin as browsers send it, lower-cased with the scheme's default port left out:
+/// `https://app.example.com`, `http://localhost:3000`, or `null`.
+pub fn normalize_origin(origin: &str) -> Option<String> {
+    let origin = origin.trim();
+    if origin == "null" {
+        return Some("null".into());
+    }
+    let (scheme, rest) = origin.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" => "80",
+        "https" => "443",
+        _ => return None,
+    };
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@']) || !check_host_opt(rest) {
+        return None;
+    }
+    let rest = rest.to_ascii_lowercase();
+    let authority = match split_port(&rest) {
+        (host, Some(port)) if port == default_port => host.to_string(),
+        _ => rest,
+    };
+    Some(format!("{scheme}://{authority}"))
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port`.
+fn split_port(authority: &str) -> (&str, Option<&str>) {
+    if authority.starts_with('[') {
+        return match authority.rsplit_once("]:") {
+            Some((host, port)) => (&authority[..host.len() + 1], Some(port)),
+            None => (authority, None),
+        };
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    }
+}
+
+fn check_host_opt(authority: &str) -> bool {
+    check_host(authority).is_some()
+}
+
+/// A `Host` value we can compare: a DNS name or IP, optionally with a port.
+fn check_host(authority: &str) -> Option<()> {
+    let (host, port) = split_port(authority);
+    if let Some(port) = port {
+        port.parse::<u16>().ok()?;
+    }
+    let ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        v6.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        !host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    };
+    ok.then_some(())
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -453,5 +668,68 @@ mod tests {
         )])
         .unwrap_err();
         assert!(e.to_string().contains("private key"), "{e}");
+    }
+
+    #[test]
+    fn http_variables() {
+        let d = with(&[]).unwrap().http;
+        assert_eq!(d, HttpSettings::default());
+        assert_eq!(d.listen, None, "stdio unless asked");
+        let c = with(&[
+            ("AP_HTTP_LISTEN", "127.0.0.1:8080"),
+            ("AP_HTTP_TOKEN", "0123456789abcdef0123"),
+            (
+                "AP_HTTP_ALLOWED_ORIGINS",
+                "https://App.Example.com:443, http://localhost:3000,null",
+            ),
+            ("AP_HTTP_ALLOWED_HOSTS", "mcp.example.com, 10.0.0.5:8080"),
+            ("AP_HTTP_MAX_BODY_BYTES", "65536"),
+            ("AP_HTTP_TIMEOUT_MS", "2000"),
+            ("AP_HTTP_MAX_CONCURRENT", "8"),
+        ])
+        .unwrap()
+        .http;
+        assert_eq!(c.listen, Some("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!(c.token.as_deref(), Some("0123456789abcdef0123"));
+        assert_eq!(
+            c.allowed_origins,
+            ["https://app.example.com", "http://localhost:3000", "null"]
+        );
+        assert_eq!(
+            c.allowed_hosts,
+            Some(vec!["mcp.example.com".into(), "10.0.0.5:8080".into()])
+        );
+        assert_eq!(c.max_body_bytes, 65536);
+        assert_eq!(c.timeout, Duration::from_secs(2));
+        assert_eq!(c.max_concurrent, 8);
+        assert_eq!(
+            with(&[("AP_HTTP_ALLOWED_HOSTS", "*")])
+                .unwrap()
+                .http
+                .allowed_hosts,
+            Some(vec![])
+        );
+        assert_eq!(
+            normalize_origin("http://[::1]:80").as_deref(),
+            Some("http://[::1]")
+        );
+
+        let var = |e: Result<Config, ConfigError>| e.unwrap_err().var;
+        for (name, bad) in [
+            ("AP_HTTP_LISTEN", "8080"),
+            ("AP_HTTP_TOKEN", "short"),
+            ("AP_HTTP_TOKEN", "has a space in the middle!"),
+            ("AP_HTTP_ALLOWED_ORIGINS", "app.example.com"),
+            ("AP_HTTP_ALLOWED_ORIGINS", "https://app.example.com/path"),
+            ("AP_HTTP_ALLOWED_ORIGINS", "ftp://x"),
+            ("AP_HTTP_ALLOWED_HOSTS", "exa mple.com"),
+            ("AP_HTTP_ALLOWED_HOSTS", "host:99999"),
+            ("AP_HTTP_ALLOWED_HOSTS", " , "),
+            ("AP_HTTP_MAX_BODY_BYTES", "10"),
+            ("AP_HTTP_TIMEOUT_MS", "30s"),
+            ("AP_HTTP_MAX_CONCURRENT", "0"),
+        ] {
+            assert_eq!(var(with(&[(name, bad)])), name, "{name}={bad}");
+        }
     }
 }

@@ -1,10 +1,12 @@
-//! `mcp-server-alipay`: the MCP server (stdio), plus `emulator`, `doctor` and `keygen`.
+//! `mcp-server-alipay`: the MCP server (stdio, or Streamable HTTP with `serve --http`), plus
+//! `emulator`, `doctor` and `keygen`.
 //! This file only wires the pieces together.
 
 mod app;
 mod config;
 mod confirm;
 mod doctor;
+mod http;
 mod keygen;
 mod ledger;
 mod local;
@@ -34,14 +36,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve MCP on stdio (the default).
-    Serve,
+    /// Serve MCP on stdio (the default), or over Streamable HTTP with --http.
+    Serve(ServeArgs),
     /// Run the offline Alipay gateway on its own (same flags as `alipay-emulator`).
     Emulator(alipay_emulator::cli::EmulatorArgs),
     /// Check the configuration: keys, the Alipay public key, a signed round trip to the gateway.
     Doctor,
     /// Make an RSA-2048 application key pair for the Alipay console.
     Keygen(keygen::KeygenArgs),
+}
+
+#[derive(clap::Args, Default)]
+struct ServeArgs {
+    /// Serve MCP over Streamable HTTP at http://ADDR/mcp instead of stdio (or set AP_HTTP_LISTEN).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<std::net::SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -56,15 +65,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => runtime.block_on(serve()),
+    match cli
+        .command
+        .unwrap_or_else(|| Command::Serve(ServeArgs::default()))
+    {
+        Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Emulator(args) => runtime.block_on(alipay_emulator::cli::run(args)),
         Command::Doctor => runtime.block_on(doctor::run()),
         Command::Keygen(args) => keygen::run(&args),
     }
 }
 
-async fn serve() -> ExitCode {
+async fn serve(args: ServeArgs) -> ExitCode {
     let config = match config::Config::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -74,6 +86,9 @@ async fn serve() -> ExitCode {
     };
     if let Some(warning) = logging::init(&config) {
         eprintln!("mcp-server-alipay: {warning}");
+    }
+    if let Some(addr) = args.http.or(config.http.listen) {
+        return http::run(config, addr).await;
     }
     let app = match app::App::start(config).await {
         Ok(app) => app,

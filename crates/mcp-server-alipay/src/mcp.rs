@@ -37,7 +37,7 @@ const PROTOCOL_VERSIONS: &[ProtocolVersion] = &[
 #[derive(Clone)]
 pub struct AlipayMcp {
     app: Arc<App>,
-    tool_router: ToolRouter<Self>,
+    tool_router: Arc<ToolRouter<Self>>,
 }
 
 fn schema(value: serde_json::Value) -> Arc<JsonObject> {
@@ -49,13 +49,21 @@ fn schema(value: serde_json::Value) -> Arc<JsonObject> {
 
 #[tool_router]
 impl AlipayMcp {
+    /// Cheap: the router (schemas, selected tools) is built once per `App` and shared, since over
+    /// HTTP a handler is made per session and per stateless request.
     pub fn new(app: Arc<App>) -> Self {
-        let mut tool_router = Self::tool_router();
-        for kind in ToolKind::ALL {
-            if !app.config.tools.contains(&kind) {
-                tool_router.remove_route(kind.name());
-            }
-        }
+        let tool_router = app
+            .tool_router
+            .get_or_init(|| {
+                let mut tool_router = Self::tool_router();
+                for kind in ToolKind::ALL {
+                    if !app.config.tools.contains(&kind) {
+                        tool_router.remove_route(kind.name());
+                    }
+                }
+                Arc::new(tool_router)
+            })
+            .clone();
         Self { app, tool_router }
     }
 
@@ -293,6 +301,7 @@ impl ServerHandler for AlipayMcp {
     }
 
     async fn listen(&self, ctx: SubscriptionContext) -> Result<(), McpError> {
+        let _open = self.app.listen_stream();
         let id = self.app.subscriptions.add_stream(ctx.sink().clone());
         ctx.cancelled().await;
         self.app.subscriptions.remove_stream(id);

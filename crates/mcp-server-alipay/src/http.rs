@@ -1,0 +1,405 @@
+//! Streamable HTTP transport: `serve --http ADDR` (or `AP_HTTP_LISTEN`) serves MCP at `/mcp` with
+//! rmcp's `StreamableHttpService` on axum, stateless 2026-07-28 clients and session-based
+//! 2025-03-26…2025-11-25 clients on the same endpoint, and `GET /healthz` for load balancers.
+//!
+//! In front of MCP, in this order: the `Origin` check (DNS-rebinding defence; browsers only),
+//! the bearer token (constant-time, never optional), a slot among `AP_HTTP_MAX_CONCURRENT`, and
+//! `AP_HTTP_TIMEOUT_MS` until the answer starts. rmcp itself checks `Host` and the body size.
+//! SIGTERM/SIGINT stops accepting, lets the calls in flight finish and answer, then ends the
+//! sessions and streams, then the app.
+
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::config::{Config, HttpSettings, normalize_origin};
+use crate::mcp::AlipayMcp;
+
+/// Run the server over HTTP until SIGTERM/SIGINT. Binds before anything else starts, so a taken
+/// port is one line on stderr and nothing half-started.
+pub async fn run(config: Config, addr: SocketAddr) -> ExitCode {
+    let listener = match TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "mcp-server-alipay: AP_HTTP_LISTEN (serve --http): cannot listen on {addr}: {e}"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let local_addr = listener.local_addr().unwrap_or(addr);
+    let settings = config.http.clone();
+    let token = match &settings.token {
+        Some(t) => t.clone(),
+        None => {
+            let t = format!(
+                "{:032x}{:032x}",
+                rand::random::<u128>(),
+                rand::random::<u128>()
+            );
+            // Once, on stderr only (never the log file).
+            eprintln!(
+                "mcp-server-alipay: AP_HTTP_TOKEN is not set; clients must send `Authorization: Bearer <token>` with this token, generated for this run only: {t}"
+            );
+            t
+        }
+    };
+    let hosts = allowed_hosts(&settings, local_addr);
+    if hosts
+        .as_ref()
+        .is_some_and(|h| h.len() == LOOPBACK_HOSTS.len())
+        && !local_addr.ip().is_loopback()
+    {
+        eprintln!(
+            "mcp-server-alipay: listening on {local_addr} but only loopback Host names are accepted; set AP_HTTP_ALLOWED_HOSTS to the name clients use (e.g. mcp.example.com), or * behind a proxy that checks Host"
+        );
+    }
+
+    let app = match App::start(config).await {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("mcp-server-alipay: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    let sessions_stop = CancellationToken::new();
+    let gate = Arc::new(Gate::new(&settings, &token, app.clone()));
+    let router = router(app.clone(), &settings, hosts, gate.clone(), &sessions_stop);
+
+    let accepting_stop = CancellationToken::new();
+    let server = {
+        let stop = accepting_stop.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        })
+    };
+    tracing::info!(
+        env = app.config.env.as_str(),
+        tools = app.config.tools.len(),
+        addr = %local_addr,
+        "serving MCP over Streamable HTTP"
+    );
+    eprintln!(
+        "mcp-server-alipay: serving MCP at http://{local_addr}/mcp (Streamable HTTP, bearer token required; GET /healthz)"
+    );
+
+    crate::terminated().await;
+    let in_flight = gate.calls_in_flight();
+    tracing::info!(
+        in_flight,
+        "shutting down: no new connections; finishing calls in flight"
+    );
+    accepting_stop.cancel();
+    // Let every call in flight answer (bounded by the request timeout), then end the sessions
+    // and the long-lived streams, which would otherwise hold the graceful shutdown open.
+    let deadline = tokio::time::Instant::now() + settings.timeout;
+    while gate.calls_in_flight() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if gate.calls_in_flight() > 0 {
+        tracing::warn!(
+            in_flight = gate.calls_in_flight(),
+            "shutdown: calls still in flight after AP_HTTP_TIMEOUT_MS; ending them"
+        );
+    }
+    sessions_stop.cancel();
+    if tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown: connections still open after 5 s; closing them");
+    }
+    app.shutdown().await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+/// The names every loopback-bound server answers to.
+const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// rmcp's `Host` allow-list: loopback names, the listen address when it is a specific IP, and
+/// `AP_HTTP_ALLOWED_HOSTS`; `None` (from `*`) accepts any `Host`.
+fn allowed_hosts(settings: &HttpSettings, addr: SocketAddr) -> Option<Vec<String>> {
+    let mut hosts: Vec<String> = LOOPBACK_HOSTS.iter().map(|h| h.to_string()).collect();
+    match &settings.allowed_hosts {
+        Some(list) if list.is_empty() => return None,
+        Some(list) => hosts.extend(list.iter().cloned()),
+        None => {}
+    }
+    let ip = addr.ip();
+    if !ip.is_unspecified() && !ip.is_loopback() {
+        hosts.push(match ip {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+        });
+    }
+    Some(hosts)
+}
+
+fn router(
+    app: Arc<App>,
+    settings: &HttpSettings,
+    hosts: Option<Vec<String>>,
+    gate: Arc<Gate>,
+    sessions_stop: &CancellationToken,
+) -> axum::Router {
+    let mut config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(true)
+        .with_max_request_body_bytes(settings.max_body_bytes)
+        .with_sse_keep_alive(Some(Duration::from_secs(15)))
+        .with_cancellation_token(sessions_stop.child_token());
+    config = match hosts {
+        Some(hosts) => config.with_allowed_hosts(hosts),
+        None => config.disable_allowed_hosts(),
+    };
+    let factory_app = app.clone();
+    let mcp: StreamableHttpService<AlipayMcp, LocalSessionManager> = StreamableHttpService::new(
+        move || Ok(AlipayMcp::new(factory_app.clone())),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    axum::Router::new()
+        .route_service("/mcp", mcp)
+        .layer(axum::middleware::from_fn_with_state(gate, guard))
+        .route(
+            "/healthz",
+            axum::routing::get(move || {
+                let env = app.config.env.as_str();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        format!(
+                            r#"{{"status":"ok","version":"{}","env":"{env}"}}"#,
+                            env!("CARGO_PKG_VERSION")
+                        ),
+                    )
+                }
+            }),
+        )
+}
+
+/// What every `/mcp` request passes before rmcp sees it.
+struct Gate {
+    token_digest: [u8; 32],
+    origins: Vec<String>,
+    slots: Arc<Semaphore>,
+    timeout: Duration,
+    /// POST requests whose answer has not ended yet (GET streams are not counted).
+    posts: Arc<AtomicUsize>,
+    app: Arc<App>,
+}
+
+impl Gate {
+    fn new(settings: &HttpSettings, token: &str, app: Arc<App>) -> Self {
+        Self {
+            token_digest: Sha256::digest(token.as_bytes()).into(),
+            origins: settings.allowed_origins.clone(),
+            slots: Arc::new(Semaphore::new(settings.max_concurrent)),
+            timeout: settings.timeout,
+            posts: Arc::new(AtomicUsize::new(0)),
+            app,
+        }
+    }
+
+    /// `Authorization: Bearer <token>`, compared in constant time over SHA-256 digests (equal
+    /// lengths whatever was sent, so neither the token nor its length leaks through timing).
+    fn authorized(&self, request: &Request) -> bool {
+        let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+            return false;
+        };
+        let value = value.as_bytes();
+        let Some(scheme) = value.get(..7) else {
+            return false;
+        };
+        if !scheme.eq_ignore_ascii_case(b"bearer ") {
+            return false;
+        }
+        let presented: [u8; 32] = Sha256::digest(value[7..].trim_ascii()).into();
+        bool::from(presented.ct_eq(&self.token_digest))
+    }
+
+    fn origin_allowed(&self, origin: &HeaderValue) -> bool {
+        origin
+            .to_str()
+            .ok()
+            .and_then(normalize_origin)
+            .is_some_and(|o| self.origins.contains(&o))
+    }
+
+    /// Calls still to be answered: POSTs in flight, less the `subscriptions/listen` streams (a POST
+    /// each, open until the client or the shutdown ends them).
+    fn calls_in_flight(&self) -> usize {
+        self.posts
+            .load(Ordering::SeqCst)
+            .saturating_sub(self.app.listen_streams())
+    }
+}
+
+fn refuse(status: StatusCode, message: &'static str) -> Response {
+    let mut response = (status, message).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Bearer realm="mcp-server-alipay""#),
+        );
+    }
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+async fn guard(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
+    if let Some(origin) = request.headers().get(header::ORIGIN)
+        && !gate.origin_allowed(origin)
+    {
+        tracing::warn!(origin = ?origin, "HTTP: refused a browser Origin not in AP_HTTP_ALLOWED_ORIGINS");
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "Forbidden: Origin not allowed (AP_HTTP_ALLOWED_ORIGINS)",
+        );
+    }
+    if !gate.authorized(&request) {
+        tracing::info!(
+            presented = request.headers().contains_key(header::AUTHORIZATION),
+            "HTTP: refused a request without the bearer token"
+        );
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized: send Authorization: Bearer <AP_HTTP_TOKEN>",
+        );
+    }
+    let deadline = tokio::time::Instant::now() + gate.timeout;
+    let Ok(Ok(permit)) =
+        tokio::time::timeout_at(deadline, gate.slots.clone().acquire_owned()).await
+    else {
+        tracing::warn!("HTTP: every AP_HTTP_MAX_CONCURRENT slot busy until the timeout");
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable: too many requests in flight (AP_HTTP_MAX_CONCURRENT)",
+        );
+    };
+    let in_flight = (request.method() == Method::POST).then(|| InFlight::enter(&gate.posts));
+    match tokio::time::timeout_at(deadline, next.run(request)).await {
+        // A POST keeps its slot until its answer (often an SSE stream) has ended; a GET stream
+        // is long-lived by design and gives its slot back as soon as it starts.
+        Ok(response) => match in_flight {
+            Some(in_flight) => response.map(|body| {
+                Body::new(Tracked {
+                    body,
+                    hold: Some((permit, in_flight)),
+                })
+            }),
+            None => response,
+        },
+        Err(_) => {
+            tracing::warn!(timeout = ?gate.timeout, "HTTP: request not answered within AP_HTTP_TIMEOUT_MS");
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable: not answered within AP_HTTP_TIMEOUT_MS",
+            )
+        }
+    }
+}
+
+/// One POST in flight; counted down when dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn enter(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A response body that holds its concurrency slot and in-flight count until it ends (or is
+/// dropped, when the client goes away).
+struct Tracked {
+    body: Body,
+    hold: Option<(OwnedSemaphorePermit, InFlight)>,
+}
+
+impl http_body::Body for Tracked {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            self.hold = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_allow_list() {
+        let s = HttpSettings::default();
+        let loopback = allowed_hosts(&s, "127.0.0.1:8080".parse().unwrap()).unwrap();
+        assert_eq!(loopback, ["localhost", "127.0.0.1", "::1"]);
+        let lan = allowed_hosts(&s, "10.0.0.5:8080".parse().unwrap()).unwrap();
+        assert!(lan.contains(&"10.0.0.5".to_string()));
+        let v6 = allowed_hosts(&s, "[fd00::5]:8080".parse().unwrap()).unwrap();
+        assert!(v6.contains(&"[fd00::5]".to_string()));
+        let any = allowed_hosts(&s, "0.0.0.0:8080".parse().unwrap()).unwrap();
+        assert_eq!(any.len(), 3, "only loopback names unless configured");
+        let named = HttpSettings {
+            allowed_hosts: Some(vec!["mcp.example.com".into()]),
+            ..HttpSettings::default()
+        };
+        assert!(
+            allowed_hosts(&named, "0.0.0.0:8080".parse().unwrap())
+                .unwrap()
+                .contains(&"mcp.example.com".to_string())
+        );
+        let star = HttpSettings {
+            allowed_hosts: Some(vec![]),
+            ..HttpSettings::default()
+        };
+        assert_eq!(allowed_hosts(&star, "0.0.0.0:8080".parse().unwrap()), None);
+    }
+}
