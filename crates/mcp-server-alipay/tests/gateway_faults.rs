@@ -143,6 +143,10 @@ fn assert_failed(result: &rmcp::model::CallToolResult, kind: &Kind, label: &str)
         "{label}: success wording in an error: {t}"
     );
     assert!(
+        !t.contains("sign="),
+        "{label}: the request URL (and its sign) leaked: {t}"
+    );
+    assert!(
         t.contains(kind.says),
         "{label}: does not say what happened ({}): {t}",
         kind.says
@@ -391,6 +395,10 @@ async fn refunds_under_faults_are_recovered_with_the_same_number_and_made_once()
         assert!(is_error(&result), "{label}: {t}");
         assert!(!t.contains("成功"), "{label}: {t}");
         assert!(
+            !t.contains("sign="),
+            "{label}: the request URL (and its sign) leaked: {t}"
+        );
+        assert!(
             t.starts_with("退款结果未知: "),
             "{label}: says the outcome is unknown: {t}"
         );
@@ -508,6 +516,10 @@ async fn a_refused_connection_is_said_as_such() {
         let t = text(&result);
         assert!(is_error(&result), "{tool}: {t}");
         assert!(!t.contains("成功"), "{tool}: {t}");
+        assert!(
+            !t.contains("sign="),
+            "{tool}: the request URL (and its sign) leaked: {t}"
+        );
         assert!(t.contains("cannot connect to the gateway"), "{tool}: {t}");
         assert!(t.contains("Nothing reached Alipay"), "{tool}: {t}");
         assert_eq!(structured(&result)["error"]["kind"], "connect", "{tool}");
