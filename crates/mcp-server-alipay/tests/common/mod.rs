@@ -283,6 +283,15 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// The gateway at `base` (`http://127.0.0.1:PORT`), for app `app_id`.
+    pub fn new(base: &str, app_id: &str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            app_id: app_id.to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
     pub fn from_link(link: &str) -> Self {
         Self {
             base: gateway_base(link),
