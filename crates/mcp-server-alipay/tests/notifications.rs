@@ -186,6 +186,15 @@ async fn only_genuine_notifications_change_the_ledger() {
             .to_form(),
         ),
         (
+            "amount off by +0.01",
+            "application/x-www-form-urlencoded".into(),
+            fields(
+                &with_app(base("N_X6", "TRADE_SUCCESS", "25.01"), app),
+                &platform,
+            )
+            .to_form(),
+        ),
+        (
             "fields missing",
             "application/x-www-form-urlencoded".into(),
             fields(
@@ -294,4 +303,175 @@ async fn only_genuine_notifications_change_the_ledger() {
         .unwrap();
     assert_eq!(rejected as usize, bad_cases.len() + 2);
     client.cancel().await.unwrap();
+}
+
+/// The gateway's own notification: its first delivery is spoiled on the way (the signature
+/// altered, so our receiver answers `fail`), the emulator retries on its schedule, the retry is
+/// accepted once, and a redelivery of the very form the gateway sent answers `success` without
+/// counting twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateways_retry_after_a_fail_is_accepted_once() {
+    use alipay_emulator::{AppConfig, Emulator, EmulatorConfig};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let dir = TempDir::new("notify-retry");
+    let app_id = "2021000000000077";
+    let app_key = PrivateKey::generate().unwrap();
+    let platform = PrivateKey::generate().unwrap();
+    let mut config = EmulatorConfig::new(platform.clone())
+        .with_app(AppConfig::new(app_id, app_key.public_key().clone()));
+    config.notify_retry = vec![std::time::Duration::from_millis(300); 4];
+    let emulator = Emulator::start(
+        config,
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    )
+    .await
+    .unwrap();
+
+    // Between the gateway and our receiver: the first delivery arrives with its signature altered.
+    let receiver_port = free_port();
+    let receiver = format!("http://127.0.0.1:{receiver_port}/alipay/notify");
+    let deliveries = Arc::new(AtomicUsize::new(0));
+    let answers = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let relay = {
+        let (deliveries, answers, receiver) =
+            (deliveries.clone(), answers.clone(), receiver.clone());
+        move |body: axum::body::Bytes| {
+            let (deliveries, answers, receiver) =
+                (deliveries.clone(), answers.clone(), receiver.clone());
+            async move {
+                let mut fields = SignedFields::from_form(&body).unwrap();
+                if deliveries.fetch_add(1, Ordering::SeqCst) == 0 {
+                    fields = SignedFields::from_pairs(fields.iter().map(|(k, v)| {
+                        let v = if k == "sign" {
+                            format!("{}{}", if v.starts_with('A') { "B" } else { "A" }, &v[1..])
+                        } else {
+                            v.to_string()
+                        };
+                        (k.to_string(), v)
+                    }))
+                    .unwrap();
+                }
+                let answer = reqwest::Client::new()
+                    .post(&receiver)
+                    .header(
+                        "content-type",
+                        "application/x-www-form-urlencoded; charset=utf-8",
+                    )
+                    .body(fields.to_form())
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                answers.lock().unwrap().push(answer.clone());
+                answer
+            }
+        }
+    };
+    let relay_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay_url = format!(
+        "http://{}/alipay/notify",
+        relay_listener.local_addr().unwrap()
+    );
+    tokio::spawn(async move {
+        axum::serve(
+            relay_listener,
+            axum::Router::new().route("/alipay/notify", axum::routing::post(relay)),
+        )
+        .await
+        .unwrap()
+    });
+
+    let mut env = local_env(dir.path(), free_port());
+    env.insert("AP_APP_ID".into(), app_id.into());
+    env.insert("AP_APP_KEY".into(), app_key.to_pkcs8_base64());
+    env.insert("AP_PUB_KEY".into(), platform.public_key().to_spki_base64());
+    env.insert("AP_GATEWAY_URL".into(), emulator.gateway_url());
+    env.insert(
+        "AP_NOTIFY_LISTEN".into(),
+        format!("127.0.0.1:{receiver_port}"),
+    );
+    env.insert("AP_NOTIFY_URL".into(), relay_url);
+    let client = connect(&env).await;
+    let created = call(
+        &client,
+        "create-web-page-alipay-payment",
+        json!({"outTradeNo":"NR_RETRY","totalAmount":"12.30","orderTitle":"retry"}),
+    )
+    .await;
+    let link = link_of(&created);
+    let gateway = Gateway::from_link(&link);
+    gateway.open(&link).await;
+    gateway.pay("NR_RETRY").await;
+
+    let delivered = eventually(20, || async {
+        gateway.trade("NR_RETRY").await["notifications"][0]["state"] == "delivered"
+    })
+    .await;
+    let trade = gateway.trade("NR_RETRY").await;
+    assert!(delivered, "the gateway's retry was accepted: {trade}");
+    let attempts = trade["notifications"][0]["attempts"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        attempts.len(),
+        2,
+        "one failed delivery, one retry: {attempts:?}"
+    );
+    assert_eq!(
+        attempts[0]["body"], "fail",
+        "the spoiled delivery was refused"
+    );
+    assert_eq!(attempts[1]["body"], "success");
+    assert_eq!(*answers.lock().unwrap(), ["fail", "success"]);
+
+    let receiver_db = Receiver {
+        url: receiver.clone(),
+        http: reqwest::Client::new(),
+        db: dir.path().join("data/ledger.db"),
+    };
+    let paid = receiver_db.snapshot();
+    assert!(paid.contains("NR_RETRY|TRADE_SUCCESS|0|"), "{paid}");
+    assert!(paid.contains("accepted=1"), "{paid}");
+    // The exact form the gateway sent on its retry, delivered again (as Alipay may).
+    let fields: Vec<(String, String)> = trade["notifications"][0]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p[0].as_str().unwrap().to_string(),
+                p[1].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let mut again = SignedFields::from_pairs(fields.into_iter().chain([(
+        "notify_time".to_string(),
+        attempts[1]["at"].as_str().unwrap().to_string(),
+    )]))
+    .unwrap();
+    again.sign(&platform, SignType::Rsa2).unwrap();
+    for _ in 0..3 {
+        assert_eq!(receiver_db.send(&again).await, "success");
+    }
+    assert_eq!(
+        receiver_db.snapshot(),
+        paid,
+        "redeliveries are not counted twice"
+    );
+    let rejected: i64 = rusqlite::Connection::open(dir.path().join("data/ledger.db"))
+        .unwrap()
+        .query_row(
+            "SELECT COUNT(*) FROM notifications WHERE verdict = 'rejected'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(rejected, 1, "the spoiled delivery is on record as refused");
+    client.cancel().await.unwrap();
+    emulator.shutdown().await;
 }
