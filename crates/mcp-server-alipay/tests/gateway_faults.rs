@@ -217,7 +217,7 @@ async fn warm_up_wrong_key(client: &Client, gateway: &Gateway, out_trade_no: &st
     }
 }
 
-/// Query, refund query, close and QR-code creation under every fault.
+/// Query, refund query, close, QR-code creation, and the refund's trade query under every fault.
 #[tokio::test]
 async fn no_fault_is_ever_reported_as_success() {
     let dir = TempDir::new("faults-tools");
@@ -248,7 +248,8 @@ async fn no_fault_is_ever_reported_as_success() {
         .await;
         gateway.open(&link_of(&created)).await;
         let qr_no = format!("F_QR_{}", kind.name.to_uppercase());
-        let cases: [(&str, &str, Value); 4] = [
+        let refund_no = format!("F_PAID_{}", kind.name.to_uppercase());
+        let cases: [(&str, &str, Value); 5] = [
             (
                 "query-alipay-payment",
                 "alipay.trade.query",
@@ -268,6 +269,12 @@ async fn no_fault_is_ever_reported_as_success() {
                 "create-qrcode-alipay-payment",
                 "alipay.trade.precreate",
                 json!({"outTradeNo":qr_no,"totalAmount":"4.00","orderTitle":"QR 扫码"}),
+            ),
+            // A refund checks the refundable amount with a signed trade query first.
+            (
+                "refund-alipay-payment",
+                "alipay.trade.query",
+                json!({"outTradeNo":"F_PAID","refundAmount":"1","outRequestNo":refund_no}),
             ),
         ];
         for (tool, method, args) in cases {
@@ -292,6 +299,13 @@ async fn no_fault_is_ever_reported_as_success() {
                 "{label}: the fault hit the method under test"
             );
             assert!(gateway.faults().await.is_empty(), "{label}: fault used up");
+            if tool == "refund-alipay-payment" {
+                assert!(
+                    of_method(&requests, from, "alipay.trade.refund").is_empty(),
+                    "{label}: no refund is sent when the refundable amount is unknown"
+                );
+                assert!(text(&result).contains("Nothing was refunded"), "{label}");
+            }
             checked += 1;
 
             // Nothing false was recorded, and the next call works.
@@ -339,7 +353,12 @@ async fn no_fault_is_ever_reported_as_success() {
             }
         }
     }
-    assert_eq!(checked, 48);
+    assert_eq!(checked, 60);
+    assert_eq!(
+        gateway.trade("F_PAID").await["refund_fee"],
+        "13.00",
+        "1 + one retried refund per kind"
+    );
     client.cancel().await.unwrap();
 }
 

@@ -127,8 +127,9 @@ pub async fn prepare(app: &App, raw: &Map<String, Value>) -> Prepared {
         Ok(t) => t,
         Err(e) => {
             let text = match &e {
+                // The refund itself was never sent: say so, whatever Alipay said about the trade.
                 Error::Business(g) => format!(
-                    "退款执行失败. 错误信息: {}. {}",
+                    "退款执行失败. 错误信息: {}. {} Nothing was refunded (the refundable amount is checked before a refund is sent).",
                     alipay_message(g),
                     advice(g)
                 ),
