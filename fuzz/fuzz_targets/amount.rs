@@ -6,7 +6,11 @@ use alipay_openapi::{Amount, MAX_FEN, Money};
 use libfuzzer_sys::fuzz_target;
 
 fn check_amount(a: Amount) {
-    assert!((1..=MAX_FEN).contains(&a.fen()), "{} fen out of range", a.fen());
+    assert!(
+        (1..=MAX_FEN).contains(&a.fen()),
+        "{} fen out of range",
+        a.fen()
+    );
     assert_eq!(Amount::from_yuan_str(&a.to_string()), Ok(a));
     assert_eq!(Amount::from_yuan_str(&a.to_js_number()), Ok(a));
     let json: serde_json::Value = serde_json::from_str(&a.to_js_number()).expect("a JSON number");

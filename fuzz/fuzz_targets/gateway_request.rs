@@ -104,9 +104,19 @@ fuzz_target!(|data: &[u8]| {
             _ => Some("text/plain"),
         };
         let (status, answer) = with_harness(|h| {
-            h.call(mode & 8 == 0, (!query.is_empty()).then_some(query), content_type, body)
+            h.call(
+                mode & 8 == 0,
+                (!query.is_empty()).then_some(query),
+                content_type,
+                body,
+            )
         });
-        if let Ok(request) = GatewayRequest::from_parts(Some(query), content_type.is_none_or(|t| t.starts_with("application/x-www")).then_some(body)) {
+        if let Ok(request) = GatewayRequest::from_parts(
+            Some(query),
+            content_type
+                .is_none_or(|t| t.starts_with("application/x-www"))
+                .then_some(body),
+        ) {
             let sign_type = request
                 .non_empty("sign_type")
                 .and_then(|t| t.parse().ok())
@@ -117,7 +127,11 @@ fuzz_target!(|data: &[u8]| {
     }
     // Signed: the query is `biz_content`, the body extra form parameters.
     let method = METHODS[(mode >> 1) as usize % METHODS.len()];
-    let sign_type = if mode & 0x80 == 0 { SignType::Rsa2 } else { SignType::Rsa };
+    let sign_type = if mode & 0x80 == 0 {
+        SignType::Rsa2
+    } else {
+        SignType::Rsa
+    };
     let mut form = form_urlencoded::Serializer::new(String::new());
     form.append_pair("app_id", APP_ID)
         .append_pair("method", method)

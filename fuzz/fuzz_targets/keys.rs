@@ -11,13 +11,17 @@ use libfuzzer_sys::fuzz_target;
 fn check_private(result: Result<PrivateKey, alipay_openapi::KeyError>, input: &str) {
     match result {
         Ok(key) => {
-            let again = PrivateKey::load("again", &key.to_pkcs8_base64()).expect("re-exported key loads");
+            let again =
+                PrivateKey::load("again", &key.to_pkcs8_base64()).expect("re-exported key loads");
             assert_eq!(again.public_key(), key.public_key());
         }
         Err(e) => {
             let text = e.to_string();
             if input.trim().len() >= 24 && !input.contains(char::is_whitespace) {
-                assert!(!text.contains(input.trim()), "the error echoes the key text");
+                assert!(
+                    !text.contains(input.trim()),
+                    "the error echoes the key text"
+                );
             }
         }
     }
@@ -27,7 +31,10 @@ fn check_public(result: Result<PublicKey, alipay_openapi::KeyError>) {
     if let Ok(key) = result {
         let again = PublicKey::load("again", &key.to_spki_base64()).expect("re-exported key loads");
         assert_eq!(again, key);
-        assert_eq!(PublicKey::load("pem", &key.to_spki_pem()).expect("PEM loads"), key);
+        assert_eq!(
+            PublicKey::load("pem", &key.to_spki_pem()).expect("PEM loads"),
+            key
+        );
     }
 }
 
@@ -63,7 +70,12 @@ fuzz_target!(|data: &[u8]| {
                 }
                 body.push(c);
             }
-            for label in ["PRIVATE KEY", "RSA PRIVATE KEY", "PUBLIC KEY", "RSA PUBLIC KEY"] {
+            for label in [
+                "PRIVATE KEY",
+                "RSA PRIVATE KEY",
+                "PUBLIC KEY",
+                "RSA PUBLIC KEY",
+            ] {
                 let pem = format!("-----BEGIN {label}-----\n{body}\n-----END {label}-----\n");
                 check_private(PrivateKey::load("fuzz", &pem), &pem);
                 check_public(PublicKey::load("fuzz", &pem));

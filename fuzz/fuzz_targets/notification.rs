@@ -36,7 +36,11 @@ fuzz_target!(|data: &[u8]| {
         assert!(n.total_amount.fen() > 0);
     }
     if mode & 1 == 1 {
-        let sign_type = if mode & 2 == 0 { SignType::Rsa2 } else { SignType::Rsa };
+        let sign_type = if mode & 2 == 0 {
+            SignType::Rsa2
+        } else {
+            SignType::Rsa
+        };
         let mut signed = fields.clone();
         signed.sign(&PLATFORM, sign_type).expect("signing");
         signed

@@ -49,7 +49,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(body) = std::str::from_utf8(rest) else {
         return;
     };
-    let sign_type = if mode & 0x40 == 0 { SignType::Rsa2 } else { SignType::Rsa };
+    let sign_type = if mode & 0x40 == 0 {
+        SignType::Rsa2
+    } else {
+        SignType::Rsa
+    };
     if mode & 0x80 == 0 {
         // Any body, as the network delivers it.
         if let Ok(raw) = extract_response(body, method) {
