@@ -405,6 +405,15 @@ fn assert_clean(
     keys: &BTreeSet<String>,
     signs: &BTreeSet<String>,
 ) {
+    eprintln!(
+        "secrets: searched {} bytes of log, {} of stderr, {} results for {} key forms, {} signatures, {} link signatures",
+        log.len(),
+        stderr.len(),
+        seen.creates.len() + seen.others.len(),
+        keys.len(),
+        signs.len(),
+        seen.link_signs.len()
+    );
     let key_chunks = forbidden(keys, 24);
     let sign_chunks = forbidden(signs, 24);
     let link_chunks = forbidden(&seen.link_signs, 24);
