@@ -599,3 +599,200 @@ async fn a_refused_connection_is_said_as_such() {
     assert_eq!(refunds, 0);
     client.cancel().await.unwrap();
 }
+
+/// A TCP relay to the gateway that the test can switch off: then the port refuses connections.
+struct Relay {
+    accept: tokio::task::JoinHandle<()>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Relay {
+    async fn start(port: u16, upstream: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let tracked = conns.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tracked.lock().unwrap().push(task);
+            }
+        });
+        Self {
+            port,
+            accept,
+            conns,
+        }
+    }
+
+    /// Stop listening and cut every open connection.
+    async fn stop(self) {
+        self.accept.abort();
+        let _ = self.accept.await;
+        let conns: Vec<_> = self.conns.lock().unwrap().drain(..).collect();
+        for c in conns {
+            c.abort();
+            let _ = c.await;
+        }
+    }
+}
+
+/// Approves every refund; the first time, switches the gateway off before answering.
+#[derive(Clone)]
+struct StopGatewayOnApproval {
+    relay: std::sync::Arc<tokio::sync::Mutex<Option<Relay>>>,
+}
+
+impl rmcp::ClientHandler for StopGatewayOnApproval {
+    fn get_info(&self) -> rmcp::model::ClientConfig {
+        rmcp::model::ClientConfig::new(
+            rmcp::model::ClientCapabilities::builder()
+                .enable_elicitation()
+                .build(),
+            rmcp::model::Implementation::new("fault-client", "0.1.0"),
+        )
+        .with_protocol_version(rmcp::model::ProtocolVersion::V_2025_06_18)
+    }
+
+    async fn create_elicitation(
+        &self,
+        _request: rmcp::model::ElicitRequestParams,
+        _ctx: rmcp::service::RequestContext<rmcp::service::RoleClient>,
+    ) -> Result<rmcp::model::ElicitResult, rmcp::ErrorData> {
+        if let Some(relay) = self.relay.lock().await.take() {
+            relay.stop().await;
+        }
+        Ok(
+            rmcp::model::ElicitResult::new(rmcp::model::ElicitationAction::Accept)
+                .with_content(json!({ "confirm": true })),
+        )
+    }
+}
+
+/// The gateway goes away between the refund's checks and the refund itself (while a person
+/// approves it): the refused connection is said as such, nothing is refunded, and the retry with
+/// the same number, once the gateway is back, refunds once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_whose_connection_is_refused_moves_no_money() {
+    use alipay_emulator::{AppConfig, Emulator, EmulatorConfig};
+    use alipay_openapi::PrivateKey;
+    use rmcp::ServiceExt as _;
+
+    let dir = TempDir::new("faults-refused-refund");
+    let app_id = "2021000000000088";
+    let app_key = PrivateKey::generate().unwrap();
+    let platform = PrivateKey::generate().unwrap();
+    let emulator = Emulator::start(
+        EmulatorConfig::new(platform.clone())
+            .with_app(AppConfig::new(app_id, app_key.public_key().clone())),
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    )
+    .await
+    .unwrap();
+    let relay_port = free_port();
+    let relay = Relay::start(relay_port, emulator.addr()).await;
+    let shared_relay = std::sync::Arc::new(tokio::sync::Mutex::new(Some(relay)));
+
+    let mut env = local_env(dir.path(), free_port());
+    env.insert("AP_APP_ID".into(), app_id.into());
+    env.insert("AP_APP_KEY".into(), app_key.to_pkcs8_base64());
+    env.insert("AP_PUB_KEY".into(), platform.public_key().to_spki_base64());
+    env.insert(
+        "AP_GATEWAY_URL".into(),
+        format!("http://127.0.0.1:{relay_port}/gateway.do"),
+    );
+    env.insert("AP_REFUND_CONFIRM".into(), "true".into());
+    env.insert("AP_NOTIFY_LISTEN".into(), "off".into());
+    env.insert("AP_TIMEOUT_MS".into(), TIMEOUT_MS.to_string());
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.env_clear().envs(&env);
+    let (transport, _) = rmcp::transport::TokioChildProcess::builder(cmd)
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let client = StopGatewayOnApproval {
+        relay: shared_relay.clone(),
+    }
+    .serve(transport)
+    .await
+    .unwrap();
+
+    let created = call(
+        &client,
+        "create-web-page-alipay-payment",
+        json!({"outTradeNo":"RR_1","totalAmount":"9.00","orderTitle":"t"}),
+    )
+    .await;
+    let link = link_of(&created);
+    let gateway = Gateway::new(&emulator.base_url(), app_id);
+    gateway
+        .open(&link.replace(
+            &format!("127.0.0.1:{relay_port}"),
+            &emulator.addr().to_string(),
+        ))
+        .await;
+    gateway.pay("RR_1").await;
+
+    let args = json!({"outTradeNo":"RR_1","refundAmount":"4.00","outRequestNo":"RR_R1"});
+    let started = Instant::now();
+    let result = call(&client, "refund-alipay-payment", args.clone()).await;
+    let elapsed = started.elapsed();
+    assert!(
+        shared_relay.lock().await.is_none(),
+        "the gateway was switched off during approval"
+    );
+    let t = text(&result);
+    assert!(is_error(&result), "{t}");
+    assert!(!t.contains("成功") && !t.contains("sign="), "{t}");
+    assert!(
+        t.contains("cannot connect to the gateway"),
+        "says what happened: {t}"
+    );
+    if structured(&result)["outcomeUnknown"] == true {
+        // The first send met the dying connection: then it must ask for the same number.
+        assert!(t.contains("SAME outRequestNo RR_R1"), "{t}");
+    } else {
+        assert!(t.contains("No money moved"), "{t}");
+        assert_eq!(structured(&result)["error"]["kind"], "connect");
+        let state: String = rusqlite::Connection::open(dir.path().join("data/ledger.db"))
+            .unwrap()
+            .query_row(
+                "SELECT state FROM refunds WHERE out_request_no = 'RR_R1'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            state, "failed",
+            "a refund that never left is recorded as failed"
+        );
+    }
+    assert!(
+        elapsed < Duration::from_millis(TIMEOUT_MS) + Duration::from_secs(1) + MARGIN,
+        "{elapsed:?}"
+    );
+    assert_eq!(
+        gateway.count_method("alipay.trade.refund").await,
+        0,
+        "nothing reached the gateway"
+    );
+    assert_eq!(gateway.trade("RR_1").await["refund_fee"], "0.00");
+
+    // The gateway is back: the same number refunds, once.
+    let relay = Relay::start(relay_port, emulator.addr()).await;
+    let again = call(&client, "refund-alipay-payment", args).await;
+    assert!(
+        text(&again).starts_with("退款结果: 退款成功"),
+        "{}",
+        text(&again)
+    );
+    assert_eq!(gateway.trade("RR_1").await["refund_fee"], "4.00");
+    client.cancel().await.unwrap();
+    relay.stop().await;
+    emulator.shutdown().await;
+}
