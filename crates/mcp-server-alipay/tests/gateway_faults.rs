@@ -623,11 +623,7 @@ impl Relay {
                 tracked.lock().unwrap().push(task);
             }
         });
-        Self {
-            port,
-            accept,
-            conns,
-        }
+        Self { accept, conns }
     }
 
     /// Stop listening and cut every open connection.
