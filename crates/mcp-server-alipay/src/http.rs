@@ -88,6 +88,11 @@ pub async fn run(config: Config, addr: SocketAddr) -> ExitCode {
     let accepting_stop = CancellationToken::new();
     let server = {
         let stop = accepting_stop.clone();
+        // No Nagle: an SSE answer is written in pieces (head, event), and Nagle's wait for the
+        // client's delayed ACK would add ~40 ms to every call.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         tokio::spawn(async move {
             axum::serve(listener, router)
                 .with_graceful_shutdown(stop.cancelled_owned())
@@ -166,6 +171,9 @@ fn router(
 ) -> axum::Router {
     let mut config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(true)
+        // A stateless (2026-07-28) request whose first message is its answer gets it as plain
+        // JSON, not a one-event SSE stream; anything that streams (listen, progress) stays SSE.
+        .with_json_response(true)
         .with_max_request_body_bytes(settings.max_body_bytes)
         .with_sse_keep_alive(Some(Duration::from_secs(15)))
         .with_cancellation_token(sessions_stop.child_token());

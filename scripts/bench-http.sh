@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# HTTP load benchmark: starts `mcp-server-alipay serve --http` in local mode on a scratch data dir
+# (the embedded gateway answers), then runs the load generator for the query tool and the
+# web-page create tool, and prints the server's CPU use next to the figures.
+#
+#   scripts/bench-http.sh [CLIENTS] [SECONDS] [TOOL...]
+#
+# Defaults: 32 clients, 10 s, query-alipay-payment and create-web-page-alipay-payment.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CLIENTS=${1:-32}
+SECONDS_=${2:-10}
+shift $(( $# > 2 ? 2 : $# )) || true
+TOOLS=("$@")
+[ ${#TOOLS[@]} -gt 0 ] || TOOLS=(query-alipay-payment create-web-page-alipay-payment)
+
+cargo build --release -q -p mcp-server-alipay --bin mcp-server-alipay --example loadgen
+TARGET=${CARGO_TARGET_DIR:-target}
+BIN=$TARGET/release/mcp-server-alipay
+LOADGEN=$TARGET/release/examples/loadgen
+
+DIR=$(mktemp -d)
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+TOKEN=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+env -i HOME="$DIR" PATH="$PATH" AP_DATA_DIR="$DIR/data" AP_LOG_FILE="$DIR/server.log" \
+    AP_LOCAL_PORT=0 AP_NOTIFY_LISTEN=127.0.0.1:0 AP_HTTP_TOKEN="$TOKEN" \
+    "$BIN" serve --http "127.0.0.1:$PORT" 2>"$DIR/stderr" &
+SERVER=$!
+trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$DIR"' EXIT
+for _ in $(seq 100); do grep -q "serving MCP at" "$DIR/stderr" 2>/dev/null && break; sleep 0.1; done
+
+cpu() { awk '{print $14+$15}' "/proc/$SERVER/stat"; }   # clock ticks (1/100 s)
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+for tool in "${TOOLS[@]}"; do
+    before=$(cpu); t0=$(date +%s.%N)
+    "$LOADGEN" --url "http://127.0.0.1:$PORT/mcp" --token "$TOKEN" --clients "$CLIENTS" --server-pid "$SERVER" \
+        --seconds "$SECONDS_" --tool "$tool" | tee "$DIR/out"
+    after=$(cpu); t1=$(date +%s.%N)
+    awk -v b="$before" -v a="$after" -v t0="$t0" -v t1="$t1" \
+        'BEGIN { printf "server+gateway CPU: %.2f cores on average over the run (setup and warm-up included)\n", (a-b)/100/(t1-t0) }'
+done
