@@ -86,6 +86,12 @@ pub async fn add_fault(State(shared): State<Arc<Shared>>, body: Bytes) -> Respon
     };
     match spec.into_fault() {
         Ok(fault) => {
+            if fault.kind == crate::faults::FaultKind::WrongKey {
+                // Make the other key now, off the async workers, so the faulted request does not
+                // spend its client's timeout on RSA key generation.
+                let keys = shared.clone();
+                let _ = tokio::task::spawn_blocking(move || keys.wrong_key()).await;
+            }
             lock(&shared.faults).add(fault.clone());
             Json(json!({ "fault": fault })).into_response()
         }

@@ -275,10 +275,7 @@ pub fn faulty_answer(
             let mut body = signed_text(key, &inner, parts.platform_key, sign_type);
             // JSON whitespace before the closing brace: still a valid, correctly signed answer.
             body.pop();
-            body.extend(std::iter::repeat_n(
-                ' ',
-                HUGE_BODY_BYTES.saturating_sub(body.len() + 1),
-            ));
+            body.push_str(&" ".repeat(HUGE_BODY_BYTES.saturating_sub(body.len() + 1)));
             body.push('}');
             text_html(body)
         }
