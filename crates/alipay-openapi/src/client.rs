@@ -2,7 +2,7 @@
 //! response verified with the Alipay public key, then parsed; a business failure comes back as
 //! [`Error::Business`] only after its signature verified too.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::api::{ApiRequest, PayOrder};
@@ -58,22 +58,33 @@ impl ClientConfig {
 #[derive(Clone, Debug)]
 pub struct AlipayClient {
     config: Arc<ClientConfig>,
-    http: reqwest::Client,
+    /// Built on the first request: building it loads the system's root certificates (several
+    /// milliseconds and a few hundred KB), which a server that only lists tools or signs links
+    /// never needs.
+    http: Arc<OnceLock<Result<reqwest::Client, String>>>,
 }
 
 impl AlipayClient {
     pub fn new(config: ClientConfig) -> Result<Self, Error> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.timeout)
-            .user_agent(concat!("alipay-openapi-rust/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| Error::Transport(e.to_string()))?;
         Ok(Self {
             config: Arc::new(config),
-            http,
+            http: Arc::new(OnceLock::new()),
         })
+    }
+
+    fn http(&self) -> Result<&reqwest::Client, Error> {
+        self.http
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .connect_timeout(self.config.connect_timeout)
+                    .timeout(self.config.timeout)
+                    .user_agent(concat!("alipay-openapi-rust/", env!("CARGO_PKG_VERSION")))
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| Error::Transport(e.clone()))
     }
 
     pub fn config(&self) -> &ClientConfig {
@@ -162,9 +173,9 @@ impl AlipayClient {
                 Error::Transport(error_chain(&e))
             }
         };
+        let http = self.http()?;
         let send = async {
-            let mut response = self
-                .http
+            let mut response = http
                 .post(url)
                 .header(
                     reqwest::header::CONTENT_TYPE,

@@ -4,17 +4,15 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use alipay_openapi::{AlipayClient, ClientConfig, Merchant};
-use rmcp::handler::server::router::tool::ToolRouter;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Env};
 use crate::confirm::PendingConfirmations;
 use crate::ledger::{Ledger, SqliteLedger};
 use crate::local::{self, LocalGateway};
-use crate::mcp::AlipayMcp;
 use crate::notify_receiver;
 use crate::subscriptions::Subscriptions;
 
@@ -27,8 +25,6 @@ pub struct App {
     local: Mutex<Option<LocalGateway>>,
     stop: CancellationToken,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    /// The MCP tool router, built once (over HTTP a handler is made per session or per request).
-    pub(crate) tool_router: OnceLock<Arc<ToolRouter<AlipayMcp>>>,
     /// `subscriptions/listen` streams open now (HTTP shutdown waits for calls, not for these).
     listen_streams: AtomicUsize,
 }
@@ -42,20 +38,46 @@ impl Drop for ListenStream<'_> {
     }
 }
 
+/// The notify receiver's socket, bound (cheap, and before any MCP answer: from then on Alipay's
+/// notifications queue up even while the server is still starting).
+pub struct Bound {
+    config: Config,
+    notify_listener: Option<tokio::net::TcpListener>,
+}
+
 impl App {
+    /// Bind, then start. Any failure is one line for stderr.
+    pub async fn start(config: Config) -> Result<Arc<Self>, String> {
+        Self::bind(config).await?.start().await
+    }
+
+    /// Bind the notify receiver.
+    pub async fn bind(config: Config) -> Result<Bound, String> {
+        let notify_listener = match config.notify_listen {
+            None => None,
+            Some(addr) => Some(bind_notify(addr, config.env == Env::Local).await?),
+        };
+        Ok(Bound {
+            config,
+            notify_listener,
+        })
+    }
+}
+
+impl Bound {
     /// Open the ledger, start the embedded gateway (local mode) and the notify receiver, build the
     /// client. Any failure is one line for stderr.
-    pub async fn start(mut config: Config) -> Result<Arc<Self>, String> {
+    pub async fn start(self) -> Result<Arc<App>, String> {
+        let Bound {
+            mut config,
+            notify_listener,
+        } = self;
         let ledger_path = config.data_dir.join("ledger.db");
         let ledger: Arc<dyn Ledger> = Arc::new(
             SqliteLedger::open(&ledger_path)
                 .map_err(|e| format!("AP_DATA_DIR: {e} ({})", ledger_path.display()))?,
         );
 
-        let notify_listener = match config.notify_listen {
-            None => None,
-            Some(addr) => Some(bind_notify(addr, config.env == Env::Local).await?),
-        };
         let notify_addr = notify_listener.as_ref().and_then(|l| l.local_addr().ok());
         if let (Some(addr), Env::Local, None) = (notify_addr, config.env, &config.notify_url) {
             // Local mode: the embedded gateway notifies our own receiver.
@@ -97,7 +119,7 @@ impl App {
         let client = AlipayClient::new(client_config)
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
 
-        let app = Arc::new(Self {
+        let app = Arc::new(App {
             config,
             client,
             ledger,
@@ -106,7 +128,6 @@ impl App {
             local: Mutex::new(local),
             stop: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),
-            tool_router: OnceLock::new(),
             listen_streams: AtomicUsize::new(0),
         });
         if let Some(listener) = notify_listener {
@@ -121,7 +142,9 @@ impl App {
         app.track(reconcile);
         Ok(app)
     }
+}
 
+impl App {
     /// Count a `subscriptions/listen` stream for as long as the returned guard lives.
     pub fn listen_stream(&self) -> ListenStream<'_> {
         self.listen_streams.fetch_add(1, Ordering::SeqCst);
@@ -136,22 +159,6 @@ impl App {
         if let Ok(mut tasks) = self.tasks.lock() {
             tasks.push(task);
         }
-    }
-
-    /// What the model is told at initialisation.
-    pub fn instructions(&self) -> String {
-        let mut text = String::from(
-            "Alipay (支付宝) payments. Create a payment link (create-mobile-alipay-payment for phones, \
-             create-web-page-alipay-payment for desktop browsers, create-qrcode-alipay-payment for a QR code), \
-             give it to the buyer, then check with query-alipay-payment or read the resource \
-             alipay://orders/{outTradeNo} (subscribe to hear the moment it is paid): TRADE_SUCCESS means paid. \
-             Refund with refund-alipay-payment; a retried refund must reuse its outRequestNo. Amounts are yuan \
-             with at most two decimals. Leave outTradeNo out to have the server mint a unique order number.",
-        );
-        if self.config.env == Env::Local {
-            text.push_str(" This server runs in LOCAL mode on an embedded Alipay gateway: no real money moves; links open a test cashier where anyone can click pay.");
-        }
-        text
     }
 
     /// Stop the receiver and background tasks, then the embedded gateway (flushing its state).
@@ -171,6 +178,22 @@ impl App {
             local.shutdown().await;
         }
     }
+}
+
+/// What the model is told at initialisation (known from the configuration alone).
+pub fn instructions(env: Env) -> String {
+    let mut text = String::from(
+        "Alipay (支付宝) payments. Create a payment link (create-mobile-alipay-payment for phones, \
+         create-web-page-alipay-payment for desktop browsers, create-qrcode-alipay-payment for a QR code), \
+         give it to the buyer, then check with query-alipay-payment or read the resource \
+         alipay://orders/{outTradeNo} (subscribe to hear the moment it is paid): TRADE_SUCCESS means paid. \
+         Refund with refund-alipay-payment; a retried refund must reuse its outRequestNo. Amounts are yuan \
+         with at most two decimals. Leave outTradeNo out to have the server mint a unique order number.",
+    );
+    if env == Env::Local {
+        text.push_str(" This server runs in LOCAL mode on an embedded Alipay gateway: no real money moves; links open a test cashier where anyone can click pay.");
+    }
+    text
 }
 
 /// Bind the notify receiver; in local mode fall back to a free port when the default is taken.

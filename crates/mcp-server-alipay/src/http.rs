@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::config::{Config, HttpSettings, normalize_origin};
-use crate::mcp::AlipayMcp;
+use crate::mcp::{AlipayMcp, Served};
 
 /// Run the server over HTTP until SIGTERM/SIGINT. Binds before anything else starts, so a taken
 /// port is one line on stderr and nothing half-started.
@@ -181,9 +181,9 @@ fn router(
         Some(hosts) => config.with_allowed_hosts(hosts),
         None => config.disable_allowed_hosts(),
     };
-    let factory_app = app.clone();
+    let served = Served::ready(app.clone());
     let mcp: StreamableHttpService<AlipayMcp, LocalSessionManager> = StreamableHttpService::new(
-        move || Ok(AlipayMcp::new(factory_app.clone())),
+        move || Ok(AlipayMcp::new(served.clone())),
         Arc::new(LocalSessionManager::default()),
         config,
     );

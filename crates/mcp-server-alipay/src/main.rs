@@ -90,34 +90,70 @@ async fn serve(args: ServeArgs) -> ExitCode {
     if let Some(addr) = args.http.or(config.http.listen) {
         return http::run(config, addr).await;
     }
-    let app = match app::App::start(config).await {
-        Ok(app) => app,
+    // Prod and sandbox: answer `initialize` and `tools/list` at once, they need only the
+    // configuration; the ledger and the HTTP client start beside them and the calls that need
+    // them wait. Local mode: the embedded gateway is up before the first answer, since a client
+    // may open a link or reach the gateway as soon as it has initialized.
+    let local = config.credentials.is_none();
+    let (served, ready) = mcp::Served::starting(&config);
+    let bound = match app::App::bind(config).await {
+        Ok(b) => b,
         Err(e) => {
             eprintln!("mcp-server-alipay: {e}");
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(
-        env = app.config.env.as_str(),
-        tools = app.config.tools.len(),
-        "serving MCP on stdio"
-    );
-    let code = match mcp::AlipayMcp::new(app.clone())
-        .serve(rmcp::transport::stdio())
-        .await
-    {
-        Ok(running) => {
-            tokio::select! {
-                _ = running.waiting() => ExitCode::SUCCESS,
-                _ = terminated() => ExitCode::SUCCESS,
+    let start = async move {
+        let app = bound.start().await;
+        match &app {
+            Ok(app) => tracing::info!(
+                env = app.config.env.as_str(),
+                tools = app.config.tools.len(),
+                "serving MCP on stdio"
+            ),
+            Err(e) => eprintln!("mcp-server-alipay: {e}"),
+        }
+        ready.set(app.clone());
+        app
+    };
+    let starting = if local {
+        let app = start.await;
+        if app.is_err() {
+            return ExitCode::FAILURE;
+        }
+        tokio::spawn(async move { app })
+    } else {
+        tokio::spawn(start)
+    };
+    let start_failed = {
+        let served = served.clone();
+        async move {
+            if served.started().await.is_ok() {
+                std::future::pending::<()>().await;
             }
         }
-        Err(e) => {
-            eprintln!("mcp-server-alipay: MCP handshake failed: {e}");
-            ExitCode::FAILURE
-        }
     };
-    app.shutdown().await;
+    tokio::pin!(start_failed);
+    let code = tokio::select! {
+        result = mcp::AlipayMcp::new(served.clone()).serve(rmcp::transport::stdio()) => match result {
+            Ok(running) => tokio::select! {
+                _ = running.waiting() => ExitCode::SUCCESS,
+                _ = terminated() => ExitCode::SUCCESS,
+                _ = &mut start_failed => ExitCode::FAILURE,
+            },
+            Err(e) => {
+                if served.started().await.is_ok() {
+                    eprintln!("mcp-server-alipay: MCP handshake failed: {e}");
+                }
+                ExitCode::FAILURE
+            }
+        },
+        _ = &mut start_failed => ExitCode::FAILURE,
+        _ = terminated() => ExitCode::SUCCESS,
+    };
+    if let Ok(Ok(app)) = starting.await {
+        app.shutdown().await;
+    }
     code
 }
 

@@ -20,6 +20,7 @@ use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 
 use crate::app::App;
+use crate::config::Config;
 use crate::confirm::{Decision, confirm_refund};
 use crate::resources;
 use crate::tools::outcome::ToolOutcome;
@@ -34,10 +35,87 @@ const PROTOCOL_VERSIONS: &[ProtocolVersion] = &[
     ProtocolVersion::V_2026_07_28,
 ];
 
+/// The MCP handler. Cheap to make (over HTTP one is made per session and per stateless request):
+/// everything lives in [`Served`], shared.
 #[derive(Clone)]
 pub struct AlipayMcp {
-    app: Arc<App>,
-    tool_router: Arc<ToolRouter<Self>>,
+    served: Arc<Served>,
+}
+
+/// What every handler shares: what `initialize` and `tools/list` need (known from the
+/// configuration at once) and the [`App`], which may still be starting.
+pub struct Served {
+    tool_router: ToolRouter<AlipayMcp>,
+    instructions: String,
+    app: tokio::sync::watch::Receiver<Option<Result<Arc<App>, String>>>,
+}
+
+/// Sets the [`App`] of a [`Served`] made with [`Served::starting`].
+pub struct AppReady(tokio::sync::watch::Sender<Option<Result<Arc<App>, String>>>);
+
+impl AppReady {
+    /// The app started (`Ok`), or could not (`Err`, the line already shown on stderr).
+    pub fn set(self, app: Result<Arc<App>, String>) {
+        let _ = self.0.send(Some(app));
+    }
+}
+
+impl Served {
+    /// Serve `initialize` and `tools/list` at once while the app (ledger, embedded gateway, HTTP
+    /// client) starts: calls that need it wait for it.
+    pub fn starting(config: &Config) -> (Arc<Self>, AppReady) {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        let served = Self {
+            tool_router: AlipayMcp::selected_router(&config.tools),
+            instructions: crate::app::instructions(config.env),
+            app: rx,
+        };
+        (Arc::new(served), AppReady(tx))
+    }
+
+    /// For an app that has started.
+    pub fn ready(app: Arc<App>) -> Arc<Self> {
+        let (served, ready) = Self::starting(&app.config);
+        ready.set(Ok(app));
+        served
+    }
+
+    /// Wait until the app has started (or could not).
+    pub async fn started(&self) -> Result<Arc<App>, String> {
+        self.app().await
+    }
+
+    /// The app, once started.
+    async fn app(&self) -> Result<Arc<App>, String> {
+        let mut rx = self.app.clone();
+        let ready = rx
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| "the server is shutting down".to_string())?;
+        match &*ready {
+            Some(Ok(app)) => Ok(app.clone()),
+            Some(Err(e)) => Err(format!("the server could not start: {e}")),
+            None => Err("the server is starting".into()),
+        }
+    }
+}
+
+/// The started app, or the tool result saying why there is none.
+macro_rules! app_or_return {
+    ($self:ident) => {
+        match $self.served.app().await {
+            Ok(app) => app,
+            Err(e) => return CallToolResult::error(vec![ContentBlock::text(e)]).into(),
+        }
+    };
+}
+
+/// The started app, or an MCP error saying why there is none.
+async fn app_or_error(served: &Served) -> Result<Arc<App>, McpError> {
+    served
+        .app()
+        .await
+        .map_err(|e| McpError::internal_error(e, None))
 }
 
 fn schema(value: serde_json::Value) -> Arc<JsonObject> {
@@ -49,22 +127,19 @@ fn schema(value: serde_json::Value) -> Arc<JsonObject> {
 
 #[tool_router]
 impl AlipayMcp {
-    /// Cheap: the router (schemas, selected tools) is built once per `App` and shared, since over
-    /// HTTP a handler is made per session and per stateless request.
-    pub fn new(app: Arc<App>) -> Self {
-        let tool_router = app
-            .tool_router
-            .get_or_init(|| {
-                let mut tool_router = Self::tool_router();
-                for kind in ToolKind::ALL {
-                    if !app.config.tools.contains(&kind) {
-                        tool_router.remove_route(kind.name());
-                    }
-                }
-                Arc::new(tool_router)
-            })
-            .clone();
-        Self { app, tool_router }
+    pub fn new(served: Arc<Served>) -> Self {
+        Self { served }
+    }
+
+    /// The router with only the selected tools (built once per process: schemas and all).
+    fn selected_router(tools: &[ToolKind]) -> ToolRouter<Self> {
+        let mut tool_router = Self::tool_router();
+        for kind in ToolKind::ALL {
+            if !tools.contains(&kind) {
+                tool_router.remove_route(kind.name());
+            }
+        }
+        tool_router
     }
 
     #[tool(
@@ -76,7 +151,8 @@ impl AlipayMcp {
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = true)
     )]
     async fn create_mobile_payment(&self, args: JsonObject) -> CallToolResult {
-        into_result(pay::create_payment(&self.app, ToolKind::MobilePay, &args).await)
+        let app = app_or_return!(self);
+        into_result(pay::create_payment(&app, ToolKind::MobilePay, &args).await)
     }
 
     #[tool(
@@ -88,7 +164,8 @@ impl AlipayMcp {
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = true)
     )]
     async fn create_web_page_payment(&self, args: JsonObject) -> CallToolResult {
-        into_result(pay::create_payment(&self.app, ToolKind::WebPagePay, &args).await)
+        let app = app_or_return!(self);
+        into_result(pay::create_payment(&app, ToolKind::WebPagePay, &args).await)
     }
 
     #[tool(
@@ -100,7 +177,8 @@ impl AlipayMcp {
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = true)
     )]
     async fn create_qrcode_payment(&self, args: JsonObject) -> CallToolResult {
-        into_result(pay::create_payment(&self.app, ToolKind::QrPay, &args).await)
+        let app = app_or_return!(self);
+        into_result(pay::create_payment(&app, ToolKind::QrPay, &args).await)
     }
 
     #[tool(
@@ -112,7 +190,8 @@ impl AlipayMcp {
         annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = true)
     )]
     async fn query_payment(&self, args: JsonObject) -> CallToolResult {
-        into_result(query::query_payment(&self.app, &args).await)
+        let app = app_or_return!(self);
+        into_result(query::query_payment(&app, &args).await)
     }
 
     #[tool(
@@ -130,16 +209,17 @@ impl AlipayMcp {
         RequestState(state): RequestState,
         InputResponses(responses): InputResponses,
     ) -> CallToolResponse {
-        let plan = match refund::prepare(&self.app, &args).await {
+        let app = app_or_return!(self);
+        let plan = match refund::prepare(&app, &args).await {
             Prepared::Done(outcome) => return into_result(outcome).into(),
             Prepared::Ready(plan) => *plan,
         };
-        if self.app.config.guard.refund_confirm {
-            match confirm_refund(&self.app.confirmations, &plan, &ctx, state, responses).await {
+        if app.config.guard.refund_confirm {
+            match confirm_refund(&app.confirmations, &plan, &ctx, state, responses).await {
                 Decision::Approved => {}
                 Decision::Refused(outcome) => {
                     crate::tools::guard::audit(
-                        &self.app,
+                        &app,
                         ToolKind::RefundPay.name(),
                         &args,
                         "refused: AP_REFUND_CONFIRM",
@@ -150,7 +230,7 @@ impl AlipayMcp {
                 Decision::Ask(input) => return CallToolResponse::InputRequired(input),
             }
         }
-        into_result(refund::execute(&self.app, plan).await).into()
+        into_result(refund::execute(&app, plan).await).into()
     }
 
     #[tool(
@@ -162,7 +242,8 @@ impl AlipayMcp {
         annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = true)
     )]
     async fn query_refund(&self, args: JsonObject) -> CallToolResult {
-        into_result(refund::refund_query(&self.app, &args).await)
+        let app = app_or_return!(self);
+        into_result(refund::refund_query(&app, &args).await)
     }
 
     #[tool(
@@ -174,7 +255,8 @@ impl AlipayMcp {
         annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = true)
     )]
     async fn close_payment(&self, args: JsonObject) -> CallToolResult {
-        into_result(close::close(&self.app, &args).await)
+        let app = app_or_return!(self);
+        into_result(close::close(&app, &args).await)
     }
 
     #[tool(
@@ -186,7 +268,8 @@ impl AlipayMcp {
         annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
     async fn list_orders(&self, args: JsonObject) -> CallToolResult {
-        into_result(list::list(&self.app, &args).await)
+        let app = app_or_return!(self);
+        into_result(list::list(&app, &args).await)
     }
 }
 
@@ -218,7 +301,7 @@ fn session_key(ctx: &RequestContext<RoleServer>) -> String {
         .to_string()
 }
 
-#[tool_handler(router = self.tool_router)]
+#[tool_handler(router = self.served.tool_router)]
 impl ServerHandler for AlipayMcp {
     fn get_info(&self) -> ServerConfig {
         let capabilities = ServerCapabilities::builder()
@@ -231,7 +314,7 @@ impl ServerHandler for AlipayMcp {
                 Implementation::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
                     .with_title("Alipay payments (支付宝)"),
             )
-            .with_instructions(self.app.instructions())
+            .with_instructions(self.served.instructions.clone())
     }
 
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
@@ -243,9 +326,8 @@ impl ServerHandler for AlipayMcp {
         _request: Option<PaginatedRequestParams>,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
-        Ok(ListResourcesResult::with_all_items(resources::list(
-            &self.app,
-        )))
+        let app = app_or_error(&self.served).await?;
+        Ok(ListResourcesResult::with_all_items(resources::list(&app)))
     }
 
     async fn list_resource_templates(
@@ -263,7 +345,8 @@ impl ServerHandler for AlipayMcp {
         request: ReadResourceRequestParams,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
-        let text = resources::read(&self.app, &request.uri)?;
+        let app = app_or_error(&self.served).await?;
+        let text = resources::read(&app, &request.uri)?;
         Ok(ReadResourceResult::new(vec![
             ResourceContents::text(text, request.uri.clone()).with_mime_type("application/json"),
         ])
@@ -276,7 +359,8 @@ impl ServerHandler for AlipayMcp {
         ctx: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
         let key = session_key(&ctx);
-        self.app
+        app_or_error(&self.served)
+            .await?
             .subscriptions
             .subscribe(&request.uri, key, ctx.peer);
         Ok(())
@@ -287,7 +371,8 @@ impl ServerHandler for AlipayMcp {
         request: UnsubscribeRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
-        self.app
+        app_or_error(&self.served)
+            .await?
             .subscriptions
             .unsubscribe(&request.uri, &session_key(&ctx));
         Ok(())
@@ -301,10 +386,11 @@ impl ServerHandler for AlipayMcp {
     }
 
     async fn listen(&self, ctx: SubscriptionContext) -> Result<(), McpError> {
-        let _open = self.app.listen_stream();
-        let id = self.app.subscriptions.add_stream(ctx.sink().clone());
+        let app = app_or_error(&self.served).await?;
+        let _open = app.listen_stream();
+        let id = app.subscriptions.add_stream(ctx.sink().clone());
         ctx.cancelled().await;
-        self.app.subscriptions.remove_stream(id);
+        app.subscriptions.remove_stream(id);
         Ok(())
     }
 }
