@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-2000}
 if [ ! -d bench/node-reference/node_modules/alipay-sdk ]; then
-    (cd bench/node-reference && npm ci --no-audit --no-fund --silent)
+    (cd bench/node-reference && npm install --no-audit --no-fund --silent)
 fi
 cargo build --release -q -p alipay-openapi --example page_links
 TARGET=${CARGO_TARGET_DIR:-target}
