@@ -2,7 +2,9 @@
 # Side by side with the official Node stack: N page-pay links (alipay.trade.page.pay, GET) built by
 # the Alipay Node SDK 4.14.0's pageExecute (bench/node-reference) and by alipay-openapi
 # (crates/alipay-openapi/examples/page_links.rs), same key and parameters, one thread each,
-# alternating, three rounds, the best round of each. Prints both rates and the ratio.
+# alternating, three rounds, the best round of each. Prints both rates and the ratio, then our
+# rate on every core (the Node SDK's pageExecute runs on the one JavaScript thread; our server's
+# tokio workers sign on every core).
 #
 #   scripts/bench-vs-node.sh [N]      (default 2000; needs node and npm)
 set -euo pipefail
@@ -25,4 +27,9 @@ echo "$node_line   (alipay-sdk $(node -p "require('./bench/node-reference/node_m
 echo "$rust_line   (alipay-openapi, aws-lc-rs)"
 node_rate=$(sed -n 's/.*links_per_s=\([0-9.]*\).*/\1/p' <<<"$node_line")
 rust_rate=$(sed -n 's/.*links_per_s=\([0-9.]*\).*/\1/p' <<<"$rust_line")
-awk -v r="$rust_rate" -v n="$node_rate" 'BEGIN { printf "ratio rust/node = %.2fx\n", r / n }'
+awk -v r="$rust_rate" -v n="$node_rate" 'BEGIN { printf "ratio rust/node = %.2fx (one thread each)\n", r / n }'
+cores=$(nproc)
+all_line=$("$TARGET/release/examples/page_links" "$N" "$cores")
+echo "$all_line   (alipay-openapi on all $cores cores)"
+all_rate=$(sed -n 's/.*links_per_s=\([0-9.]*\).*/\1/p' <<<"$all_line")
+awk -v r="$all_rate" -v n="$node_rate" -v c="$cores" 'BEGIN { printf "ratio rust (%d cores)/node = %.2fx\n", c, r / n }'

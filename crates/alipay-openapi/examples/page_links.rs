@@ -3,9 +3,12 @@
 //! `bench/node-reference/bench.js` (the official Node SDK's `pageExecute`).
 //!
 //! ```sh
-//! cargo run --release -p alipay-openapi --example page_links -- 2000
+//! cargo run --release -p alipay-openapi --example page_links -- 2000 [THREADS]
 //! ```
-//! prints `rust links=N seconds=S links_per_s=R avg_link_bytes=B`.
+//! prints `rust links=N seconds=S links_per_s=R avg_link_bytes=B threads=T`. One thread by
+//! default, as the Node side (whose `pageExecute` runs on the one JavaScript thread); with
+//! THREADS the N links are split across that many threads sharing one client, as the server's
+//! tokio workers share it.
 
 use std::time::Instant;
 
@@ -20,11 +23,15 @@ const KEYS: &str = concat!(
 );
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let n: usize = std::env::args()
-        .nth(1)
-        .map(|a| a.parse())
-        .transpose()?
-        .unwrap_or(2000);
+    let arg = |i: usize, default: usize| -> Result<usize, std::num::ParseIntError> {
+        std::env::args()
+            .nth(i)
+            .map(|a| a.parse())
+            .transpose()
+            .map(|v| v.unwrap_or(default))
+    };
+    let n = arg(1, 2000)?;
+    let threads = arg(2, 1)?.max(1);
     let read = |name: &str| std::fs::read_to_string(format!("{KEYS}{name}"));
     let merchant = Merchant {
         app_id: "2021000000000001".into(),
@@ -58,13 +65,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         client.payment_link(&order(i))?; // warm-up, as the Node side
     }
     let started = Instant::now();
-    let mut bytes = 0;
-    for i in 0..n {
-        bytes += client.payment_link(&order(i))?.len();
-    }
+    let bytes: usize = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (client, order) = (&client, &order);
+                scope.spawn(move || {
+                    (t..n)
+                        .step_by(threads)
+                        .map(|i| client.payment_link(&order(i)).map(|l| l.len()))
+                        .sum::<Result<usize, _>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("worker").expect("link"))
+            .sum()
+    });
     let seconds = started.elapsed().as_secs_f64();
     println!(
-        "rust links={n} seconds={seconds:.3} links_per_s={:.1} avg_link_bytes={}",
+        "rust links={n} seconds={seconds:.3} links_per_s={:.1} avg_link_bytes={} threads={threads}",
         n as f64 / seconds,
         bytes / n.max(1)
     );
