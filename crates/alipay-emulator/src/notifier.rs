@@ -35,28 +35,22 @@ struct Delivery {
 
 /// Run until shutdown.
 pub async fn run(shared: Arc<Shared>) {
-    let client = match reqwest::Client::builder()
-        .timeout(shared.notify_timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent("Mozilla/4.0")
-        .build()
-    {
-        Ok(client) => client,
-        Err(e) => {
-            tracing::error!(
-                "cannot build the notification HTTP client: {e}; notifications are off"
-            );
-            return;
-        }
-    };
+    // Built on the first delivery: loading root certificates costs a few milliseconds of start-up
+    // that an embedding server (local mode) should not pay before it answers its client.
+    let mut client: Option<reqwest::Client> = None;
     let mut in_flight: HashSet<u64> = HashSet::new();
     let mut tasks: JoinSet<Outcome> = JoinSet::new();
     loop {
         let now_ms = chrono::Utc::now().timestamp_millis();
         let (due, next_ms) = due_deliveries(&shared, &in_flight, now_ms);
-        for delivery in due {
-            in_flight.insert(delivery.id);
-            tasks.spawn(deliver(client.clone(), delivery));
+        if !due.is_empty() && client.is_none() {
+            client = build_client(&shared);
+        }
+        if let Some(client) = &client {
+            for delivery in due {
+                in_flight.insert(delivery.id);
+                tasks.spawn(deliver(client.clone(), delivery));
+            }
         }
         let wait = next_ms
             .map(|at| Duration::from_millis(at.saturating_sub(now_ms).max(0) as u64))
@@ -76,6 +70,18 @@ pub async fn run(shared: Arc<Shared>) {
     }
     // Deliveries still in flight are dropped; they stay pending and resume after a restart.
     tasks.abort_all();
+}
+
+fn build_client(shared: &Shared) -> Option<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(shared.notify_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent("Mozilla/4.0")
+        .build()
+        .inspect_err(|e| {
+            tracing::error!("cannot build the notification HTTP client: {e}; notifications wait")
+        })
+        .ok()
 }
 
 /// The pending notifications due now (signed, ready to send), and when the next one is due.
