@@ -22,6 +22,11 @@ pub trait ApiRequest: Serialize {
     /// order is never taken as this one's answer).
     fn out_trade_no(&self) -> Option<&str>;
 
+    /// The refund request this is about, checked against the response likewise.
+    fn out_request_no(&self) -> Option<&str> {
+        None
+    }
+
     /// The `biz_content` text.
     fn biz_content(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
@@ -318,6 +323,9 @@ impl ApiRequest for RefundQuery {
     type Response = RefundQueryResponse;
     fn out_trade_no(&self) -> Option<&str> {
         Some(&self.out_trade_no)
+    }
+    fn out_request_no(&self) -> Option<&str> {
+        Some(&self.out_request_no)
     }
 }
 

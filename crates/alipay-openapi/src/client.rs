@@ -120,14 +120,19 @@ impl AlipayClient {
         let verified = self
             .execute_raw(R::METHOD, &request.biz_content(), R::SENDS_NOTIFY_URL)
             .await?;
-        if let (Some(asked), Some(answered)) = (
-            request.out_trade_no(),
-            verified.body.get("out_trade_no").and_then(|v| v.as_str()),
-        ) && asked != answered
-        {
-            return Err(Error::Response(ResponseError::Malformed(format!(
-                "the gateway answered about order {answered:?}, not {asked:?}"
-            ))));
+        // An answer about another order or refund is never taken as this one's.
+        for (field, asked, what) in [
+            ("out_trade_no", request.out_trade_no(), "order"),
+            ("out_request_no", request.out_request_no(), "refund request"),
+        ] {
+            if let (Some(asked), Some(answered)) =
+                (asked, verified.body.get(field).and_then(|v| v.as_str()))
+                && asked != answered
+            {
+                return Err(Error::Response(ResponseError::Malformed(format!(
+                    "the gateway answered about {what} {answered:?}, not {asked:?}"
+                ))));
+            }
         }
         verified.into_result()
     }

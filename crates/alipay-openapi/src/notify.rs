@@ -2,12 +2,17 @@
 //! fields signed over all fields but `sign` and `sign_type`, sorted, with values decoded exactly
 //! once (decoding twice breaks on `%` and `+`, the classic `passback_params` bug).
 
+use std::collections::HashMap;
+
 use crate::amount::{Amount, Money};
 use crate::api::TradeStatus;
 use crate::crypto::SignType;
 use crate::error::{NotifyError, SignError, SignatureError};
 use crate::keys::{PrivateKey, PublicKey};
 use crate::sign_content::notify_sign_content;
+
+/// Real notifications carry about thirty fields; a body with far more is not one.
+pub const MAX_FIELDS: usize = 200;
 
 /// Form fields as received, each decoded once.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -59,14 +64,23 @@ impl SignedFields {
         I: IntoIterator<Item = (String, String)>,
     {
         let mut fields: Vec<(String, String)> = Vec::new();
+        let mut seen: HashMap<String, usize> = HashMap::new();
         for (k, v) in pairs {
             if k.is_empty() {
                 continue;
             }
-            match fields.iter().find(|(key, _)| *key == k) {
-                Some((_, existing)) if *existing == v => {}
+            match seen.get(&k) {
+                Some(&i) if fields[i].1 == v => {}
                 Some(_) => return Err(NotifyError::DuplicateField(k)),
-                None => fields.push((k, v)),
+                None => {
+                    if fields.len() == MAX_FIELDS {
+                        return Err(NotifyError::Malformed(format!(
+                            "more than {MAX_FIELDS} fields"
+                        )));
+                    }
+                    seen.insert(k.clone(), fields.len());
+                    fields.push((k, v));
+                }
             }
         }
         Ok(Self { fields })

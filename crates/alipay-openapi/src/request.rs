@@ -28,13 +28,27 @@ const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b')');
 
 /// Who signs requests: the application and its private key.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Merchant {
     pub app_id: String,
     pub private_key: PrivateKey,
     pub sign_type: SignType,
     /// ISV acting for a merchant (`app_auth_token`); `None` for a merchant's own app.
     pub app_auth_token: Option<String>,
+}
+
+impl std::fmt::Debug for Merchant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Merchant")
+            .field("app_id", &self.app_id)
+            .field("private_key", &self.private_key)
+            .field("sign_type", &self.sign_type)
+            .field(
+                "app_auth_token",
+                &self.app_auth_token.as_ref().map(|_| "redacted"),
+            )
+            .finish()
+    }
 }
 
 /// Optional common parameters of one request. Empty strings count as absent: an empty value is

@@ -2,6 +2,7 @@
 //! embedded gateway), the order ledger, the notify receiver and the resource subscribers. One `App`
 //! serves every MCP session (stdio, or each HTTP session or request).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Env};
 use crate::confirm::PendingConfirmations;
+use crate::instance::Instance;
 use crate::ledger::{Ledger, SqliteLedger};
 use crate::local::{self, LocalGateway};
 use crate::notify_receiver;
@@ -18,6 +20,10 @@ use crate::subscriptions::Subscriptions;
 
 pub struct App {
     pub config: Config,
+    /// This process, as the refunds it sends record it.
+    pub instance: Instance,
+    /// One refund at a time per order, as Alipay asks (and our remaining-amount check assumes).
+    refund_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pub client: AlipayClient,
     pub ledger: Arc<dyn Ledger>,
     pub subscriptions: Subscriptions,
@@ -72,55 +78,31 @@ impl Bound {
             mut config,
             notify_listener,
         } = self;
-        let ledger_path = config.data_dir.join("ledger.db");
-        let ledger: Arc<dyn Ledger> = Arc::new(
-            SqliteLedger::open(&ledger_path)
-                .map_err(|e| format!("AP_DATA_DIR: {e} ({})", ledger_path.display()))?,
-        );
-
         let notify_addr = notify_listener.as_ref().and_then(|l| l.local_addr().ok());
         if let (Some(addr), Env::Local, None) = (notify_addr, config.env, &config.notify_url) {
             // Local mode: the embedded gateway notifies our own receiver.
             config.notify_url = Some(notify_receiver::notify_url(addr));
         }
 
-        let (merchant, alipay_public_key, gateway_url, local) = match &config.credentials {
-            Some(creds) => (
-                Merchant {
-                    app_id: creds.app_id.clone(),
-                    private_key: creds.app_key.clone(),
-                    sign_type: config.sign_type,
-                    app_auth_token: config.app_auth_token.clone(),
-                },
-                creds.alipay_public_key.clone(),
-                config.remote_gateway(),
-                None,
-            ),
-            None => {
-                let gateway = local::start(&config).await?;
-                (
-                    Merchant {
-                        app_id: gateway.app_id.clone(),
-                        private_key: gateway.app_key.clone(),
-                        sign_type: config.sign_type,
-                        app_auth_token: None,
-                    },
-                    gateway.alipay_public_key.clone(),
-                    gateway.gateway_url(),
-                    Some(gateway),
-                )
-            }
+        let (client, local) = connect(&config).await?;
+        // One ledger per environment (local mode's lives with its keys), bound to its app.
+        let ledger_path = match config.env {
+            Env::Prod => config.data_dir.join("ledger.db"),
+            Env::Sandbox => config.data_dir.join("sandbox").join("ledger.db"),
+            Env::Local => config.data_dir.join("local").join("ledger.db"),
         };
-        let mut client_config = ClientConfig::new(merchant, alipay_public_key, gateway_url);
-        client_config.notify_url = config.notify_url.clone();
-        client_config.return_url = config.return_url.clone();
-        client_config.timeout = config.timeout;
-        client_config.connect_timeout = config.timeout.min(std::time::Duration::from_secs(3));
-        let client = AlipayClient::new(client_config)
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let sqlite = SqliteLedger::open(&ledger_path)
+            .map_err(|e| format!("AP_DATA_DIR: {e} ({})", ledger_path.display()))?;
+        sqlite
+            .claim(config.env.as_str(), &client.config().merchant.app_id)
+            .map_err(|e| format!("AP_DATA_DIR: {e} ({})", ledger_path.display()))?;
+        let ledger: Arc<dyn Ledger> = Arc::new(sqlite);
 
+        let instance = Instance::register(&config.data_dir)?;
         let app = Arc::new(App {
             config,
+            instance,
+            refund_locks: Mutex::new(HashMap::new()),
             client,
             ledger,
             subscriptions: Subscriptions::default(),
@@ -138,13 +120,24 @@ impl Bound {
             app.track(task);
             tracing::info!(addr = ?notify_addr, "notify receiver listening");
         }
-        let reconcile = tokio::spawn(crate::tools::refund::reconcile(app.clone()));
+        let reconcile = tokio::spawn(crate::tools::refund_query::reconcile(app.clone()));
         app.track(reconcile);
         Ok(app)
     }
 }
 
 impl App {
+    /// Hold the refund lock of one order (released when the guard drops).
+    pub async fn refund_lock(&self, out_trade_no: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.refund_locks.lock().unwrap_or_else(|p| p.into_inner());
+            // Forget locks nobody holds or waits for, so the map stays small.
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+            locks.entry(out_trade_no.to_string()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
     /// Count a `subscriptions/listen` stream for as long as the returned guard lives.
     pub fn listen_stream(&self) -> ListenStream<'_> {
         self.listen_streams.fetch_add(1, Ordering::SeqCst);
@@ -194,6 +187,49 @@ pub fn instructions(env: Env) -> String {
         text.push_str(" This server runs in LOCAL mode on an embedded Alipay gateway: no real money moves; links open a test cashier where anyone can click pay.");
     }
     text
+}
+
+/// The Alipay client the configuration asks for: the merchant's app at Alipay, or, in local mode,
+/// our app at the embedded gateway (started here). `doctor` uses this alone.
+pub async fn connect(config: &Config) -> Result<(AlipayClient, Option<LocalGateway>), String> {
+    let (merchant, alipay_public_key, gateway_url, local) = match &config.credentials {
+        Some(creds) => (
+            Merchant {
+                app_id: creds.app_id.clone(),
+                private_key: creds.app_key.clone(),
+                sign_type: config.sign_type,
+                app_auth_token: config
+                    .app_auth_token
+                    .as_ref()
+                    .map(|t| t.expose().to_string()),
+            },
+            creds.alipay_public_key.clone(),
+            config.remote_gateway(),
+            None,
+        ),
+        None => {
+            let gateway = local::start(config).await?;
+            (
+                Merchant {
+                    app_id: gateway.app_id.clone(),
+                    private_key: gateway.app_key.clone(),
+                    sign_type: config.sign_type,
+                    app_auth_token: None,
+                },
+                gateway.alipay_public_key.clone(),
+                gateway.gateway_url(),
+                Some(gateway),
+            )
+        }
+    };
+    let mut client_config = ClientConfig::new(merchant, alipay_public_key, gateway_url);
+    client_config.notify_url = config.notify_url.clone();
+    client_config.return_url = config.return_url.clone();
+    client_config.timeout = config.timeout;
+    client_config.connect_timeout = config.timeout.min(std::time::Duration::from_secs(3));
+    let client = AlipayClient::new(client_config)
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    Ok((client, local))
 }
 
 /// Bind the notify receiver; in local mode fall back to a free port when the default is taken.

@@ -48,7 +48,7 @@ pub struct Config {
     pub sign_type: SignType,
     pub return_url: Option<String>,
     pub notify_url: Option<String>,
-    pub app_auth_token: Option<String>,
+    pub app_auth_token: Option<Secret>,
     pub gateway_url: Option<String>,
     pub timeout: Duration,
     pub tools: Vec<ToolKind>,
@@ -63,13 +63,33 @@ pub struct Config {
     pub http: HttpSettings,
 }
 
+/// A credential from the environment: usable, but never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(redacted)")
+    }
+}
+
 /// The Streamable HTTP transport (`serve --http ADDR` or `AP_HTTP_LISTEN`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpSettings {
     /// `AP_HTTP_LISTEN`: serve MCP over HTTP on this address instead of stdio.
     pub listen: Option<std::net::SocketAddr>,
     /// `AP_HTTP_TOKEN`: the bearer token; `None` means one is generated at start-up.
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// `AP_HTTP_ALLOWED_ORIGINS`: browser origins allowed to call (`scheme://host[:port]`, or `null`).
     pub allowed_origins: Vec<String>,
     /// `AP_HTTP_ALLOWED_HOSTS`: `Host` names (or `host:port`) accepted; `None` is loopback names
@@ -297,7 +317,7 @@ impl Config {
             sign_type,
             return_url: url("AP_RETURN_URL")?,
             notify_url: url("AP_NOTIFY_URL")?,
-            app_auth_token: get("AP_INVOKE_AUTH_TOKEN"),
+            app_auth_token: get("AP_INVOKE_AUTH_TOKEN").map(Secret::new),
             gateway_url: url("AP_GATEWAY_URL")?,
             timeout: Duration::from_millis(timeout_ms),
             tools,
@@ -339,7 +359,7 @@ fn http_settings(get: &dyn Fn(&str) -> Option<String>) -> Result<HttpSettings, C
         })
         .transpose()?;
     let token = get("AP_HTTP_TOKEN")
-        .map(|t| check_token(&t).map(|()| t))
+        .map(|t| check_token(&t).map(|()| Secret::new(t)))
         .transpose()
         .map_err(|m| err("AP_HTTP_TOKEN", m))?;
     let allowed_origins = match get("AP_HTTP_ALLOWED_ORIGINS") {
@@ -690,7 +710,14 @@ mod tests {
         .unwrap()
         .http;
         assert_eq!(c.listen, Some("127.0.0.1:8080".parse().unwrap()));
-        assert_eq!(c.token.as_deref(), Some("0123456789abcdef0123"));
+        assert_eq!(
+            c.token.as_ref().map(Secret::expose),
+            Some("0123456789abcdef0123")
+        );
+        assert!(
+            !format!("{c:?}").contains("0123456789abcdef0123"),
+            "Debug never shows the token"
+        );
         assert_eq!(
             c.allowed_origins,
             ["https://app.example.com", "http://localhost:3000", "null"]

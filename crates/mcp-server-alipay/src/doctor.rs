@@ -1,9 +1,8 @@
 //! `mcp-server-alipay doctor`: check the configuration the way a new user needs, one line per
 //! check, each failure with its fix. Exit status 1 when anything failed.
 
-use alipay_openapi::Error;
+use alipay_openapi::{Error, TradeQuery};
 
-use crate::app::App;
 use crate::config::{Config, Env};
 use crate::tools::outcome::{advice, alipay_message};
 
@@ -61,8 +60,10 @@ pub async fn run() -> std::process::ExitCode {
         report.ok("local mode: keys are created and kept in AP_DATA_DIR/local");
     }
 
-    let app = match App::start(config).await {
-        Ok(app) => app,
+    // Only the client (and, in local mode, the embedded gateway): no ledger, no notify receiver,
+    // nothing that could collide with a server already running on this configuration.
+    let (client, local) = match crate::app::connect(&config).await {
+        Ok(c) => c,
         Err(e) => {
             report.fail(
                 &e,
@@ -71,28 +72,21 @@ pub async fn run() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let gateway = app.client.config().gateway_url.clone();
-    let probe_order = format!("doctor{}", chrono::Utc::now().timestamp_millis());
-    let biz = serde_json::json!({ "out_trade_no": probe_order }).to_string();
-    match app.client.execute_raw("alipay.trade.query", &biz, false).await {
-        Ok(answer) => {
-            let sub_code = answer.body.get("sub_code").and_then(|v| v.as_str()).unwrap_or_default();
-            if answer.code() == "10000" || sub_code == "ACQ.TRADE_NOT_EXIST" {
-                report.ok(&format!(
-                    "{gateway} answered a signed alipay.trade.query for a made-up order ({}), and its signature verifies with AP_PUB_KEY",
-                    if sub_code.is_empty() { "10000" } else { sub_code }
-                ));
-            } else {
-                let g = match answer.into_result::<serde_json::Value>() {
-                    Err(Error::Business(g)) => g,
-                    _ => unreachable_gateway_error(),
-                };
-                report.fail(&format!("{gateway} refused the signed request: {}", alipay_message(&g)), advice(&g));
-            }
+    let gateway = client.config().gateway_url.clone();
+    let probe =
+        TradeQuery::by_out_trade_no(format!("doctor{}", chrono::Utc::now().timestamp_millis()));
+    let verified = format!("{gateway} answered a signed alipay.trade.query for a made-up order");
+    match client.execute(&probe).await {
+        Ok(_) => report.ok(&format!("{verified} (10000), and its signature verifies with AP_PUB_KEY")),
+        Err(Error::Business(g)) if g.sub_code.as_deref() == Some("ACQ.TRADE_NOT_EXIST") => {
+            report.ok(&format!("{verified} (ACQ.TRADE_NOT_EXIST), and its signature verifies with AP_PUB_KEY"))
+        }
+        Err(Error::Business(g)) => {
+            report.fail(&format!("{gateway} refused the signed request: {}", alipay_message(&g)), advice(&g))
         }
         Err(Error::Response(e)) => report.fail(
             &format!("{gateway} answered, but {e}"),
-            if app.config.env == Env::Local {
+            if config.env == Env::Local {
                 "delete AP_DATA_DIR/local to recreate the local keys"
             } else {
                 "copy the 支付宝公钥 (Alipay public key) of this app from the console into AP_PUB_KEY; check AP_CURRENT_ENV (sandbox and prod keys differ)"
@@ -103,21 +97,12 @@ pub async fn run() -> std::process::ExitCode {
             "check the network, AP_CURRENT_ENV and AP_GATEWAY_URL",
         ),
     }
-    app.shutdown().await;
+    if let Some(local) = local {
+        local.shutdown().await;
+    }
     if report.failed {
         std::process::ExitCode::FAILURE
     } else {
         std::process::ExitCode::SUCCESS
     }
-}
-
-/// `into_result` on a non-success code always yields a business error; this keeps the match total.
-fn unreachable_gateway_error() -> Box<alipay_openapi::GatewayError> {
-    Box::new(alipay_openapi::GatewayError {
-        code: String::new(),
-        msg: "unexpected answer".into(),
-        sub_code: None,
-        sub_msg: None,
-        body: serde_json::Value::Null,
-    })
 }

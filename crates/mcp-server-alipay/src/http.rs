@@ -48,7 +48,7 @@ pub async fn run(config: Config, addr: SocketAddr) -> ExitCode {
     let local_addr = listener.local_addr().unwrap_or(addr);
     let settings = config.http.clone();
     let token = match &settings.token {
-        Some(t) => t.clone(),
+        Some(t) => t.expose().to_string(),
         None => {
             let t = format!(
                 "{:032x}{:032x}",

@@ -7,6 +7,7 @@ mod config;
 mod confirm;
 mod doctor;
 mod http;
+mod instance;
 mod keygen;
 mod ledger;
 mod local;

@@ -25,7 +25,7 @@ use crate::confirm::{Decision, confirm_refund};
 use crate::resources;
 use crate::tools::outcome::ToolOutcome;
 use crate::tools::refund::Prepared;
-use crate::tools::{ToolKind, close, list, pay, query, refund};
+use crate::tools::{ToolKind, close, list, pay, query, refund, refund_query};
 
 /// Protocol versions we speak: 2025-03-26 through 2026-07-28.
 const PROTOCOL_VERSIONS: &[ProtocolVersion] = &[
@@ -210,27 +210,57 @@ impl AlipayMcp {
         InputResponses(responses): InputResponses,
     ) -> CallToolResponse {
         let app = app_or_return!(self);
+        // One refund at a time per order: the remaining-amount check and the send stay together.
+        let order = args
+            .get("outTradeNo")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let guard = app.refund_lock(&order).await;
         let plan = match refund::prepare(&app, &args).await {
             Prepared::Done(outcome) => return into_result(outcome).into(),
             Prepared::Ready(plan) => *plan,
         };
-        if app.config.guard.refund_confirm {
-            match confirm_refund(&app.confirmations, &plan, &ctx, state, responses).await {
-                Decision::Approved => {}
-                Decision::Refused(outcome) => {
-                    crate::tools::guard::audit(
-                        &app,
-                        ToolKind::RefundPay.name(),
-                        &args,
-                        "refused: AP_REFUND_CONFIRM",
-                        "not sent",
-                    );
-                    return into_result(outcome).into();
-                }
-                Decision::Ask(input) => return CallToolResponse::InputRequired(input),
-            }
+        if !app.config.guard.refund_confirm {
+            return into_result(refund::execute(&app, plan).await).into();
         }
-        into_result(refund::execute(&app, plan).await).into()
+        // A person may take minutes: other refunds of the order need not wait for them.
+        drop(guard);
+        match confirm_refund(&app.confirmations, &plan, &ctx, state, responses).await {
+            Decision::Approved => {}
+            Decision::Refused(outcome) => {
+                let tool = ToolKind::RefundPay.name();
+                crate::tools::guard::audit(
+                    &app,
+                    tool,
+                    &args,
+                    "refused: AP_REFUND_CONFIRM",
+                    "not sent",
+                );
+                return into_result(outcome).into();
+            }
+            Decision::Ask(input) => return CallToolResponse::InputRequired(input),
+        }
+        // Approved: check again, with fresh figures, and send only what the person saw.
+        let _guard = app.refund_lock(&order).await;
+        let fresh = match refund::prepare(&app, &args).await {
+            Prepared::Done(outcome) => return into_result(outcome).into(),
+            Prepared::Ready(fresh) => *fresh,
+        };
+        if fresh.figures() != plan.figures() {
+            let tool = ToolKind::RefundPay.name();
+            crate::tools::guard::audit(&app, tool, &args, "refused: AP_REFUND_CONFIRM", "not sent");
+            return into_result(crate::tools::guard::refusal(
+                "AP_REFUND_CONFIRM",
+                format!(
+                    "the order's figures changed while the person was deciding (paid {}, already refunded {} when asked; now {} and {}); call again to ask with the new figures",
+                    plan.paid, plan.already_refunded, fresh.paid, fresh.already_refunded
+                ),
+                None,
+            ))
+            .into();
+        }
+        into_result(refund::execute(&app, fresh).await).into()
     }
 
     #[tool(
@@ -243,7 +273,7 @@ impl AlipayMcp {
     )]
     async fn query_refund(&self, args: JsonObject) -> CallToolResult {
         let app = app_or_return!(self);
-        into_result(refund::refund_query(&app, &args).await)
+        into_result(refund_query::refund_query(&app, &args).await)
     }
 
     #[tool(

@@ -141,6 +141,15 @@ async fn check(
     let refuse = |reason: String| (reason, notify_id.clone(), out_trade_no.clone());
     let key = &app.client.config().alipay_public_key;
     let sign_type = app.client.config().merchant.sign_type;
+    // Alipay signs with the algorithm the app is configured for; a weaker one named in the
+    // notification itself (legacy SHA1 for an RSA2 app) is not taken.
+    if let Some(named) = fields.get("sign_type")
+        && named != sign_type.as_str()
+    {
+        return Err(refuse(format!(
+            "sign_type {named:?}, but this app signs with {sign_type} (AP_ENCRYPTION_ALGO)"
+        )));
+    }
     // What a retry repeats exactly: every field but the signature and the send time (Alipay may
     // stamp each delivery anew).
     let content = alipay_openapi::notify_sign_content(

@@ -176,7 +176,7 @@ struct Ledger(rusqlite::Connection);
 
 impl Ledger {
     fn open(dir: &std::path::Path) -> Self {
-        Self(rusqlite::Connection::open(dir.join("data/ledger.db")).unwrap())
+        Self(rusqlite::Connection::open(dir.join("data/local/ledger.db")).unwrap())
     }
 
     fn order_fen(&self, no: &str) -> Option<i64> {

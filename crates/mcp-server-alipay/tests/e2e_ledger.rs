@@ -338,15 +338,23 @@ async fn every_guardrail_at_just_under_and_just_over_its_limit() {
     assert_eq!(gateway.trade("G_PAID").await["refund_fee"], "50.00");
 
     // Refusals are in the audit log.
-    let db = rusqlite::Connection::open(dir.path().join("data/ledger.db")).unwrap();
+    let db = rusqlite::Connection::open(dir.path().join("data/local/ledger.db")).unwrap();
     let refused: i64 = db
         .query_row(
-            "SELECT COUNT(*) FROM audit WHERE decision = 'refused'",
+            "SELECT COUNT(*) FROM audit WHERE decision LIKE 'refused%'",
             [],
             |r| r.get(0),
         )
         .unwrap();
     assert_eq!(refused, 4, "two payments, two refunds refused");
+    let daily: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM audit WHERE decision = 'refused: AP_DAILY_REFUND_LIMIT'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(daily, 1, "the audit row names the rule that refused");
     let allowed: i64 = db.query_row("SELECT COUNT(*) FROM audit WHERE tool = 'refund-alipay-payment' AND decision = 'allowed'", [], |r| r.get(0)).unwrap();
     assert_eq!(allowed, 3);
     client.cancel().await.unwrap();
@@ -421,9 +429,9 @@ async fn refunds_wait_for_a_person_when_confirmation_is_on() {
             );
             let asked = questions.lock().unwrap().join("\n");
             assert!(
-                asked.contains("Paid by the buyer: 30.00")
-                    && asked.contains("Already refunded: 0.00")
-                    && asked.contains("This refund: 12.50"),
+                asked.contains("Paid by the buyer (Alipay, just now): 30.00 yuan")
+                    && asked.contains("this server's refunds if more): 0.00 yuan")
+                    && asked.contains("This refund: 12.50 yuan"),
                 "{case}: {asked}"
             );
             assert_eq!(gateway.trade("C_1").await["refund_fee"], "12.50");
@@ -506,7 +514,7 @@ async fn a_crash_between_a_refund_and_its_reply_loses_nothing() {
     child.kill().unwrap(); // SIGKILL: no chance to record the answer
     child.wait().unwrap();
 
-    let db_path = dir.path().join("data/ledger.db");
+    let db_path = dir.path().join("data/local/ledger.db");
     let state = |db: &std::path::Path| -> String {
         rusqlite::Connection::open(db)
             .unwrap()

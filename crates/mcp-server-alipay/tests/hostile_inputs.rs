@@ -455,7 +455,7 @@ async fn hostile_inputs_are_refused_naming_the_field_and_never_reach_the_gateway
 }
 
 fn ledger_snapshot(dir: &std::path::Path) -> (i64, i64, i64) {
-    let db = rusqlite::Connection::open(dir.join("data/ledger.db")).unwrap();
+    let db = rusqlite::Connection::open(dir.join("data/local/ledger.db")).unwrap();
     let count = |table: &str| -> i64 {
         db.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
             .unwrap()

@@ -90,7 +90,7 @@ async fn only_genuine_notifications_change_the_ledger() {
     let receiver = Receiver {
         url: format!("http://127.0.0.1:{notify_port}/alipay/notify"),
         http: reqwest::Client::new(),
-        db: dir.path().join("data/ledger.db"),
+        db: dir.path().join("data/local/ledger.db"),
     };
     let base = |notify_id: &'static str, status: &'static str, amount: &'static str| {
         vec![

@@ -527,7 +527,7 @@ async fn no_key_or_signature_leaks_in_local_mode() {
         }
     }
     assert!(request_signs >= 10, "{request_signs} request signatures");
-    let db = rusqlite::Connection::open(dir.path().join("data/ledger.db")).unwrap();
+    let db = rusqlite::Connection::open(dir.path().join("data/local/ledger.db")).unwrap();
     let accepted: i64 = db
         .query_row(
             "SELECT COUNT(*) FROM notifications WHERE verdict = 'accepted'",

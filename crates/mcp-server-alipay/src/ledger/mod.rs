@@ -116,11 +116,6 @@ impl RefundState {
             _ => RefundState::Pending,
         }
     }
-
-    /// Money may have moved (counts against limits and the refundable remainder).
-    pub fn may_have_moved(self) -> bool {
-        !matches!(self, RefundState::Failed)
-    }
 }
 
 /// A refund about to be sent.
@@ -130,6 +125,8 @@ pub struct NewRefund {
     pub out_request_no: String,
     pub amount: Amount,
     pub reason: Option<String>,
+    /// The server process sending it (`crate::instance`), so only a dead one's are reconciled.
+    pub owner: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -148,6 +145,9 @@ pub struct RefundRecord {
     pub created_at: String,
     pub updated_at: String,
     pub detail: Option<String>,
+    /// The server process that last sent it.
+    #[serde(skip)]
+    pub owner: Option<String>,
 }
 
 /// What to do with a refund request, decided atomically.
@@ -163,6 +163,20 @@ pub enum RefundBegin {
     Conflict(RefundRecord),
     /// Would exceed the daily refund limit (`used` includes pending and unknown refunds).
     OverDailyLimit { used: Money },
+    /// Would exceed what was paid minus what was (or may have been) refunded.
+    OverRemaining { refunded: Money },
+}
+
+/// The limits a new refund (or a refund retried after it failed) is checked against, inside the
+/// transaction that records it, so two concurrent refunds cannot both pass.
+#[derive(Clone, Copy, Debug)]
+pub struct RefundLimits<'a> {
+    /// `AP_DAILY_REFUND_LIMIT`.
+    pub daily: Option<Money>,
+    /// The Beijing day the refund counts against.
+    pub day: &'a str,
+    /// What the buyer paid, from a verified trade query.
+    pub paid: Money,
 }
 
 /// A verified notification, with the fields the ledger keeps.
@@ -250,6 +264,9 @@ pub enum CreateOrder {
 }
 
 pub trait Ledger: Send + Sync {
+    /// Bind the ledger to one environment and app the first time; refuse another one later, so an
+    /// order or refund number can never be answered from another app's (or local mode's) records.
+    fn claim(&self, env: &str, app_id: &str) -> Result<(), LedgerError>;
     /// Record a new order, or return the one already recorded under that number (unchanged).
     fn create_order(&self, order: &NewOrder) -> Result<CreateOrder, LedgerError>;
     fn order(&self, out_trade_no: &str) -> Result<Option<OrderRecord>, LedgerError>;
@@ -259,13 +276,15 @@ pub trait Ledger: Send + Sync {
         out_trade_no: &str,
         update: &StatusUpdate<'_>,
     ) -> Result<bool, LedgerError>;
+    /// Decide, atomically, what to do with a refund request: replay, resend with the same number,
+    /// refuse, or record it as pending (checking the daily limit and the refundable remainder).
     fn begin_refund(
         &self,
         refund: &NewRefund,
-        daily_limit: Option<Money>,
-        day: &str,
+        limits: &RefundLimits<'_>,
     ) -> Result<RefundBegin, LedgerError>;
-    #[allow(clippy::too_many_arguments)]
+    /// Record a refund's outcome. A confirmed refund is never downgraded by a later, less certain
+    /// answer (a concurrent retry, a reconciliation).
     fn finish_refund(
         &self,
         out_trade_no: &str,
@@ -276,8 +295,15 @@ pub trait Ledger: Send + Sync {
         detail: Option<&str>,
     ) -> Result<(), LedgerError>;
     fn refunds(&self, out_trade_no: &str) -> Result<Vec<RefundRecord>, LedgerError>;
-    /// Refunds whose outcome is not settled (for reconciliation after a crash).
+    /// Refunds whose outcome is not settled (pending or unknown), for reconciliation.
     fn unsettled_refunds(&self) -> Result<Vec<RefundRecord>, LedgerError>;
+    /// What was, or may have been, refunded on a trade before `except_request`: Alipay's last
+    /// reported total or our refunds that may have moved money, whichever is more.
+    fn refunded_before(
+        &self,
+        out_trade_no: &str,
+        except_request: &str,
+    ) -> Result<Money, LedgerError>;
     /// Sum of the refunds requested on `day` that may have moved money.
     fn refunded_on(&self, day: &str) -> Result<Money, LedgerError>;
     fn apply_notification(&self, n: &ReceivedNotification) -> Result<NotifyApply, LedgerError>;

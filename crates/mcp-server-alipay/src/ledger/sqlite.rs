@@ -1,4 +1,5 @@
-//! The SQLite ledger (`AP_DATA_DIR/ledger.db`): WAL, one transaction per call, a busy timeout so two
+//! The SQLite ledger (`AP_DATA_DIR/ledger.db`; `sandbox/` and `local/` below it for those
+//! environments): WAL, one transaction per call, a busy timeout so two
 //! server processes on one data dir wait for each other instead of failing.
 
 use std::path::Path;
@@ -45,6 +46,7 @@ CREATE TABLE IF NOT EXISTS refunds (
     created_at     TEXT NOT NULL,
     updated_at     TEXT NOT NULL,
     detail         TEXT,
+    owner          TEXT,
     PRIMARY KEY (out_trade_no, out_request_no)
 );
 CREATE INDEX IF NOT EXISTS refunds_day ON refunds (day);
@@ -60,6 +62,10 @@ CREATE TABLE IF NOT EXISTS notifications (
 );
 CREATE INDEX IF NOT EXISTS notifications_id ON notifications (notify_id);
 CREATE INDEX IF NOT EXISTS notifications_order ON notifications (out_trade_no);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
     id         INTEGER PRIMARY KEY,
     at         TEXT NOT NULL,
@@ -102,6 +108,13 @@ impl SqliteLedger {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
+        // Ledgers made before refunds recorded their sender.
+        let has_owner: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('refunds') WHERE name = 'owner'")?
+            .exists([])?;
+        if !has_owner {
+            conn.execute_batch("ALTER TABLE refunds ADD COLUMN owner TEXT")?;
+        }
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -156,6 +169,7 @@ fn refund_row(row: &Row<'_>) -> Result<RefundRecord, rusqlite::Error> {
         created_at: row.get("created_at")?,
         updated_at: row.get("updated_at")?,
         detail: row.get("detail")?,
+        owner: row.get("owner")?,
     })
 }
 
@@ -187,6 +201,39 @@ fn refunded_on(conn: &Connection, day: &str) -> Result<Money, rusqlite::Error> {
     Ok(Money::from_fen(fen))
 }
 
+/// Alipay's cumulative refund only grows: keep the largest reported.
+fn raise_refunded(
+    conn: &Connection,
+    out_trade_no: &str,
+    refunded: Money,
+) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(
+        "UPDATE orders SET refunded_fen = MAX(refunded_fen, ?2) WHERE out_trade_no = ?1",
+    )?
+    .execute(params![out_trade_no, refunded.fen()])?;
+    Ok(())
+}
+
+/// What was, or may have been, refunded on a trade, not counting `except` (the request being
+/// decided): the larger of Alipay's last reported total and our refunds that may have moved money.
+fn refunded_on_trade(
+    conn: &Connection,
+    out_trade_no: &str,
+    except: &str,
+) -> Result<Money, rusqlite::Error> {
+    let ours: i64 = conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(amount_fen), 0) FROM refunds WHERE out_trade_no = ?1 AND out_request_no != ?2 AND state != 'failed'",
+        )?
+        .query_row([out_trade_no, except], |r| r.get(0))?;
+    let reported: i64 = conn
+        .prepare_cached(
+            "SELECT COALESCE(MAX(refunded_fen), 0) FROM orders WHERE out_trade_no = ?1",
+        )?
+        .query_row([out_trade_no], |r| r.get(0))?;
+    Ok(Money::from_fen(ours.max(reported)))
+}
+
 /// Apply a status to an order row inside the caller's transaction; returns true when it changed.
 fn apply_status(
     conn: &Connection,
@@ -201,10 +248,7 @@ fn apply_status(
         )?
         .execute(params![out_trade_no, update.trade_status, update.trade_no, update.source, now])?;
     if let Some(refunded) = update.refunded {
-        conn.prepare_cached(
-            "UPDATE orders SET refunded_fen = MAX(refunded_fen, ?2) WHERE out_trade_no = ?1",
-        )?
-        .execute(params![out_trade_no, refunded.fen()])?;
+        raise_refunded(conn, out_trade_no, refunded)?;
     }
     if changed > 0 {
         conn.prepare_cached("INSERT INTO status_events (out_trade_no, trade_status, source, at) VALUES (?1, ?2, ?3, ?4)")?
@@ -214,6 +258,27 @@ fn apply_status(
 }
 
 impl Ledger for SqliteLedger {
+    fn claim(&self, env: &str, app_id: &str) -> Result<(), LedgerError> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let owner = format!("{env} app {app_id}");
+            let existing: Option<String> = tx
+                .query_row("SELECT value FROM meta WHERE key = 'owner'", [], |r| r.get(0))
+                .optional()?;
+            match existing {
+                Some(existing) if existing != owner => Err(LedgerError(format!(
+                    "this ledger holds the orders of {existing}, not {owner}; give this configuration its own AP_DATA_DIR (orders of two apps must never mix)"
+                ))),
+                Some(_) => Ok(()),
+                None => {
+                    tx.execute("INSERT INTO meta (key, value) VALUES ('owner', ?1)", [&owner])?;
+                    tx.commit()?;
+                    Ok(())
+                }
+            }
+        })
+    }
+
     fn create_order(&self, order: &NewOrder) -> Result<CreateOrder, LedgerError> {
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -250,32 +315,51 @@ impl Ledger for SqliteLedger {
     fn begin_refund(
         &self,
         refund: &NewRefund,
-        daily_limit: Option<Money>,
-        day: &str,
+        limits: &RefundLimits<'_>,
     ) -> Result<RefundBegin, LedgerError> {
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            if let Some(existing) = find_refund(&tx, &refund.out_trade_no, &refund.out_request_no)? {
-                return Ok(if existing.refund_amount != refund.amount {
-                    RefundBegin::Conflict(existing)
-                } else if existing.state == RefundState::Succeeded {
-                    RefundBegin::Replay(existing)
-                } else {
-                    RefundBegin::Retry(existing)
-                });
+            let existing = find_refund(&tx, &refund.out_trade_no, &refund.out_request_no)?;
+            match &existing {
+                Some(e) if e.refund_amount != refund.amount => return Ok(RefundBegin::Conflict(e.clone())),
+                Some(e) if e.state == RefundState::Succeeded => return Ok(RefundBegin::Replay(e.clone())),
+                // Sent before with an unknown outcome: only a resend with the same number, which
+                // Alipay cannot turn into a second refund, so no limit applies to it.
+                Some(e) if e.state != RefundState::Failed => {
+                    tx.execute(
+                        "UPDATE refunds SET owner = ?3, updated_at = ?4 WHERE out_trade_no = ?1 AND out_request_no = ?2",
+                        params![refund.out_trade_no, refund.out_request_no, refund.owner, timestamp_now()],
+                    )?;
+                    tx.commit()?;
+                    return Ok(RefundBegin::Retry(e.clone()));
+                }
+                // Failed (no money moved) or new: every limit applies.
+                _ => {}
             }
-            if let Some(limit) = daily_limit {
-                let used = refunded_on(&tx, day)?;
+            if let Some(limit) = limits.daily {
+                let used = refunded_on(&tx, limits.day)?;
                 if used.fen() + refund.amount.fen() > limit.fen() {
                     return Ok(RefundBegin::OverDailyLimit { used });
                 }
             }
+            let refunded = refunded_on_trade(&tx, &refund.out_trade_no, &refund.out_request_no)?;
+            if refunded.fen() + refund.amount.fen() > limits.paid.fen() {
+                return Ok(RefundBegin::OverRemaining { refunded });
+            }
             let now = timestamp_now();
-            tx.execute(
-                "INSERT INTO refunds (out_trade_no, out_request_no, amount_fen, reason, state, day, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?6)",
-                params![refund.out_trade_no, refund.out_request_no, refund.amount.fen(), refund.reason, day, now],
-            )?;
+            if existing.is_some() {
+                tx.execute(
+                    "UPDATE refunds SET state = 'pending', reason = ?3, day = ?4, updated_at = ?5, detail = NULL, owner = ?6
+                     WHERE out_trade_no = ?1 AND out_request_no = ?2",
+                    params![refund.out_trade_no, refund.out_request_no, refund.reason, limits.day, now, refund.owner],
+                )?;
+            } else {
+                tx.execute(
+                    "INSERT INTO refunds (out_trade_no, out_request_no, amount_fen, reason, state, day, created_at, updated_at, owner)
+                     VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?6, ?7)",
+                    params![refund.out_trade_no, refund.out_request_no, refund.amount.fen(), refund.reason, limits.day, now, refund.owner],
+                )?;
+            }
             tx.commit()?;
             Ok(RefundBegin::Fresh)
         })
@@ -295,14 +379,11 @@ impl Ledger for SqliteLedger {
             tx.execute(
                 "UPDATE refunds SET state = ?3, trade_no = COALESCE(?4, trade_no),
                     total_refunded_fen = COALESCE(?5, total_refunded_fen), detail = ?6, updated_at = ?7
-                 WHERE out_trade_no = ?1 AND out_request_no = ?2",
+                 WHERE out_trade_no = ?1 AND out_request_no = ?2 AND (state != 'succeeded' OR ?3 = 'succeeded')",
                 params![out_trade_no, out_request_no, state.as_str(), trade_no, total_refunded.map(Money::fen), detail, timestamp_now()],
             )?;
             if let Some(total) = total_refunded {
-                tx.execute(
-                    "UPDATE orders SET refunded_fen = MAX(refunded_fen, ?2) WHERE out_trade_no = ?1",
-                    params![out_trade_no, total.fen()],
-                )?;
+                raise_refunded(&tx, out_trade_no, total)?;
             }
             tx.commit()?;
             Ok(())
@@ -327,6 +408,14 @@ impl Ledger for SqliteLedger {
             let rows = stmt.query_map([], refund_row)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
+    }
+
+    fn refunded_before(
+        &self,
+        out_trade_no: &str,
+        except_request: &str,
+    ) -> Result<Money, LedgerError> {
+        self.with(|conn| Ok(refunded_on_trade(conn, out_trade_no, except_request)?))
     }
 
     fn refunded_on(&self, day: &str) -> Result<Money, LedgerError> {
@@ -457,6 +546,7 @@ mod tests {
             out_request_no: req.into(),
             amount: Amount::from_fen(fen).unwrap(),
             reason: None,
+            owner: "test".into(),
         }
     }
 
@@ -476,38 +566,29 @@ mod tests {
     }
 
     #[test]
-    fn refunds_replay_retry_conflict_and_respect_the_daily_limit() {
+    fn refunds_replay_retry_conflict_and_respect_the_limits() {
         let l = SqliteLedger::in_memory().unwrap();
         l.create_order(&order("A", 10_000)).unwrap();
-        let limit = Some(Money::from_fen(1_500));
-        assert_eq!(
-            l.begin_refund(&refund("A", "R1", 1_000), limit, "2026-11-25")
-                .unwrap(),
-            RefundBegin::Fresh
-        );
-        assert!(matches!(
-            l.begin_refund(&refund("A", "R1", 1_000), limit, "2026-11-25")
-                .unwrap(),
-            RefundBegin::Retry(_)
-        ));
-        assert!(matches!(
-            l.begin_refund(&refund("A", "R1", 999), limit, "2026-11-25")
-                .unwrap(),
-            RefundBegin::Conflict(_)
-        ));
+        let limits = |day| RefundLimits {
+            daily: Some(Money::from_fen(1_500)),
+            day,
+            paid: Money::from_fen(10_000),
+        };
+        let today = limits("2026-11-25");
+        let begin = |req: &str, fen: i64, lim: &RefundLimits<'_>| {
+            l.begin_refund(&refund("A", req, fen), lim).unwrap()
+        };
+        assert_eq!(begin("R1", 1_000, &today), RefundBegin::Fresh);
+        assert!(matches!(begin("R1", 1_000, &today), RefundBegin::Retry(_)));
+        assert!(matches!(begin("R1", 999, &today), RefundBegin::Conflict(_)));
         // Pending refunds count against the limit: 1000 + 501 > 1500.
         assert_eq!(
-            l.begin_refund(&refund("A", "R2", 501), limit, "2026-11-25")
-                .unwrap(),
+            begin("R2", 501, &today),
             RefundBegin::OverDailyLimit {
                 used: Money::from_fen(1_000)
             }
         );
-        assert_eq!(
-            l.begin_refund(&refund("A", "R2", 500), limit, "2026-11-25")
-                .unwrap(),
-            RefundBegin::Fresh
-        );
+        assert_eq!(begin("R2", 500, &today), RefundBegin::Fresh);
         l.finish_refund(
             "A",
             "R1",
@@ -517,11 +598,13 @@ mod tests {
             None,
         )
         .unwrap();
-        assert!(matches!(
-            l.begin_refund(&refund("A", "R1", 1_000), limit, "2026-11-25")
-                .unwrap(),
-            RefundBegin::Replay(_)
-        ));
+        assert!(matches!(begin("R1", 1_000, &today), RefundBegin::Replay(_)));
+        // A confirmed refund is never downgraded by a later, less certain answer.
+        l.finish_refund("A", "R1", RefundState::Unknown, None, None, None)
+            .unwrap();
+        l.finish_refund("A", "R1", RefundState::Failed, None, None, None)
+            .unwrap();
+        assert!(matches!(begin("R1", 1_000, &today), RefundBegin::Replay(_)));
         l.finish_refund("A", "R2", RefundState::Failed, None, None, Some("ACQ.X"))
             .unwrap();
         assert_eq!(
@@ -534,6 +617,111 @@ mod tests {
             l.order("A").unwrap().unwrap().refunded_amount,
             Money::from_fen(1_000)
         );
+        // A failed refund retried is a new refund for every limit, counted on the day it is retried.
+        let tomorrow = limits("2026-11-26");
+        assert_eq!(begin("R2", 500, &tomorrow), RefundBegin::Fresh);
+        assert_eq!(l.refunded_on("2026-11-26").unwrap(), Money::from_fen(500));
+        assert_eq!(l.refunded_on("2026-11-25").unwrap(), Money::from_fen(1_000));
+        l.finish_refund("A", "R2", RefundState::Failed, None, None, None)
+            .unwrap();
+        assert_eq!(
+            begin(
+                "R2",
+                500,
+                &RefundLimits {
+                    daily: Some(Money::from_fen(400)),
+                    ..tomorrow
+                }
+            ),
+            RefundBegin::OverDailyLimit { used: Money::ZERO }
+        );
+    }
+
+    #[test]
+    fn two_refunds_cannot_together_exceed_what_was_paid() {
+        let l = SqliteLedger::in_memory().unwrap();
+        l.create_order(&order("A", 10_000)).unwrap();
+        let lim = RefundLimits {
+            daily: None,
+            day: "2026-11-25",
+            paid: Money::from_fen(10_000),
+        };
+        assert_eq!(
+            l.begin_refund(&refund("A", "R1", 6_000), &lim).unwrap(),
+            RefundBegin::Fresh
+        );
+        // R1 is pending (it may have moved money): R2 may take only the rest.
+        assert_eq!(
+            l.begin_refund(&refund("A", "R2", 4_001), &lim).unwrap(),
+            RefundBegin::OverRemaining {
+                refunded: Money::from_fen(6_000)
+            }
+        );
+        assert_eq!(
+            l.begin_refund(&refund("A", "R2", 4_000), &lim).unwrap(),
+            RefundBegin::Fresh
+        );
+        // Alipay's own reported total counts too (refunds made elsewhere).
+        l.create_order(&order("B", 10_000)).unwrap();
+        l.update_status(
+            "B",
+            &StatusUpdate {
+                trade_status: "TRADE_SUCCESS",
+                trade_no: None,
+                refunded: Some(Money::from_fen(9_000)),
+                source: "notify",
+            },
+        )
+        .unwrap();
+        assert!(matches!(
+            l.begin_refund(&refund("B", "R1", 1_001), &lim).unwrap(),
+            RefundBegin::OverRemaining { .. }
+        ));
+    }
+
+    #[test]
+    fn unsettled_refunds_carry_their_sender() {
+        let l = SqliteLedger::in_memory().unwrap();
+        l.create_order(&order("A", 10_000)).unwrap();
+        let lim = RefundLimits {
+            daily: None,
+            day: "2026-11-25",
+            paid: Money::from_fen(10_000),
+        };
+        l.begin_refund(&refund("A", "R1", 100), &lim).unwrap();
+        let unsettled = l.unsettled_refunds().unwrap();
+        assert_eq!(unsettled.len(), 1);
+        assert_eq!(unsettled[0].owner.as_deref(), Some("test"));
+        // A resend by another process takes the refund over.
+        l.begin_refund(
+            &NewRefund {
+                owner: "other".into(),
+                ..refund("A", "R1", 100)
+            },
+            &lim,
+        )
+        .unwrap();
+        assert_eq!(
+            l.unsettled_refunds().unwrap()[0].owner.as_deref(),
+            Some("other")
+        );
+        l.finish_refund("A", "R1", RefundState::Succeeded, None, None, None)
+            .unwrap();
+        assert!(l.unsettled_refunds().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_ledger_belongs_to_one_app() {
+        let l = SqliteLedger::in_memory().unwrap();
+        l.claim("prod", "2021000000000001").unwrap();
+        l.claim("prod", "2021000000000001").unwrap();
+        let e = l.claim("prod", "2021000000000002").unwrap_err();
+        assert!(
+            e.to_string().contains("prod app 2021000000000001")
+                && e.to_string().contains("AP_DATA_DIR"),
+            "{e}"
+        );
+        assert!(l.claim("local", "2021000000000001").is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::ledger::StatusUpdate;
 use crate::tools::ToolKind;
 use crate::tools::args::CloseArgs;
 use crate::tools::guard::{audit, outcome_word};
-use crate::tools::outcome::{ToolOutcome, advice, alipay_message, error_json, transport_message};
+use crate::tools::outcome::{ToolOutcome, alipay_message, error_json, failure_text};
 
 pub async fn close(app: &App, raw: &Map<String, Value>) -> ToolOutcome {
     let tool = ToolKind::ClosePay.name();
@@ -52,18 +52,11 @@ pub async fn close(app: &App, raw: &Map<String, Value>) -> ToolOutcome {
                 json!({ "outTradeNo": no, "closed": false, "error": error_json(&Error::Business(g.clone())) }),
             )
         }
-        Err(Error::Business(g)) => ToolOutcome::error(
-            format!(
-                "交易关闭失败. 错误信息: {}. {}",
-                alipay_message(&g),
-                advice(&g)
-            ),
-            json!({ "outTradeNo": no, "closed": false, "error": error_json(&Error::Business(g.clone())) }),
-        ),
         Err(e) => ToolOutcome::error(
-            format!(
-                "交易关闭失败. 错误信息: {} Check with query-alipay-payment, then call again.",
-                transport_message(&e)
+            failure_text(
+                "交易关闭失败",
+                &e,
+                "Check with query-alipay-payment, then call again.",
             ),
             json!({ "outTradeNo": no, "closed": false, "error": error_json(&e) }),
         ),

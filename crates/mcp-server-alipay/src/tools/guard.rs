@@ -13,7 +13,7 @@ pub fn refusal(rule: &str, what: String, limit: Option<Amount>) -> ToolOutcome {
     let why = if rule.starts_with("AP_") {
         "This limit is set in the server's environment by its operator and cannot be changed from the conversation"
     } else {
-        "This rule always applies; the figures come from Alipay's signed answer, not from the conversation"
+        "This rule always applies: what was paid comes from Alipay's signed answer just now, what was refunded from Alipay's last report or this server's own refunds, whichever is more; nothing comes from the conversation"
     };
     ToolOutcome::error(
         format!("Refused by guardrail {rule}: {what}. {why}; nothing was sent to Alipay."),
@@ -38,4 +38,20 @@ pub fn audit(app: &App, tool: &str, args: &Map<String, Value>, decision: &str, o
 /// `decision`/`outcome` words for an outcome.
 pub fn outcome_word(o: &ToolOutcome) -> &'static str {
     if o.is_error { "failed" } else { "succeeded" }
+}
+
+/// The audit decision an outcome stands for: `refused: <rule>` for a guardrail or a conflicting
+/// number (nothing was sent), `allowed` otherwise.
+pub fn decision_of(o: &ToolOutcome) -> String {
+    match o.structured.pointer("/error/kind").and_then(Value::as_str) {
+        Some("guardrail") => format!(
+            "refused: {}",
+            o.structured
+                .pointer("/error/rule")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+        ),
+        Some("conflict") => "refused: number already used".to_string(),
+        _ => "allowed".to_string(),
+    }
 }

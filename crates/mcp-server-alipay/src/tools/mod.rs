@@ -9,6 +9,7 @@ pub mod outcome;
 pub mod pay;
 pub mod query;
 pub mod refund;
+pub mod refund_query;
 pub mod schema;
 
 /// Every tool, in the reference's order.

@@ -45,6 +45,23 @@ impl ToolOutcome {
     }
 }
 
+/// `base` with the fields of `extra` added (both JSON objects).
+pub fn with_fields(mut base: Value, extra: Value) -> Value {
+    if let (Some(obj), Value::Object(extra)) = (base.as_object_mut(), extra) {
+        obj.extend(extra);
+    }
+    base
+}
+
+/// `<prefix>. 错误信息: …` for a failed gateway call: Alipay's message and what to do about it, or
+/// what happened on the way and `then` (what the caller should do next).
+pub fn failure_text(prefix: &str, e: &Error, then: &str) -> String {
+    match e {
+        Error::Business(g) => format!("{prefix}. 错误信息: {}. {}", alipay_message(g), advice(g)),
+        other => format!("{prefix}. 错误信息: {} {then}", transport_message(other)),
+    }
+}
+
 /// The `error` object of structured output for a failed gateway call.
 pub fn error_json(e: &Error) -> Value {
     match e {

@@ -11,8 +11,8 @@ use crate::ledger::{CreateOrder, NewOrder, OrderKind, OrderRecord};
 use crate::qr;
 use crate::tools::ToolKind;
 use crate::tools::args::{PayArgs, mint_order_number};
-use crate::tools::guard::{audit, outcome_word, refusal};
-use crate::tools::outcome::{ToolOutcome, advice, alipay_message, error_json, transport_message};
+use crate::tools::guard::{audit, decision_of, outcome_word, refusal};
+use crate::tools::outcome::{ToolOutcome, error_json, failure_text};
 
 /// Alipay's `body` is at most 128 characters.
 const MAX_BODY_CHARS: usize = 128;
@@ -21,16 +21,12 @@ pub async fn create_payment(app: &App, tool: ToolKind, raw: &Map<String, Value>)
     let outcome = create(app, tool, raw).await;
     if !matches!(outcome.structured.pointer("/error/kind"), Some(Value::String(k)) if k == "invalid_argument")
     {
-        let decision = match outcome
-            .structured
-            .pointer("/error/kind")
-            .and_then(Value::as_str)
-        {
-            Some("guardrail") | Some("conflict") => "refused",
-            _ if outcome.structured.get("existing") == Some(&json!(true)) => "replayed",
-            _ => "allowed",
+        let decision = if outcome.structured.get("existing") == Some(&json!(true)) {
+            "replayed".to_string()
+        } else {
+            decision_of(&outcome)
         };
-        audit(app, tool.name(), raw, decision, outcome_word(&outcome));
+        audit(app, tool.name(), raw, &decision, outcome_word(&outcome));
     }
     outcome
 }
@@ -141,12 +137,6 @@ async fn precreate(app: &App, out_trade_no: &str, args: &PayArgs) -> Result<Stri
         body: body_of(&args.order_title),
         timeout_express: None,
     };
-    let failed = |text: String, e: &alipay_openapi::Error| {
-        ToolOutcome::error(
-            text,
-            json!({ "outTradeNo": out_trade_no, "error": error_json(e) }),
-        )
-    };
     match app.client.execute(&request).await {
         Ok(answer) => answer.qr_code.filter(|q| !q.is_empty()).ok_or_else(|| {
             ToolOutcome::error(
@@ -154,13 +144,9 @@ async fn precreate(app: &App, out_trade_no: &str, args: &PayArgs) -> Result<Stri
                 json!({ "outTradeNo": out_trade_no, "error": { "kind": "malformed_response", "message": "no qr_code" } }),
             )
         }),
-        Err(alipay_openapi::Error::Business(g)) => Err(failed(
-            format!("二维码创建失败. 错误信息: {}. {}", alipay_message(&g), advice(&g)),
-            &alipay_openapi::Error::Business(g.clone()),
-        )),
-        Err(e) => Err(failed(
-            format!("二维码创建失败. 错误信息: {} Call again with the same outTradeNo {out_trade_no}.", transport_message(&e)),
-            &e,
+        Err(e) => Err(ToolOutcome::error(
+            failure_text("二维码创建失败", &e, &format!("Call again with the same outTradeNo {out_trade_no}.")),
+            json!({ "outTradeNo": out_trade_no, "error": error_json(&e) }),
         )),
     }
 }

@@ -7,7 +7,7 @@ use crate::app::App;
 use crate::ledger::StatusUpdate;
 use crate::tools::ToolKind;
 use crate::tools::args::QueryArgs;
-use crate::tools::outcome::{ToolOutcome, advice, alipay_message, error_json, transport_message};
+use crate::tools::outcome::{ToolOutcome, alipay_message, error_json, failure_text};
 
 pub async fn query_payment(app: &App, raw: &Map<String, Value>) -> ToolOutcome {
     let tool = ToolKind::QueryPay.name();
@@ -75,19 +75,8 @@ pub async fn query_payment(app: &App, raw: &Map<String, Value>) -> ToolOutcome {
                 }),
             )
         }
-        Err(Error::Business(g)) => ToolOutcome::error(
-            format!(
-                "交易查询失败. 错误信息: {}. {}",
-                alipay_message(&g),
-                advice(&g)
-            ),
-            json!({ "outTradeNo": no, "error": error_json(&Error::Business(g.clone())) }),
-        ),
         Err(e) => ToolOutcome::error(
-            format!(
-                "交易查询失败. 错误信息: {} Query again; nothing was changed.",
-                transport_message(&e)
-            ),
+            failure_text("交易查询失败", &e, "Query again; nothing was changed."),
             json!({ "outTradeNo": no, "error": error_json(&e) }),
         ),
     }

@@ -1,29 +1,29 @@
-//! `refund-alipay-payment` and `query-alipay-refund`.
-//!
-//! A refund moves money, so:
+//! `refund-alipay-payment`. A refund moves money, so:
 //! - its limits are checked first (largest refund, daily budget, and always: never more than what
-//!   was paid minus what was refunded, taken from a signed query of the trade);
+//!   was paid, from a signed query of the trade, minus what was or may have been refunded), and
+//!   checked again inside the transaction that records it;
 //! - it is recorded as pending before it is sent, and an `outRequestNo` always means one refund: the
-//!   same number with the same amount replays the recorded result or resends with the same number,
-//!   with a different amount it is refused locally;
+//!   same number with the same amount replays a confirmed result, or resends the recorded request
+//!   unchanged when its outcome is unknown; with a different amount it is refused locally;
 //! - success is reported only when Alipay said so in a verified answer (`fund_change` = `Y`, or a
-//!   refund query showing `REFUND_SUCCESS`); a lost answer is looked up, and retried with the same
-//!   number only.
+//!   refund query showing `REFUND_SUCCESS`) and the ledger recorded it; a lost answer is looked
+//!   up, and retried with the same number only.
 
 use std::time::{Duration, Instant};
 
-use alipay_openapi::{
-    Error, Money, RefundQuery, RefundQueryResponse, TradeQuery, TradeRefund, TradeRefundResponse,
-    TradeStatus,
-};
+use alipay_openapi::{Error, Money, TradeQuery, TradeRefund, TradeRefundResponse, TradeStatus};
 use serde_json::{Map, Value, json};
 
 use crate::app::App;
-use crate::ledger::{NewRefund, RefundBegin, RefundRecord, RefundState, StatusUpdate};
-use crate::tools::ToolKind;
-use crate::tools::args::{RefundArgs, RefundQueryArgs};
-use crate::tools::guard::{audit, outcome_word, refusal};
-use crate::tools::outcome::{ToolOutcome, advice, alipay_message, error_json, transport_message};
+use crate::ledger::{
+    NewRefund, RefundBegin, RefundLimits, RefundRecord, RefundState, StatusUpdate,
+};
+use crate::tools::args::RefundArgs;
+use crate::tools::guard::{audit, decision_of, outcome_word, refusal};
+use crate::tools::outcome::{
+    ToolOutcome, error_json, failure_text, transport_message, with_fields,
+};
+use crate::tools::refund_query::query;
 
 const TOOL: &str = "refund-alipay-payment";
 
@@ -34,16 +34,18 @@ pub struct RefundPlan {
     raw: Map<String, Value>,
     /// From the signed trade query: what the buyer paid.
     pub paid: Money,
-    /// Refunded before this one (Alipay's `refund_fee`, or our confirmed and pending refunds).
+    /// Refunded before this one: Alipay's last reported total, or our own refunds that may have
+    /// moved money, whichever is more.
     pub already_refunded: Money,
     pub trade_no: Option<String>,
 }
 
 impl RefundPlan {
-    /// What the human is asked to approve; every figure comes from Alipay, not from the model.
+    /// What the human is asked to approve: the paid amount from Alipay's signed answer, the
+    /// refunded amount from Alipay's reports and our records; nothing from the model.
     pub fn confirmation_message(&self) -> String {
         format!(
-            "Refund {} yuan of Alipay order {} (Alipay trade {})?\nPaid by the buyer: {} yuan. Already refunded: {} yuan. This refund: {} yuan. Remaining after it: {} yuan.\nReason: {}\nRefund request number: {}",
+            "Refund {} yuan of Alipay order {} (Alipay trade {})?\nPaid by the buyer (Alipay, just now): {} yuan. Already refunded (Alipay's last report, or this server's refunds if more): {} yuan. This refund: {} yuan. Remaining after it: {} yuan.\nReason: {}\nRefund request number: {}",
             self.args.refund_amount,
             self.args.out_trade_no,
             self.trade_no.as_deref().unwrap_or("?"),
@@ -88,7 +90,7 @@ pub async fn prepare(app: &App, raw: &Map<String, Value>) -> Prepared {
         Err(e) => return Prepared::Done(ToolOutcome::bad_argument(TOOL, &e)),
     };
     let refuse = |outcome: ToolOutcome| {
-        audit(app, TOOL, raw, "refused", "not sent");
+        audit(app, TOOL, raw, &decision_of(&outcome), "not sent");
         Prepared::Done(outcome)
     };
     if let Some(max) = app.config.guard.max_refund
@@ -118,6 +120,11 @@ pub async fn prepare(app: &App, raw: &Map<String, Value>) -> Prepared {
             return Prepared::Done(replayed(&args, previous));
         }
     }
+    // Sent before, outcome unknown: it may already have moved money, so it can only be resent
+    // with the same number (Alipay refunds at most once per number), never refused as new.
+    let resend = previous
+        .as_ref()
+        .is_some_and(|p| matches!(p.state, RefundState::Pending | RefundState::Unknown));
     // What the buyer paid and the trade's state, from a verified answer.
     let trade = match app
         .client
@@ -125,18 +132,18 @@ pub async fn prepare(app: &App, raw: &Map<String, Value>) -> Prepared {
         .await
     {
         Ok(t) => t,
+        Err(e) if resend => {
+            audit(app, TOOL, raw, "allowed", "unknown");
+            return Prepared::Done(unknown(&args, &e));
+        }
         Err(e) => {
+            // The refund itself was not sent: say so, whatever happened to the trade query.
+            const NOT_SENT: &str = "Nothing was refunded (the refundable amount is checked with a signed trade query before a refund is sent); call again.";
             let text = match &e {
-                // The refund itself was never sent: say so, whatever Alipay said about the trade.
-                Error::Business(g) => format!(
-                    "退款执行失败. 错误信息: {}. {} Nothing was refunded (the refundable amount is checked before a refund is sent).",
-                    alipay_message(g),
-                    advice(g)
-                ),
-                other => format!(
-                    "退款执行失败. 错误信息: the refundable amount could not be checked: {} Nothing was refunded; call again.",
-                    transport_message(other)
-                ),
+                Error::Business(_) => {
+                    format!("{} {NOT_SENT}", failure_text("退款执行失败", &e, ""))
+                }
+                _ => failure_text("退款执行失败", &e, NOT_SENT),
             };
             return refuse(ToolOutcome::error(
                 text,
@@ -147,10 +154,6 @@ pub async fn prepare(app: &App, raw: &Map<String, Value>) -> Prepared {
             ));
         }
     };
-    let status = trade
-        .trade_status
-        .clone()
-        .unwrap_or(TradeStatus::Other(String::new()));
     if let Some(s) = trade.trade_status.as_ref() {
         let update = StatusUpdate {
             trade_status: s.as_str(),
@@ -161,46 +164,29 @@ pub async fn prepare(app: &App, raw: &Map<String, Value>) -> Prepared {
         let _ = app.ledger.update_status(&args.out_trade_no, &update);
     }
     let paid = trade.total_amount.unwrap_or_default();
-    let ours: i64 = app
+    let already_refunded = app
         .ledger
-        .refunds(&args.out_trade_no)
-        .unwrap_or_default()
-        .iter()
-        .filter(|r| r.state.may_have_moved() && r.out_request_no != args.out_request_no)
-        .map(|r| r.refund_amount.fen())
-        .sum();
-    let reported = app
-        .ledger
-        .order(&args.out_trade_no)
-        .ok()
-        .flatten()
-        .map(|o| o.refunded_amount)
+        .refunded_before(&args.out_trade_no, &args.out_request_no)
         .unwrap_or_default();
-    let already_refunded = Money::from_fen(ours.max(reported.fen()));
-    // A resend of an unsettled refund is exempt: the same number cannot move money twice.
-    let resend = previous.is_some();
     if !resend {
-        if status != TradeStatus::TradeSuccess {
+        if trade.trade_status != Some(TradeStatus::TradeSuccess) {
+            let status = trade
+                .trade_status
+                .as_ref()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_else(|| "without a trade status".to_string());
             return refuse(refusal(
                 "refundable amount",
                 format!(
-                    "order {} is {}, not paid and refundable (TRADE_SUCCESS)",
-                    args.out_trade_no,
-                    status.as_str()
+                    "order {} is {status}, not paid and refundable (TRADE_SUCCESS)",
+                    args.out_trade_no
                 ),
                 None,
             ));
         }
         let remaining = paid.saturating_sub(already_refunded);
         if Money::from(args.refund_amount) > remaining {
-            return refuse(refusal(
-                "refundable amount",
-                format!(
-                    "refundAmount {} is more than what remains refundable on order {}: paid {paid}, already refunded {already_refunded}, remaining {remaining}",
-                    args.refund_amount, args.out_trade_no
-                ),
-                None,
-            ));
+            return refuse(remaining_refusal(&args, paid, already_refunded));
         }
         if let Some(limit) = app.config.guard.daily_refund_limit {
             let used = app.ledger.refunded_on(&today()).unwrap_or_default();
@@ -236,6 +222,19 @@ fn daily_refusal(args: &RefundArgs, used: Money, limit: alipay_openapi::Amount) 
     )
 }
 
+fn remaining_refusal(args: &RefundArgs, paid: Money, refunded: Money) -> ToolOutcome {
+    refusal(
+        "refundable amount",
+        format!(
+            "refundAmount {} is more than what remains refundable on order {}: paid {paid}, already refunded {refunded}, remaining {}",
+            args.refund_amount,
+            args.out_trade_no,
+            paid.saturating_sub(refunded)
+        ),
+        None,
+    )
+}
+
 /// Record, send, and report. Called once the plan is approved (or needs no approval).
 pub async fn execute(app: &App, plan: RefundPlan) -> ToolOutcome {
     let args = &plan.args;
@@ -244,12 +243,18 @@ pub async fn execute(app: &App, plan: RefundPlan) -> ToolOutcome {
         out_request_no: args.out_request_no.clone(),
         amount: args.refund_amount,
         reason: args.refund_reason.clone(),
+        owner: app.instance.token().to_string(),
     };
-    let daily = app.config.guard.daily_refund_limit.map(Money::from);
-    let begin = match app.ledger.begin_refund(&new, daily, &today()) {
+    let today = today();
+    let limits = RefundLimits {
+        daily: app.config.guard.daily_refund_limit.map(Money::from),
+        day: &today,
+        paid: plan.paid,
+    };
+    let begin = match app.ledger.begin_refund(&new, &limits) {
         Ok(b) => b,
         Err(e) => {
-            audit(app, TOOL, &plan.raw, "refused", "ledger failure");
+            audit(app, TOOL, &plan.raw, "refused: ledger failure", "not sent");
             return ToolOutcome::error(
                 format!(
                     "退款执行失败. 错误信息: the refund could not be recorded ({e}); nothing was sent. Call again."
@@ -261,43 +266,58 @@ pub async fn execute(app: &App, plan: RefundPlan) -> ToolOutcome {
             );
         }
     };
-    match begin {
-        RefundBegin::Fresh | RefundBegin::Retry(_) => {}
+    let refuse = |outcome: ToolOutcome| {
+        audit(app, TOOL, &plan.raw, &decision_of(&outcome), "not sent");
+        outcome
+    };
+    // A resend repeats the recorded request exactly: the same number with other parameters is
+    // `ACQ.DISCORDANT_REPEAT_REQUEST`, which would hide whether the first attempt went through.
+    let (reason, resend) = match begin {
+        RefundBegin::Fresh => (args.refund_reason.clone(), false),
+        RefundBegin::Retry(previous) => (previous.reason, true),
         RefundBegin::Replay(previous) => {
             audit(app, TOOL, &plan.raw, "replayed", "succeeded");
             return replayed(args, &previous);
         }
-        RefundBegin::Conflict(previous) => {
-            audit(app, TOOL, &plan.raw, "refused", "not sent");
-            return conflict(args, &previous);
-        }
+        RefundBegin::Conflict(previous) => return refuse(conflict(args, &previous)),
         RefundBegin::OverDailyLimit { used } => {
-            audit(app, TOOL, &plan.raw, "refused", "not sent");
-            return daily_refusal(
-                args,
-                used,
-                app.config
-                    .guard
-                    .daily_refund_limit
-                    .unwrap_or(args.refund_amount),
-            );
+            let limit = app
+                .config
+                .guard
+                .daily_refund_limit
+                .unwrap_or(args.refund_amount);
+            return refuse(daily_refusal(args, used, limit));
         }
-    }
+        RefundBegin::OverRemaining { refunded } => {
+            return refuse(remaining_refusal(args, plan.paid, refunded));
+        }
+    };
     let request = TradeRefund {
         out_trade_no: args.out_trade_no.clone(),
         refund_amount: args.refund_amount,
         out_request_no: Some(args.out_request_no.clone()),
-        refund_reason: args.refund_reason.clone(),
+        refund_reason: reason,
     };
     let started = Instant::now();
     let first = app.client.execute(&request).await;
     tracing::info!(tool = TOOL, out_trade_no = %args.out_trade_no, out_request_no = %args.out_request_no,
-        refund_amount = %args.refund_amount, ok = first.is_ok(), "refund sent");
-    let (outcome, state) = match first {
+        refund_amount = %args.refund_amount, resend, ok = first.is_ok(), "refund sent");
+    let (mut outcome, mut state) = match first {
         Ok(answer) => answered(app, args, answer).await,
         Err(e) if e.outcome_unknown() => recover(app, args, &request, e, started).await,
         Err(e) => (failed(args, &e), RefundState::Failed),
     };
+    if resend && state == RefundState::Failed {
+        // Refused now, but an earlier attempt with this number may have gone through.
+        if let Ok(q) = query(app, &args.out_trade_no, &args.out_request_no).await
+            && q.refund_succeeded()
+        {
+            (outcome, state) = (
+                succeeded(args, &q.trade_no, None, false),
+                RefundState::Succeeded,
+            );
+        }
+    }
     let trade_no = outcome.structured.get("tradeNo").and_then(Value::as_str);
     let total = outcome
         .structured
@@ -316,7 +336,10 @@ pub async fn execute(app: &App, plan: RefundPlan) -> ToolOutcome {
         total,
         detail,
     ) {
+        // Never report a refund the ledger does not hold; the same number makes it safe to retry.
         tracing::error!(out_trade_no = %args.out_trade_no, error = %e, "cannot record the refund outcome");
+        audit(app, TOOL, &plan.raw, "allowed", "unrecorded");
+        return unrecorded(args, &e.to_string(), state);
     }
     if state == RefundState::Succeeded
         && let Some(total) = total
@@ -335,16 +358,12 @@ pub async fn execute(app: &App, plan: RefundPlan) -> ToolOutcome {
         };
         let _ = app.ledger.update_status(&args.out_trade_no, &update);
     }
-    audit(
-        app,
-        TOOL,
-        &plan.raw,
-        "allowed",
-        match state {
-            RefundState::Unknown => "unknown",
-            _ => outcome_word(&outcome),
-        },
-    );
+    let word = if state == RefundState::Unknown {
+        "unknown"
+    } else {
+        outcome_word(&outcome)
+    };
+    audit(app, TOOL, &plan.raw, "allowed", word);
     tracing::info!(tool = TOOL, out_trade_no = %args.out_trade_no, out_request_no = %args.out_request_no, state = state.as_str(), "refund outcome");
     outcome
 }
@@ -415,30 +434,15 @@ async fn recover(
     }
 }
 
-async fn query(
-    app: &App,
-    out_trade_no: &str,
-    out_request_no: &str,
-) -> Result<RefundQueryResponse, Error> {
-    app.client
-        .execute(&RefundQuery {
-            out_trade_no: out_trade_no.to_string(),
-            out_request_no: out_request_no.to_string(),
-            query_options: None,
-        })
-        .await
-}
-
 fn refund_json(args: &RefundArgs, extra: Value) -> Value {
-    let mut v = json!({
-        "outTradeNo": args.out_trade_no,
-        "outRequestNo": args.out_request_no,
-        "refundAmount": args.refund_amount.to_string(),
-    });
-    if let (Some(obj), Value::Object(extra)) = (v.as_object_mut(), extra) {
-        obj.extend(extra);
-    }
-    v
+    with_fields(
+        json!({
+            "outTradeNo": args.out_trade_no,
+            "outRequestNo": args.out_request_no,
+            "refundAmount": args.refund_amount.to_string(),
+        }),
+        extra,
+    )
 }
 
 fn succeeded(
@@ -499,19 +503,8 @@ fn conflict(args: &RefundArgs, previous: &RefundRecord) -> ToolOutcome {
 }
 
 fn failed(args: &RefundArgs, e: &Error) -> ToolOutcome {
-    let text = match e {
-        Error::Business(g) => format!(
-            "退款执行失败. 错误信息: {}. {}",
-            alipay_message(g),
-            advice(g)
-        ),
-        other => format!(
-            "退款执行失败. 错误信息: {} No money moved.",
-            transport_message(other)
-        ),
-    };
     ToolOutcome::error(
-        text,
+        failure_text("退款执行失败", e, "No money moved."),
         refund_json(args, json!({ "error": error_json(e), "confirmed": false })),
     )
 }
@@ -530,96 +523,17 @@ fn unknown(args: &RefundArgs, e: &Error) -> ToolOutcome {
     )
 }
 
-/// After a restart: settle refunds whose outcome was never recorded (the process died between
-/// sending and recording), so the ledger agrees with Alipay.
-pub async fn reconcile(app: std::sync::Arc<App>) {
-    let unsettled = match app.ledger.unsettled_refunds() {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read unsettled refunds");
-            return;
-        }
-    };
-    for r in unsettled {
-        match query(&app, &r.out_trade_no, &r.out_request_no).await {
-            Ok(q) if q.refund_succeeded() => {
-                let _ = app.ledger.finish_refund(
-                    &r.out_trade_no,
-                    &r.out_request_no,
-                    RefundState::Succeeded,
-                    q.trade_no.as_deref(),
-                    None,
-                    Some("reconciled"),
-                );
-                tracing::info!(out_trade_no = %r.out_trade_no, out_request_no = %r.out_request_no, "unsettled refund confirmed by Alipay");
-            }
-            Ok(_) => {
-                let _ = app.ledger.finish_refund(
-                    &r.out_trade_no,
-                    &r.out_request_no,
-                    RefundState::Failed,
-                    None,
-                    None,
-                    Some("reconciled: Alipay has no such refund"),
-                );
-                tracing::info!(out_trade_no = %r.out_trade_no, out_request_no = %r.out_request_no, "unsettled refund not found at Alipay");
-            }
-            Err(e) => {
-                tracing::warn!(out_trade_no = %r.out_trade_no, error = %e, "cannot reconcile a refund now")
-            }
-        }
-    }
-}
-
-pub async fn refund_query(app: &App, raw: &Map<String, Value>) -> ToolOutcome {
-    let tool = ToolKind::RefundQuery.name();
-    let args = match RefundQueryArgs::parse(raw) {
-        Ok(a) => a,
-        Err(e) => return ToolOutcome::bad_argument(tool, &e),
-    };
-    let result = query(app, &args.out_trade_no, &args.out_request_no).await;
-    tracing::info!(tool, out_trade_no = %args.out_trade_no, out_request_no = %args.out_request_no, ok = result.is_ok(), "refund queried");
-    let base = json!({ "outTradeNo": args.out_trade_no, "outRequestNo": args.out_request_no });
-    let with = |extra: Value| {
-        let mut v = base.clone();
-        if let (Some(o), Value::Object(e)) = (v.as_object_mut(), extra) {
-            o.extend(e);
-        }
-        v
-    };
-    match result {
-        Ok(q) if q.refund_succeeded() => {
-            // A refund we hold as unsettled is settled by this verified answer.
-            let _ = app.ledger.finish_refund(&args.out_trade_no, &args.out_request_no, RefundState::Succeeded, q.trade_no.as_deref(), None, None);
-            ToolOutcome::ok(
-                format!(
-                    "查询到退款成功, 退款交易: {}, 退款金额: {}, 退款状态: REFUND_SUCCESS",
-                    q.trade_no.as_deref().unwrap_or(""),
-                    q.refund_amount.map(|m| m.to_string()).unwrap_or_default()
-                ),
-                with(json!({
-                    "refunded": true,
-                    "refundStatus": "REFUND_SUCCESS",
-                    "refundAmount": q.refund_amount.map(|m| m.to_string()),
-                    "totalAmount": q.total_amount.map(|m| m.to_string()),
-                    "tradeNo": q.trade_no,
-                })),
-            )
-        }
-        Ok(q) => ToolOutcome::ok(
-            format!(
-                "未查询到退款成功. 退款状态: {}",
-                q.refund_status.as_deref().unwrap_or("未知 (Alipay has no refund with this outRequestNo; if you just refunded, query again in a few seconds)")
-            ),
-            with(json!({ "refunded": false, "refundStatus": q.refund_status })),
+/// Alipay answered, but the ledger could not record it: not reported as done.
+fn unrecorded(args: &RefundArgs, why: &str, state: RefundState) -> ToolOutcome {
+    ToolOutcome::error(
+        format!(
+            "退款结果未记录: Alipay's answer ({}) could not be written to the order ledger ({why}). Retry refund-alipay-payment with the SAME outRequestNo {}; Alipay refunds at most once per outRequestNo.",
+            state.as_str(),
+            args.out_request_no
         ),
-        Err(Error::Business(g)) => ToolOutcome::error(
-            format!("退款查询失败. 错误信息: {}. {}", alipay_message(&g), advice(&g)),
-            with(json!({ "error": error_json(&Error::Business(g.clone())) })),
+        refund_json(
+            args,
+            json!({ "error": { "kind": "ledger", "message": why }, "outcomeUnknown": true, "confirmed": false }),
         ),
-        Err(e) => ToolOutcome::error(
-            format!("退款查询失败. 错误信息: {} Query again; nothing was changed.", transport_message(&e)),
-            with(json!({ "error": error_json(&e) })),
-        ),
-    }
+    )
 }
