@@ -403,27 +403,11 @@ async fn without_a_token_one_is_generated_and_printed_once() {
     client.cancel().await.unwrap();
 }
 
-/// The embedded gateway of `server`, found through a link.
-async fn gateway_of(client: &HttpClient, no: &str) -> Gateway {
-    let created = call(
-        client,
-        "create-mobile-alipay-payment",
-        json!({"outTradeNo": no, "totalAmount": "1.00", "orderTitle": "held"}),
-    )
-    .await;
-    assert!(!is_error(&created), "{}", text(&created));
-    let link = link_of(&created);
-    let gateway = Gateway::from_link(&link);
-    gateway.open(&link).await;
-    gateway.pay(no).await;
-    gateway
-}
-
 #[tokio::test]
 async fn sigterm_lets_the_call_in_flight_answer() {
     let mut server = Server::start("http-term", &[("AP_HTTP_TOKEN", TOKEN)]).await;
     let client = connect_http(&server.url, TOKEN, ProtocolVersion::V_2026_07_28).await;
-    let gateway = gateway_of(&client, "HTTP_TERM_1").await;
+    let gateway = paid_order(&client, "HTTP_TERM_1", "1.00").await;
     gateway
         .fault(
             json!({"method":"alipay.trade.query","kind":"timeout","delay_ms":1500,"process":true}),
@@ -478,7 +462,7 @@ async fn concurrency_cap_and_timeout() {
     )
     .await;
     let legacy = connect_http(&server.url, TOKEN, ProtocolVersion::V_2025_06_18).await;
-    let gateway = gateway_of(&legacy, "HTTP_LIMIT_1").await;
+    let gateway = paid_order(&legacy, "HTTP_LIMIT_1", "1.00").await;
 
     // A session call held 1.5 s by the gateway keeps the only slot until its answer has been
     // streamed: meanwhile another request waits the timeout, then gets 503 + Retry-After.

@@ -227,22 +227,6 @@ async fn an_order_or_refund_number_always_means_one_thing() {
     client.cancel().await.unwrap();
 }
 
-/// Pay a fresh order of `amount` and return the gateway handle.
-async fn paid_order(client: &Client, no: &str, amount: &str) -> Gateway {
-    let created = call(
-        client,
-        "create-web-page-alipay-payment",
-        json!({"outTradeNo":no,"totalAmount":amount,"orderTitle":"guarded"}),
-    )
-    .await;
-    assert!(!is_error(&created), "{}", text(&created));
-    let link = link_of(&created);
-    let gateway = Gateway::from_link(&link);
-    gateway.open(&link).await;
-    gateway.pay(no).await;
-    gateway
-}
-
 fn refused_by(result: &rmcp::model::CallToolResult, rule: &str, limit: &str) {
     assert!(is_error(result), "{}", text(result));
     let t = text(result);

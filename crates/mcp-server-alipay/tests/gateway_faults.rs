@@ -176,21 +176,6 @@ async fn timed(
     (result, started.elapsed())
 }
 
-async fn paid(client: &Client, no: &str, amount: &str) -> Gateway {
-    let created = call(
-        client,
-        "create-web-page-alipay-payment",
-        json!({"outTradeNo":no,"totalAmount":amount,"orderTitle":"faults"}),
-    )
-    .await;
-    assert!(!is_error(&created), "{}", text(&created));
-    let link = link_of(&created);
-    let gw = Gateway::from_link(&link);
-    gw.open(&link).await;
-    gw.pay(no).await;
-    gw
-}
-
 /// The emulator makes the `wrong_key` fault's key on first use, and an RSA key generation can
 /// outlast a short timeout. Use that fault until it answers in time, so the cases below measure
 /// the server, not the key generation.
@@ -222,7 +207,7 @@ async fn warm_up_wrong_key(client: &Client, gateway: &Gateway, out_trade_no: &st
 async fn no_fault_is_ever_reported_as_success() {
     let dir = TempDir::new("faults-tools");
     let client = connect(&env_for(&dir)).await;
-    let gateway = paid(&client, "F_PAID", "20.00").await;
+    let gateway = paid_order(&client, "F_PAID", "20.00").await;
     let refund = call(
         &client,
         "refund-alipay-payment",
@@ -374,7 +359,7 @@ async fn refunds_under_faults_are_recovered_with_the_same_number_and_made_once()
     let mut gateway: Option<Gateway> = None;
     for kind in &KINDS {
         let no = format!("FR_{}", kind.name.to_uppercase());
-        let gw = paid(&client, &no, "10.00").await;
+        let gw = paid_order(&client, &no, "10.00").await;
         let gw = match &gateway {
             Some(g) => g,
             None => {

@@ -19,21 +19,6 @@ async fn refund_requests(gateway: &Gateway) -> Vec<Value> {
         .collect()
 }
 
-async fn paid(client: &Client, no: &str, amount: &str) -> Gateway {
-    let created = call(
-        client,
-        "create-web-page-alipay-payment",
-        json!({"outTradeNo":no,"totalAmount":amount,"orderTitle":"races"}),
-    )
-    .await;
-    assert!(!is_error(&created), "{}", text(&created));
-    let link = link_of(&created);
-    let gateway = Gateway::from_link(&link);
-    gateway.open(&link).await;
-    gateway.pay(no).await;
-    gateway
-}
-
 fn succeeded(result: &rmcp::model::CallToolResult) -> bool {
     text(result).starts_with("退款结果: 退款成功")
 }
@@ -42,7 +27,7 @@ fn succeeded(result: &rmcp::model::CallToolResult) -> bool {
 async fn the_same_refund_sent_twice_at_once_is_made_once() {
     let dir = TempDir::new("race-same");
     let client = connect(&local_env(dir.path(), free_port())).await;
-    let gateway = paid(&client, "RACE_1", "10.00").await;
+    let gateway = paid_order(&client, "RACE_1", "10.00").await;
     let args = json!({"outTradeNo":"RACE_1","refundAmount":"4.00","outRequestNo":"RACE_1_R"});
     let (a, b) = tokio::join!(
         call(&client, "refund-alipay-payment", args.clone()),
@@ -118,7 +103,7 @@ async fn two_refunds_race(first: &Client, second: &Client, gateway: &Gateway, no
 async fn two_refunds_at_once_never_exceed_what_was_paid() {
     let dir = TempDir::new("race-two");
     let client = connect(&local_env(dir.path(), free_port())).await;
-    let gateway = paid(&client, "RACE_2", "10.00").await;
+    let gateway = paid_order(&client, "RACE_2", "10.00").await;
     two_refunds_race(&client, &client, &gateway, "RACE_2").await;
     client.cancel().await.unwrap();
 }
@@ -132,7 +117,7 @@ async fn two_servers_refunding_one_order_never_exceed_what_was_paid() {
     let mut second_env = env.clone();
     second_env.insert("AP_LOCAL_PORT".into(), "0".into());
     let second = connect(&second_env).await;
-    let gateway = paid(&first, "RACE_3", "10.00").await;
+    let gateway = paid_order(&first, "RACE_3", "10.00").await;
     two_refunds_race(&first, &second, &gateway, "RACE_3").await;
     second.cancel().await.unwrap();
     first.cancel().await.unwrap();
@@ -146,7 +131,7 @@ async fn a_resend_is_the_refund_first_recorded() {
     let mut env = local_env(dir.path(), free_port());
     env.insert("AP_NOTIFY_LISTEN".into(), "off".into());
     let client = connect(&env).await;
-    let gateway = paid(&client, "RACE_4", "10.00").await;
+    let gateway = paid_order(&client, "RACE_4", "10.00").await;
     for method in ["alipay.trade.refund", "alipay.trade.fastpay.refund.query"] {
         gateway
             .fault(json!({"method": method, "kind": "http_500", "times": 2}))
@@ -192,7 +177,7 @@ async fn each_environment_and_app_has_its_own_ledger() {
     let dir = TempDir::new("ledger-scope");
     let env = local_env(dir.path(), free_port());
     let local = connect(&env).await;
-    paid(&local, "SCOPE_LOCAL", "1.00").await;
+    paid_order(&local, "SCOPE_LOCAL", "1.00").await;
     local.cancel().await.unwrap();
 
     let app_key = alipay_openapi::PrivateKey::generate().unwrap();

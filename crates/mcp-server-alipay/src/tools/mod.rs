@@ -10,6 +10,7 @@ pub mod pay;
 pub mod query;
 pub mod refund;
 pub mod refund_query;
+mod refund_report;
 pub mod schema;
 
 /// Every tool, in the reference's order.

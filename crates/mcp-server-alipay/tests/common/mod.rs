@@ -253,6 +253,26 @@ pub fn structured(result: &CallToolResult) -> &Value {
         .expect("structured content")
 }
 
+/// Create a web-page order of `amount`, open its link on the gateway and pay it: the gateway.
+pub async fn paid_order<H: ClientHandler>(
+    client: &RunningService<RoleClient, H>,
+    no: &str,
+    amount: &str,
+) -> Gateway {
+    let created = call(
+        client,
+        "create-web-page-alipay-payment",
+        serde_json::json!({"outTradeNo": no, "totalAmount": amount, "orderTitle": "paid in a test"}),
+    )
+    .await;
+    assert!(!is_error(&created), "{}", text(&created));
+    let link = link_of(&created);
+    let gateway = Gateway::from_link(&link);
+    gateway.open(&link).await;
+    gateway.pay(no).await;
+    gateway
+}
+
 /// The link inside `[点击完成支付](…)`, the way clients of the reference extract it.
 pub fn link_of(result: &CallToolResult) -> String {
     let t = text(result);
