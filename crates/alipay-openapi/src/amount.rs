@@ -211,7 +211,8 @@ fn parse_fen(text: &str) -> Result<i64, AmountError> {
                 return Err(not_a_number());
             }
             match e.parse::<i64>() {
-                Ok(v) => v,
+                // Kept far from i64's ends so the shift arithmetic below cannot overflow.
+                Ok(v) => v.clamp(i64::MIN / 2, i64::MAX / 2),
                 // An exponent beyond i64: astronomically large or small.
                 Err(_) if e.starts_with('-') => i64::MIN / 2,
                 Err(_) => i64::MAX / 2,
@@ -230,7 +231,7 @@ fn parse_fen(text: &str) -> Result<i64, AmountError> {
         .saturating_add(2);
     let fen: i64 = if shift >= 0 {
         // 11 digits already exceed MAX_FEN; stop before i64 overflows.
-        if digits.len() as i64 + shift > 12 {
+        if (digits.len() as i64).saturating_add(shift) > 12 {
             return Err(AmountError::TooLarge(text.to_string()));
         }
         let base: i64 = digits.parse().map_err(|_| not_a_number())?;
@@ -258,6 +259,27 @@ fn parse_fen(text: &str) -> Result<i64, AmountError> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Found by `cargo fuzz` (target `amount`): an exponent of exactly `i64::MAX` overflowed the
+    /// digit count check. Each is refused, never a panic.
+    #[test]
+    fn exponents_at_the_ends_of_i64_are_refused_without_overflow() {
+        for text in [
+            "2e000000000000009223372036854775807",
+            "2e9223372036854775807",
+            "2e-9223372036854775808",
+            "2.5e-9223372036854775808",
+            "0.1e9223372036854775807",
+            "2e99999999999999999999999",
+        ] {
+            assert!(Amount::from_yuan_str(text).is_err(), "{text}");
+            assert!(Money::from_yuan_str(text).is_err(), "{text}");
+        }
+        assert_eq!(
+            Amount::from_yuan_str("2e0000000000000000000001").map(|a| a.fen()),
+            Ok(2_000)
+        );
+    }
 
     fn fen(v: serde_json::Value) -> Result<i64, AmountError> {
         Amount::from_json(&v).map(Amount::fen)
