@@ -190,6 +190,7 @@ async fn check(
         trade_status: n.trade_status.as_str().to_string(),
         trade_no: n.trade_no.clone(),
         refunded: n.refund_fee,
+        refund_request_no: n.out_biz_no.clone().filter(|_| n.refund_fee.is_some()),
         content,
     };
     let applied = app

@@ -171,6 +171,37 @@ async fn a_resend_is_the_refund_first_recorded() {
     client.cancel().await.unwrap();
 }
 
+/// The answer to a refund is lost, Alipay does not show it yet, and the resend is refused
+/// outright: that refusal does not prove the first attempt failed, so the outcome stays unknown
+/// (never "no money moved"), and the retry with the same number settles it, refunding once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_resend_after_a_lost_answer_is_not_a_failure() {
+    let dir = TempDir::new("race-refused-resend");
+    let mut env = local_env(dir.path(), free_port());
+    env.insert("AP_NOTIFY_LISTEN".into(), "off".into());
+    let client = connect(&env).await;
+    let gateway = paid_order(&client, "RACE_5", "10.00").await;
+    // First send: HTTP 502, not carried out. Resend: a definite business refusal.
+    gateway
+        .fault(json!({"method":"alipay.trade.refund","kind":"http_502","times":1}))
+        .await;
+    gateway
+        .fault(json!({"method":"alipay.trade.refund","kind":"business","sub_code":"ACQ.TRADE_STATUS_ERROR","times":1}))
+        .await;
+    let args = json!({"outTradeNo":"RACE_5","refundAmount":"2.00","outRequestNo":"RACE_5_R"});
+    let lost = call(&client, "refund-alipay-payment", args.clone()).await;
+    let t = text(&lost);
+    assert!(is_error(&lost), "{t}");
+    assert!(t.starts_with("退款结果未知"), "{t}");
+    assert!(!t.contains("No money moved"), "{t}");
+    assert!(t.contains("SAME outRequestNo RACE_5_R"), "{t}");
+    assert_eq!(structured(&lost)["outcomeUnknown"], true);
+    let again = call(&client, "refund-alipay-payment", args).await;
+    assert!(succeeded(&again), "{}", text(&again));
+    assert_eq!(gateway.trade("RACE_5").await["refund_fee"], "2.00");
+    client.cancel().await.unwrap();
+}
+
 /// Local mode and a real app never share a ledger, and a ledger refuses a second app.
 #[tokio::test]
 async fn each_environment_and_app_has_its_own_ledger() {

@@ -150,6 +150,27 @@ pub struct RefundRecord {
     pub owner: Option<String>,
 }
 
+/// What Alipay said about a refund, to record.
+#[derive(Clone, Copy, Debug)]
+pub struct RefundOutcome<'a> {
+    pub state: RefundState,
+    pub trade_no: Option<&'a str>,
+    /// Alipay's cumulative refund on the trade, when it said.
+    pub total_refunded: Option<Money>,
+    pub detail: Option<&'a str>,
+}
+
+impl RefundOutcome<'_> {
+    pub fn state(state: RefundState) -> Self {
+        RefundOutcome {
+            state,
+            trade_no: None,
+            total_refunded: None,
+            detail: None,
+        }
+    }
+}
+
 /// What to do with a refund request, decided atomically.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RefundBegin {
@@ -187,6 +208,9 @@ pub struct ReceivedNotification {
     pub trade_status: String,
     pub trade_no: Option<String>,
     pub refunded: Option<Money>,
+    /// A refund's notification names the refund (`out_biz_no`, our `outRequestNo`): Alipay's
+    /// signed word that it was made.
+    pub refund_request_no: Option<String>,
     /// Everything but `sign`, as `k=v&…` (sorted): a retry carries exactly the same.
     pub content: String,
 }
@@ -283,17 +307,17 @@ pub trait Ledger: Send + Sync {
         refund: &NewRefund,
         limits: &RefundLimits<'_>,
     ) -> Result<RefundBegin, LedgerError>;
-    /// Record a refund's outcome. A confirmed refund is never downgraded by a later, less certain
-    /// answer (a concurrent retry, a reconciliation).
+    /// Record a refund's outcome; returns the state the ledger holds afterwards. A confirmed refund
+    /// is never downgraded by a later, less certain answer; any other outcome applies only while
+    /// the refund is still unsettled and, when `sender` is given, still that sender's (another
+    /// process may have taken it over with a resend). `Succeeded` always applies: Alipay said so.
     fn finish_refund(
         &self,
         out_trade_no: &str,
         out_request_no: &str,
-        state: RefundState,
-        trade_no: Option<&str>,
-        total_refunded: Option<Money>,
-        detail: Option<&str>,
-    ) -> Result<(), LedgerError>;
+        outcome: &RefundOutcome<'_>,
+        sender: Option<&str>,
+    ) -> Result<Option<RefundState>, LedgerError>;
     fn refunds(&self, out_trade_no: &str) -> Result<Vec<RefundRecord>, LedgerError>;
     /// Refunds whose outcome is not settled (pending or unknown), for reconciliation.
     fn unsettled_refunds(&self) -> Result<Vec<RefundRecord>, LedgerError>;

@@ -113,7 +113,11 @@ impl SqliteLedger {
             .prepare("SELECT 1 FROM pragma_table_info('refunds') WHERE name = 'owner'")?
             .exists([])?;
         if !has_owner {
-            conn.execute_batch("ALTER TABLE refunds ADD COLUMN owner TEXT")?;
+            // Two servers starting together on an old ledger may both try; one adding it is enough.
+            match conn.execute_batch("ALTER TABLE refunds ADD COLUMN owner TEXT") {
+                Err(e) if e.to_string().contains("duplicate column") => {}
+                other => other?,
+            }
         }
         Ok(Self {
             conn: Mutex::new(conn),
@@ -215,23 +219,26 @@ fn raise_refunded(
 }
 
 /// What was, or may have been, refunded on a trade, not counting `except` (the request being
-/// decided): the larger of Alipay's last reported total and our refunds that may have moved money.
+/// decided): the larger of Alipay's last reported total and our confirmed refunds, plus our
+/// refunds still in flight (pending or unknown), which Alipay's figure may not show yet.
 fn refunded_on_trade(
     conn: &Connection,
     out_trade_no: &str,
     except: &str,
 ) -> Result<Money, rusqlite::Error> {
-    let ours: i64 = conn
+    let (confirmed, in_flight): (i64, i64) = conn
         .prepare_cached(
-            "SELECT COALESCE(SUM(amount_fen), 0) FROM refunds WHERE out_trade_no = ?1 AND out_request_no != ?2 AND state != 'failed'",
+            "SELECT COALESCE(SUM(CASE WHEN state = 'succeeded' THEN amount_fen END), 0),
+                    COALESCE(SUM(CASE WHEN state IN ('pending', 'unknown') THEN amount_fen END), 0)
+             FROM refunds WHERE out_trade_no = ?1 AND out_request_no != ?2",
         )?
-        .query_row([out_trade_no, except], |r| r.get(0))?;
+        .query_row([out_trade_no, except], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let reported: i64 = conn
         .prepare_cached(
             "SELECT COALESCE(MAX(refunded_fen), 0) FROM orders WHERE out_trade_no = ?1",
         )?
         .query_row([out_trade_no], |r| r.get(0))?;
-    Ok(Money::from_fen(ours.max(reported)))
+    Ok(Money::from_fen(confirmed.max(reported) + in_flight))
 }
 
 /// Apply a status to an order row inside the caller's transaction; returns true when it changed.
@@ -271,6 +278,16 @@ impl Ledger for SqliteLedger {
                 ))),
                 Some(_) => Ok(()),
                 None => {
+                    // Earlier versions kept every environment (local mode too) in one ledger.db:
+                    // adopting one could replay a local-mode refund as a real one.
+                    let used: bool = tx
+                        .prepare("SELECT 1 FROM orders UNION ALL SELECT 1 FROM refunds LIMIT 1")?
+                        .exists([])?;
+                    if used {
+                        return Err(LedgerError(format!(
+                            "this ledger was written by an earlier version that kept every environment (local mode too) in one file, so it cannot be trusted as the ledger of {owner}; move it aside (rename ledger.db, ledger.db-wal and ledger.db-shm in AP_DATA_DIR; it stays readable) or set another AP_DATA_DIR"
+                        )));
+                    }
                     tx.execute("INSERT INTO meta (key, value) VALUES ('owner', ?1)", [&owner])?;
                     tx.commit()?;
                     Ok(())
@@ -369,24 +386,33 @@ impl Ledger for SqliteLedger {
         &self,
         out_trade_no: &str,
         out_request_no: &str,
-        state: RefundState,
-        trade_no: Option<&str>,
-        total_refunded: Option<Money>,
-        detail: Option<&str>,
-    ) -> Result<(), LedgerError> {
+        outcome: &RefundOutcome<'_>,
+        sender: Option<&str>,
+    ) -> Result<Option<RefundState>, LedgerError> {
         self.with(|conn| {
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute(
                 "UPDATE refunds SET state = ?3, trade_no = COALESCE(?4, trade_no),
                     total_refunded_fen = COALESCE(?5, total_refunded_fen), detail = ?6, updated_at = ?7
-                 WHERE out_trade_no = ?1 AND out_request_no = ?2 AND (state != 'succeeded' OR ?3 = 'succeeded')",
-                params![out_trade_no, out_request_no, state.as_str(), trade_no, total_refunded.map(Money::fen), detail, timestamp_now()],
+                 WHERE out_trade_no = ?1 AND out_request_no = ?2
+                   AND (?3 = 'succeeded' OR (state IN ('pending', 'unknown') AND (?8 IS NULL OR owner IS ?8)))",
+                params![
+                    out_trade_no,
+                    out_request_no,
+                    outcome.state.as_str(),
+                    outcome.trade_no,
+                    outcome.total_refunded.map(Money::fen),
+                    outcome.detail,
+                    timestamp_now(),
+                    sender
+                ],
             )?;
-            if let Some(total) = total_refunded {
+            if let Some(total) = outcome.total_refunded {
                 raise_refunded(&tx, out_trade_no, total)?;
             }
+            let stored = find_refund(&tx, out_trade_no, out_request_no)?.map(|r| r.state);
             tx.commit()?;
-            Ok(())
+            Ok(stored)
         })
     }
 
@@ -453,6 +479,16 @@ impl Ledger for SqliteLedger {
                         refunded: n.refunded,
                         source: "notify",
                     },
+                )?;
+            }
+            // A refund's notification settles that refund, so it is not counted twice (once in
+            // Alipay's reported total, once as still in flight).
+            if let Some(request_no) = &n.refund_request_no {
+                tx.execute(
+                    "UPDATE refunds SET state = 'succeeded', total_refunded_fen = COALESCE(total_refunded_fen, ?3),
+                        detail = 'confirmed by notification', updated_at = ?4
+                     WHERE out_trade_no = ?1 AND out_request_no = ?2 AND state IN ('pending', 'unknown')",
+                    params![n.out_trade_no, request_no, n.refunded.map(Money::fen), timestamp_now()],
                 )?;
             }
             tx.execute(
@@ -592,21 +628,34 @@ mod tests {
         l.finish_refund(
             "A",
             "R1",
-            RefundState::Succeeded,
-            Some("T"),
-            Some(Money::from_fen(1_000)),
+            &RefundOutcome {
+                state: RefundState::Succeeded,
+                trade_no: Some("T"),
+                total_refunded: Some(Money::from_fen(1_000)),
+                detail: None,
+            },
             None,
         )
         .unwrap();
         assert!(matches!(begin("R1", 1_000, &today), RefundBegin::Replay(_)));
         // A confirmed refund is never downgraded by a later, less certain answer.
-        l.finish_refund("A", "R1", RefundState::Unknown, None, None, None)
+        l.finish_refund("A", "R1", &RefundOutcome::state(RefundState::Unknown), None)
             .unwrap();
-        l.finish_refund("A", "R1", RefundState::Failed, None, None, None)
+        l.finish_refund("A", "R1", &RefundOutcome::state(RefundState::Failed), None)
             .unwrap();
         assert!(matches!(begin("R1", 1_000, &today), RefundBegin::Replay(_)));
-        l.finish_refund("A", "R2", RefundState::Failed, None, None, Some("ACQ.X"))
-            .unwrap();
+        l.finish_refund(
+            "A",
+            "R2",
+            &RefundOutcome {
+                state: RefundState::Failed,
+                trade_no: None,
+                total_refunded: None,
+                detail: Some("ACQ.X"),
+            },
+            None,
+        )
+        .unwrap();
         assert_eq!(
             l.refunded_on("2026-11-25").unwrap(),
             Money::from_fen(1_000),
@@ -622,7 +671,7 @@ mod tests {
         assert_eq!(begin("R2", 500, &tomorrow), RefundBegin::Fresh);
         assert_eq!(l.refunded_on("2026-11-26").unwrap(), Money::from_fen(500));
         assert_eq!(l.refunded_on("2026-11-25").unwrap(), Money::from_fen(1_000));
-        l.finish_refund("A", "R2", RefundState::Failed, None, None, None)
+        l.finish_refund("A", "R2", &RefundOutcome::state(RefundState::Failed), None)
             .unwrap();
         assert_eq!(
             begin(
@@ -677,6 +726,118 @@ mod tests {
             l.begin_refund(&refund("B", "R1", 1_001), &lim).unwrap(),
             RefundBegin::OverRemaining { .. }
         ));
+        // Alipay reports 6000 (made elsewhere); our 3000 is still in flight, so it may not be in
+        // that figure yet: both count, and only 1000 remains.
+        l.create_order(&order("C", 10_000)).unwrap();
+        let reported = StatusUpdate {
+            trade_status: "TRADE_SUCCESS",
+            trade_no: None,
+            refunded: Some(Money::from_fen(6_000)),
+            source: "query",
+        };
+        l.update_status("C", &reported).unwrap();
+        assert_eq!(
+            l.begin_refund(&refund("C", "R1", 3_000), &lim).unwrap(),
+            RefundBegin::Fresh
+        );
+        assert_eq!(
+            l.begin_refund(&refund("C", "R2", 1_001), &lim).unwrap(),
+            RefundBegin::OverRemaining {
+                refunded: Money::from_fen(9_000)
+            }
+        );
+    }
+
+    #[test]
+    fn a_refund_notification_settles_its_refund() {
+        let l = SqliteLedger::in_memory().unwrap();
+        l.create_order(&order("A", 10_000)).unwrap();
+        l.update_status(
+            "A",
+            &StatusUpdate {
+                trade_status: "TRADE_SUCCESS",
+                trade_no: None,
+                refunded: None,
+                source: "query",
+            },
+        )
+        .unwrap();
+        let lim = RefundLimits {
+            daily: None,
+            day: "2026-11-25",
+            paid: Money::from_fen(10_000),
+        };
+        l.begin_refund(&refund("A", "R1", 6_000), &lim).unwrap();
+        // Alipay's notification of R1 arrives before R1's own answer.
+        let n = ReceivedNotification {
+            notify_id: "N1".into(),
+            out_trade_no: "A".into(),
+            trade_status: "TRADE_SUCCESS".into(),
+            trade_no: None,
+            refunded: Some(Money::from_fen(6_000)),
+            refund_request_no: Some("R1".into()),
+            content: "c".into(),
+        };
+        assert_eq!(l.apply_notification(&n).unwrap(), NotifyApply::Applied);
+        assert_eq!(l.refunds("A").unwrap()[0].state, RefundState::Succeeded);
+        // Counted once: 6000 refunded, 4000 remains.
+        assert_eq!(
+            l.refunded_before("A", "R2").unwrap(),
+            Money::from_fen(6_000)
+        );
+        assert_eq!(
+            l.begin_refund(&refund("A", "R2", 4_000), &lim).unwrap(),
+            RefundBegin::Fresh
+        );
+    }
+
+    #[test]
+    fn an_outcome_applies_only_while_its_sender_holds_the_refund() {
+        let l = SqliteLedger::in_memory().unwrap();
+        l.create_order(&order("A", 10_000)).unwrap();
+        let lim = RefundLimits {
+            daily: None,
+            day: "2026-11-25",
+            paid: Money::from_fen(10_000),
+        };
+        l.begin_refund(&refund("A", "R1", 100), &lim).unwrap();
+        // Another process resends it: the first sender's late "failed" no longer applies.
+        let other = NewRefund {
+            owner: "other".into(),
+            ..refund("A", "R1", 100)
+        };
+        assert!(matches!(
+            l.begin_refund(&other, &lim).unwrap(),
+            RefundBegin::Retry(_)
+        ));
+        let failed = RefundOutcome::state(RefundState::Failed);
+        assert_eq!(
+            l.finish_refund("A", "R1", &failed, Some("test")).unwrap(),
+            Some(RefundState::Pending)
+        );
+        let unknown = RefundOutcome::state(RefundState::Unknown);
+        assert_eq!(
+            l.finish_refund("A", "R1", &unknown, Some("other")).unwrap(),
+            Some(RefundState::Unknown)
+        );
+        // Settled once: a reconciliation's stale view changes nothing.
+        assert_eq!(
+            l.finish_refund("A", "R1", &failed, Some("other")).unwrap(),
+            Some(RefundState::Failed)
+        );
+        assert_eq!(
+            l.finish_refund("A", "R1", &unknown, Some("other")).unwrap(),
+            Some(RefundState::Failed),
+            "failed is settled; only success can follow it"
+        );
+        // Alipay's verified success applies whoever sent it.
+        let succeeded = RefundOutcome::state(RefundState::Succeeded);
+        assert_eq!(
+            l.finish_refund("A", "R1", &succeeded, Some("test"))
+                .unwrap(),
+            Some(RefundState::Succeeded)
+        );
+        assert_eq!(l.finish_refund("A", "R9", &failed, None).unwrap(), None);
     }
 
     #[test]
@@ -705,8 +866,13 @@ mod tests {
             l.unsettled_refunds().unwrap()[0].owner.as_deref(),
             Some("other")
         );
-        l.finish_refund("A", "R1", RefundState::Succeeded, None, None, None)
-            .unwrap();
+        l.finish_refund(
+            "A",
+            "R1",
+            &RefundOutcome::state(RefundState::Succeeded),
+            None,
+        )
+        .unwrap();
         assert!(l.unsettled_refunds().unwrap().is_empty());
     }
 
@@ -725,6 +891,17 @@ mod tests {
     }
 
     #[test]
+    fn a_ledger_from_before_environments_had_their_own_is_not_adopted() {
+        let l = SqliteLedger::in_memory().unwrap();
+        l.create_order(&order("LOCAL_DEMO", 100)).unwrap();
+        let e = l.claim("prod", "2021000000000001").unwrap_err();
+        assert!(
+            e.to_string().contains("earlier version") && e.to_string().contains("move it aside"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn notifications_dedupe_and_never_move_status_backwards() {
         let l = SqliteLedger::in_memory().unwrap();
         l.create_order(&order("A", 100)).unwrap();
@@ -735,6 +912,7 @@ mod tests {
                 trade_status: status.into(),
                 trade_no: Some("T".into()),
                 refunded: refunded.map(Money::from_fen),
+                refund_request_no: None,
                 content: content.into(),
             };
         assert_eq!(

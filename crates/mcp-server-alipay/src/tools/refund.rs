@@ -15,14 +15,16 @@ use alipay_openapi::{Error, Money, TradeQuery, TradeRefund, TradeRefundResponse,
 use serde_json::{Map, Value, json};
 
 use crate::app::App;
-use crate::ledger::{NewRefund, RefundBegin, RefundLimits, RefundState, StatusUpdate};
+use crate::ledger::{
+    NewRefund, RefundBegin, RefundLimits, RefundOutcome, RefundState, StatusUpdate,
+};
 use crate::tools::args::RefundArgs;
 use crate::tools::guard::{audit, decision_of, outcome_word, refusal};
 use crate::tools::outcome::{ToolOutcome, error_json, failure_text};
 use crate::tools::refund_query::query;
 use crate::tools::refund_report::{
-    conflict, daily_refusal, failed, refund_json, remaining_refusal, replayed, succeeded, unknown,
-    unrecorded,
+    conflict, daily_refusal, failed, in_flight_elsewhere, ledger_unreadable, refund_json,
+    remaining_refusal, replayed, succeeded, unknown, unrecorded,
 };
 
 const TOOL: &str = "refund-alipay-payment";
@@ -85,7 +87,7 @@ pub enum Prepared {
 
 /// Every check before anything is sent.
 pub async fn prepare(app: &App, raw: &Map<String, Value>) -> Prepared {
-    let args = match RefundArgs::parse(raw) {
+    let mut args = match RefundArgs::parse(raw) {
         Ok(a) => a,
         Err(e) => return Prepared::Done(ToolOutcome::bad_argument(TOOL, &e)),
     };
@@ -93,8 +95,41 @@ pub async fn prepare(app: &App, raw: &Map<String, Value>) -> Prepared {
         audit(app, TOOL, raw, &decision_of(&outcome), "not sent");
         Prepared::Done(outcome)
     };
+    // The ledger's figures decide what may be sent: if it cannot be read, nothing is.
+    let previous = match app.ledger.refunds(&args.out_trade_no) {
+        Ok(refunds) => refunds
+            .into_iter()
+            .find(|r| r.out_request_no == args.out_request_no),
+        Err(e) => return refuse(ledger_unreadable(&args, &e)),
+    };
+    if let Some(previous) = &previous {
+        if previous.refund_amount != args.refund_amount {
+            return refuse(conflict(&args, previous));
+        }
+        if previous.state == RefundState::Succeeded {
+            audit(app, TOOL, raw, "replayed", "succeeded");
+            return Prepared::Done(replayed(&args, previous));
+        }
+        // Another server on this data dir is sending it right now: two senders would race.
+        if previous.state == RefundState::Pending
+            && let Some(sender) = previous.owner.as_deref()
+            && sender != app.instance.token()
+            && crate::instance::is_alive(&app.config.data_dir, sender)
+        {
+            return refuse(in_flight_elsewhere(&args));
+        }
+        // A number means one refund: any retry is the refund as first recorded, its reason too
+        // (Alipay binds the number to its first parameters).
+        args.refund_reason = previous.reason.clone();
+    }
+    // Sent before, outcome unknown: it may already have moved money, so it can only be resent
+    // with the same number (Alipay refunds at most once per number), never refused as new.
+    let resend = previous
+        .as_ref()
+        .is_some_and(|p| matches!(p.state, RefundState::Pending | RefundState::Unknown));
     if let Some(max) = app.config.guard.max_refund
         && args.refund_amount > max
+        && !resend
     {
         return refuse(refusal(
             "AP_MAX_REFUND_AMOUNT",
@@ -105,26 +140,6 @@ pub async fn prepare(app: &App, raw: &Map<String, Value>) -> Prepared {
             Some(max),
         ));
     }
-    let previous = app
-        .ledger
-        .refunds(&args.out_trade_no)
-        .unwrap_or_default()
-        .into_iter()
-        .find(|r| r.out_request_no == args.out_request_no);
-    if let Some(previous) = &previous {
-        if previous.refund_amount != args.refund_amount {
-            return refuse(conflict(&args, previous));
-        }
-        if previous.state == RefundState::Succeeded {
-            audit(app, TOOL, raw, "replayed", "succeeded");
-            return Prepared::Done(replayed(&args, previous));
-        }
-    }
-    // Sent before, outcome unknown: it may already have moved money, so it can only be resent
-    // with the same number (Alipay refunds at most once per number), never refused as new.
-    let resend = previous
-        .as_ref()
-        .is_some_and(|p| matches!(p.state, RefundState::Pending | RefundState::Unknown));
     // What the buyer paid and the trade's state, from a verified answer.
     let trade = match app
         .client
@@ -164,10 +179,13 @@ pub async fn prepare(app: &App, raw: &Map<String, Value>) -> Prepared {
         let _ = app.ledger.update_status(&args.out_trade_no, &update);
     }
     let paid = trade.total_amount.unwrap_or_default();
-    let already_refunded = app
+    let already_refunded = match app
         .ledger
         .refunded_before(&args.out_trade_no, &args.out_request_no)
-        .unwrap_or_default();
+    {
+        Ok(m) => m,
+        Err(e) => return refuse(ledger_unreadable(&args, &e)),
+    };
     if !resend {
         if trade.trade_status != Some(TradeStatus::TradeSuccess) {
             let status = trade
@@ -189,7 +207,10 @@ pub async fn prepare(app: &App, raw: &Map<String, Value>) -> Prepared {
             return refuse(remaining_refusal(&args, paid, already_refunded));
         }
         if let Some(limit) = app.config.guard.daily_refund_limit {
-            let used = app.ledger.refunded_on(&today()).unwrap_or_default();
+            let used = match app.ledger.refunded_on(&today()) {
+                Ok(m) => m,
+                Err(e) => return refuse(ledger_unreadable(&args, &e)),
+            };
             if used.fen() + args.refund_amount.fen() > limit.fen() {
                 return refuse(daily_refusal(&args, used, limit));
             }
@@ -283,17 +304,25 @@ pub async fn execute(app: &App, plan: RefundPlan) -> ToolOutcome {
         Err(e) => (failed(args, &e), RefundState::Failed),
     };
     if resend && state == RefundState::Failed {
-        // Refused now, but an earlier attempt with this number may have gone through.
-        if let Ok(q) = query(app, &args.out_trade_no, &args.out_request_no).await
-            && q.refund_succeeded()
-        {
-            (outcome, state) = (
-                succeeded(args, &q.trade_no, None, false),
-                RefundState::Succeeded,
-            );
+        // Refused now, but an earlier attempt with this number may have gone through: only a
+        // refund query that answers says which.
+        match query(app, &args.out_trade_no, &args.out_request_no).await {
+            Ok(q) if q.refund_succeeded() => {
+                (outcome, state) = (
+                    succeeded(args, &q.trade_no, None, false),
+                    RefundState::Succeeded,
+                );
+            }
+            Ok(_) => {}
+            Err(e) => (outcome, state) = (unknown(args, &e), RefundState::Unknown),
         }
     }
-    let trade_no = outcome.structured.get("tradeNo").and_then(Value::as_str);
+    let trade_no = outcome
+        .structured
+        .get("tradeNo")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let trade_no = trade_no.as_deref();
     let total = outcome
         .structured
         .get("totalRefunded")
@@ -302,19 +331,42 @@ pub async fn execute(app: &App, plan: RefundPlan) -> ToolOutcome {
     let detail = outcome
         .structured
         .pointer("/error/subCode")
-        .and_then(Value::as_str);
-    if let Err(e) = app.ledger.finish_refund(
-        &args.out_trade_no,
-        &args.out_request_no,
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let detail = detail.as_deref();
+    let recorded = RefundOutcome {
         state,
         trade_no,
-        total,
+        total_refunded: total,
         detail,
+    };
+    match app.ledger.finish_refund(
+        &args.out_trade_no,
+        &args.out_request_no,
+        &recorded,
+        Some(app.instance.token()),
     ) {
-        // Never report a refund the ledger does not hold; the same number makes it safe to retry.
-        tracing::error!(out_trade_no = %args.out_trade_no, error = %e, "cannot record the refund outcome");
-        audit(app, TOOL, &plan.raw, "allowed", "unrecorded");
-        return unrecorded(args, &e.to_string(), state);
+        Ok(Some(stored)) if stored == state => {}
+        // Confirmed meanwhile (by a refund query, another process, a notification): it is done,
+        // by this call's send unless the number had been sent before.
+        Ok(Some(RefundState::Succeeded)) => {
+            (outcome, state) = (
+                succeeded(args, &plan.trade_no, None, !resend),
+                RefundState::Succeeded,
+            );
+        }
+        // Taken over by another server's resend: its outcome is the one that counts.
+        Ok(Some(_)) => (outcome, state) = (in_flight_elsewhere(args), RefundState::Unknown),
+        Ok(None) => {
+            audit(app, TOOL, &plan.raw, "allowed", "unrecorded");
+            return unrecorded(args, "the refund's row is gone", state);
+        }
+        Err(e) => {
+            // Never report a refund the ledger does not hold; the same number makes it safe to retry.
+            tracing::error!(out_trade_no = %args.out_trade_no, error = %e, "cannot record the refund outcome");
+            audit(app, TOOL, &plan.raw, "allowed", "unrecorded");
+            return unrecorded(args, &e.to_string(), state);
+        }
     }
     if state == RefundState::Succeeded
         && let Some(total) = total
@@ -403,7 +455,8 @@ async fn recover(
     }
     match tokio::time::timeout(left(), app.client.execute(request)).await {
         Ok(Ok(answer)) => Box::pin(answered(app, args, answer)).await,
-        Ok(Err(e)) if !e.outcome_unknown() => (failed(args, &e), RefundState::Failed),
+        // Even a definite refusal of the resend does not prove the lost first attempt failed
+        // (Alipay may still be processing it): the outcome stays unknown.
         Ok(Err(e)) => (unknown(args, &e), RefundState::Unknown),
         Err(_) => (unknown(args, &first), RefundState::Unknown),
     }

@@ -140,3 +140,30 @@ pub fn unrecorded(args: &RefundArgs, why: &str, state: RefundState) -> ToolOutco
         ),
     )
 }
+
+/// Another server process on this data dir holds the refund as its own, in flight.
+pub fn in_flight_elsewhere(args: &RefundArgs) -> ToolOutcome {
+    ToolOutcome::error(
+        format!(
+            "退款结果未知: another server process on this data dir is sending refund {} right now. Check with query-alipay-refund in a few seconds, or retry refund-alipay-payment with the SAME outRequestNo; never with a new one.",
+            args.out_request_no
+        ),
+        refund_json(
+            args,
+            json!({ "error": { "kind": "in_flight", "message": "sent by another server process now" }, "outcomeUnknown": true, "confirmed": false }),
+        ),
+    )
+}
+
+/// The ledger could not be read, so the refund's limits cannot be checked: nothing is sent.
+pub fn ledger_unreadable(args: &RefundArgs, e: &dyn std::fmt::Display) -> ToolOutcome {
+    ToolOutcome::error(
+        format!(
+            "退款执行失败. 错误信息: the order ledger could not be read ({e}), so the refund's limits cannot be checked. Nothing was refunded; call again."
+        ),
+        refund_json(
+            args,
+            json!({ "error": { "kind": "ledger", "message": e.to_string() }, "confirmed": false }),
+        ),
+    )
+}
