@@ -86,11 +86,7 @@ impl Bound {
 
         let (client, local) = connect(&config).await?;
         // One ledger per environment (local mode's lives with its keys), bound to its app.
-        let ledger_path = match config.env {
-            Env::Prod => config.data_dir.join("ledger.db"),
-            Env::Sandbox => config.data_dir.join("sandbox").join("ledger.db"),
-            Env::Local => config.data_dir.join("local").join("ledger.db"),
-        };
+        let ledger_path = config.env_dir().join("ledger.db");
         let sqlite = SqliteLedger::open(&ledger_path)
             .map_err(|e| format!("AP_DATA_DIR: {e} ({})", ledger_path.display()))?;
         sqlite

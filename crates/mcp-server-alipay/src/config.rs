@@ -335,6 +335,16 @@ impl Config {
         })
     }
 
+    /// Where this environment keeps its own state in `AP_DATA_DIR`: the ledger, and in local mode
+    /// the keys and the embedded gateway's trades. Prod uses the top level.
+    pub fn env_dir(&self) -> std::path::PathBuf {
+        match self.env {
+            Env::Prod => self.data_dir.clone(),
+            Env::Sandbox => self.data_dir.join("sandbox"),
+            Env::Local => self.data_dir.join("local"),
+        }
+    }
+
     /// The gateway of a real environment (`AP_GATEWAY_URL` overrides).
     pub fn remote_gateway(&self) -> String {
         match (&self.gateway_url, self.env) {

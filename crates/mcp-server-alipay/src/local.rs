@@ -47,7 +47,7 @@ impl LocalGateway {
 /// Start the embedded gateway (or join the one another server on this data dir runs) and say so
 /// on stderr (one line).
 pub async fn start(config: &crate::config::Config) -> Result<LocalGateway, String> {
-    let dir = config.data_dir.join("local");
+    let dir = config.env_dir();
     create_private_dir(&dir)
         .map_err(|e| format!("AP_DATA_DIR: cannot create {}: {e}", dir.display()))?;
     let lock = File::options()

@@ -226,17 +226,14 @@ impl AlipayMcp {
         }
         // A person may take minutes: other refunds of the order need not wait for them.
         drop(guard);
+        let refused_by_person = || {
+            let tool = ToolKind::RefundPay.name();
+            crate::tools::guard::audit(&app, tool, &args, "refused: AP_REFUND_CONFIRM", "not sent");
+        };
         match confirm_refund(&app.confirmations, &plan, &ctx, state, responses).await {
             Decision::Approved => {}
             Decision::Refused(outcome) => {
-                let tool = ToolKind::RefundPay.name();
-                crate::tools::guard::audit(
-                    &app,
-                    tool,
-                    &args,
-                    "refused: AP_REFUND_CONFIRM",
-                    "not sent",
-                );
+                refused_by_person();
                 return into_result(outcome).into();
             }
             Decision::Ask(input) => return CallToolResponse::InputRequired(input),
@@ -248,8 +245,7 @@ impl AlipayMcp {
             Prepared::Ready(fresh) => *fresh,
         };
         if fresh.figures() != plan.figures() {
-            let tool = ToolKind::RefundPay.name();
-            crate::tools::guard::audit(&app, tool, &args, "refused: AP_REFUND_CONFIRM", "not sent");
+            refused_by_person();
             return into_result(crate::tools::guard::refusal(
                 "AP_REFUND_CONFIRM",
                 format!(

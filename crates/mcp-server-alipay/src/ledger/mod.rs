@@ -321,8 +321,8 @@ pub trait Ledger: Send + Sync {
     fn refunds(&self, out_trade_no: &str) -> Result<Vec<RefundRecord>, LedgerError>;
     /// Refunds whose outcome is not settled (pending or unknown), for reconciliation.
     fn unsettled_refunds(&self) -> Result<Vec<RefundRecord>, LedgerError>;
-    /// What was, or may have been, refunded on a trade before `except_request`: Alipay's last
-    /// reported total or our refunds that may have moved money, whichever is more.
+    /// What was, or may have been, refunded on a trade besides `except_request`: Alipay's last
+    /// reported total or our confirmed refunds, whichever is more, plus our refunds in flight.
     fn refunded_before(
         &self,
         out_trade_no: &str,

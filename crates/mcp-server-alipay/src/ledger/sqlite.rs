@@ -576,6 +576,15 @@ mod tests {
         }
     }
 
+    /// Limits with no daily budget, on a day of the tests, for a trade that paid `paid_fen`.
+    fn no_daily_limit(paid_fen: i64) -> RefundLimits<'static> {
+        RefundLimits {
+            daily: None,
+            day: "2026-11-25",
+            paid: Money::from_fen(paid_fen),
+        }
+    }
+
     fn refund(no: &str, req: &str, fen: i64) -> NewRefund {
         NewRefund {
             out_trade_no: no.into(),
@@ -690,11 +699,7 @@ mod tests {
     fn two_refunds_cannot_together_exceed_what_was_paid() {
         let l = SqliteLedger::in_memory().unwrap();
         l.create_order(&order("A", 10_000)).unwrap();
-        let lim = RefundLimits {
-            daily: None,
-            day: "2026-11-25",
-            paid: Money::from_fen(10_000),
-        };
+        let lim = no_daily_limit(10_000);
         assert_eq!(
             l.begin_refund(&refund("A", "R1", 6_000), &lim).unwrap(),
             RefundBegin::Fresh
@@ -762,11 +767,7 @@ mod tests {
             },
         )
         .unwrap();
-        let lim = RefundLimits {
-            daily: None,
-            day: "2026-11-25",
-            paid: Money::from_fen(10_000),
-        };
+        let lim = no_daily_limit(10_000);
         l.begin_refund(&refund("A", "R1", 6_000), &lim).unwrap();
         // Alipay's notification of R1 arrives before R1's own answer.
         let n = ReceivedNotification {
@@ -795,11 +796,7 @@ mod tests {
     fn an_outcome_applies_only_while_its_sender_holds_the_refund() {
         let l = SqliteLedger::in_memory().unwrap();
         l.create_order(&order("A", 10_000)).unwrap();
-        let lim = RefundLimits {
-            daily: None,
-            day: "2026-11-25",
-            paid: Money::from_fen(10_000),
-        };
+        let lim = no_daily_limit(10_000);
         l.begin_refund(&refund("A", "R1", 100), &lim).unwrap();
         // Another process resends it: the first sender's late "failed" no longer applies.
         let other = NewRefund {
@@ -844,11 +841,7 @@ mod tests {
     fn unsettled_refunds_carry_their_sender() {
         let l = SqliteLedger::in_memory().unwrap();
         l.create_order(&order("A", 10_000)).unwrap();
-        let lim = RefundLimits {
-            daily: None,
-            day: "2026-11-25",
-            paid: Money::from_fen(10_000),
-        };
+        let lim = no_daily_limit(10_000);
         l.begin_refund(&refund("A", "R1", 100), &lim).unwrap();
         let unsettled = l.unsettled_refunds().unwrap();
         assert_eq!(unsettled.len(), 1);

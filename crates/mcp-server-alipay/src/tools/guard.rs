@@ -13,7 +13,7 @@ pub fn refusal(rule: &str, what: String, limit: Option<Amount>) -> ToolOutcome {
     let why = if rule.starts_with("AP_") {
         "This limit is set in the server's environment by its operator and cannot be changed from the conversation"
     } else {
-        "This rule always applies: what was paid comes from Alipay's signed answer just now, what was refunded from Alipay's last report or this server's own refunds, whichever is more; nothing comes from the conversation"
+        "This rule always applies: what was paid comes from Alipay's signed answer just now, what was refunded from Alipay's last report or this server's confirmed refunds, whichever is more, plus this server's refunds still in flight; nothing comes from the conversation"
     };
     ToolOutcome::error(
         format!("Refused by guardrail {rule}: {what}. {why}; nothing was sent to Alipay."),

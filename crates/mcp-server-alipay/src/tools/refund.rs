@@ -36,8 +36,8 @@ pub struct RefundPlan {
     raw: Map<String, Value>,
     /// From the signed trade query: what the buyer paid.
     pub paid: Money,
-    /// Refunded before this one: Alipay's last reported total, or our own refunds that may have
-    /// moved money, whichever is more.
+    /// Refunded before this one: Alipay's last reported total or our confirmed refunds, whichever
+    /// is more, plus our refunds still in flight (`Ledger::refunded_before`).
     pub already_refunded: Money,
     pub trade_no: Option<String>,
 }
@@ -47,7 +47,7 @@ impl RefundPlan {
     /// refunded amount from Alipay's reports and our records; nothing from the model.
     pub fn confirmation_message(&self) -> String {
         format!(
-            "Refund {} yuan of Alipay order {} (Alipay trade {})?\nPaid by the buyer (Alipay, just now): {} yuan. Already refunded (Alipay's last report, or this server's refunds if more): {} yuan. This refund: {} yuan. Remaining after it: {} yuan.\nReason: {}\nRefund request number: {}",
+            "Refund {} yuan of Alipay order {} (Alipay trade {})?\nPaid by the buyer (Alipay, just now): {} yuan. Already refunded, in flight included (Alipay's last report, or this server's refunds if more): {} yuan. This refund: {} yuan. Remaining after it: {} yuan.\nReason: {}\nRefund request number: {}",
             self.args.refund_amount,
             self.args.out_trade_no,
             self.trade_no.as_deref().unwrap_or("?"),
@@ -317,28 +317,22 @@ pub async fn execute(app: &App, plan: RefundPlan) -> ToolOutcome {
             Err(e) => (outcome, state) = (unknown(args, &e), RefundState::Unknown),
         }
     }
-    let trade_no = outcome
-        .structured
-        .get("tradeNo")
-        .and_then(Value::as_str)
-        .map(str::to_string);
+    // What the report says, owned: the report itself may still be replaced below.
+    let field = |pointer: &str| {
+        outcome
+            .structured
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let (trade_no, detail) = (field("/tradeNo"), field("/error/subCode"));
     let trade_no = trade_no.as_deref();
-    let total = outcome
-        .structured
-        .get("totalRefunded")
-        .and_then(Value::as_str)
-        .and_then(|t| Money::from_yuan_str(t).ok());
-    let detail = outcome
-        .structured
-        .pointer("/error/subCode")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    let detail = detail.as_deref();
+    let total = field("/totalRefunded").and_then(|t| Money::from_yuan_str(&t).ok());
     let recorded = RefundOutcome {
         state,
         trade_no,
         total_refunded: total,
-        detail,
+        detail: detail.as_deref(),
     };
     match app.ledger.finish_refund(
         &args.out_trade_no,
