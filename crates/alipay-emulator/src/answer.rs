@@ -9,18 +9,18 @@ use crate::codes::Failure;
 
 /// Ordered response fields.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Fields(Vec<(String, Value)>);
+pub(crate) struct Fields(Vec<(String, Value)>);
 
 impl Fields {
     /// `{"code":"10000","msg":"Success"}`.
-    pub fn success() -> Self {
+    pub(crate) fn success() -> Self {
         let mut f = Self::default();
         f.str("code", "10000").str("msg", "Success");
         f
     }
 
     /// `code`, `msg`, `sub_code`, `sub_msg` of a failure.
-    pub fn failure(failure: &Failure) -> Self {
+    pub(crate) fn failure(failure: &Failure) -> Self {
         let mut f = Self::default();
         f.str("code", failure.code)
             .str("msg", failure.msg)
@@ -30,19 +30,19 @@ impl Fields {
     }
 
     /// Append (or replace, keeping the position) a string field.
-    pub fn str(&mut self, key: &str, value: &str) -> &mut Self {
+    pub(crate) fn str(&mut self, key: &str, value: &str) -> &mut Self {
         self.value(key, Value::String(value.to_string()))
     }
 
     /// A string field only when there is a non-empty value.
-    pub fn opt(&mut self, key: &str, value: Option<&str>) -> &mut Self {
+    pub(crate) fn opt(&mut self, key: &str, value: Option<&str>) -> &mut Self {
         match value.filter(|v| !v.is_empty()) {
             Some(v) => self.str(key, v),
             None => self,
         }
     }
 
-    pub fn value(&mut self, key: &str, value: Value) -> &mut Self {
+    pub(crate) fn value(&mut self, key: &str, value: Value) -> &mut Self {
         match self.0.iter_mut().find(|(k, _)| k == key) {
             Some((_, v)) => *v = value,
             None => self.0.push((key.to_string(), value)),
@@ -50,16 +50,16 @@ impl Fields {
         self
     }
 
-    pub fn get(&self, key: &str) -> Option<&Value> {
+    pub(crate) fn get(&self, key: &str) -> Option<&Value> {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
-    pub fn get_str(&self, key: &str) -> Option<&str> {
+    pub(crate) fn get_str(&self, key: &str) -> Option<&str> {
         self.get(key).and_then(Value::as_str)
     }
 
     /// The text Alipay signs: compact, raw UTF-8, `/` as `\/`.
-    pub fn to_alipay_json(&self) -> String {
+    pub(crate) fn to_alipay_json(&self) -> String {
         alipay_openapi::gateway::to_alipay_json(self)
     }
 }

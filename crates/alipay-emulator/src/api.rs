@@ -1,7 +1,9 @@
 //! The JSON APIs behind `/gateway.do`: read `biz_content`, run the trade rules, return the
 //! answer object. Writing, signing and fault injection happen in `router.rs`.
 
-use alipay_openapi::GatewayRequest;
+use alipay_openapi::{
+    ApiRequest, GatewayRequest, RefundQuery, TradeClose, TradePrecreate, TradeQuery, TradeRefund,
+};
 use chrono::{DateTime, FixedOffset};
 
 use crate::answer::Fields;
@@ -12,8 +14,31 @@ use crate::model::Product;
 use crate::shared::Shared;
 use crate::trades::{self, Ctx};
 
+/// What carries out one JSON API: the trade rules, or the failure of its `biz_content`.
+type Handler = fn(&Shared, &Ctx<'_>, &Accepted<'_>, &GatewayRequest) -> Result<Fields, Failure>;
+
+/// The JSON APIs, each named by `alipay-openapi`'s `ApiRequest::METHOD`.
+const APIS: [(&str, Handler); 5] = [
+    (<TradeQuery as ApiRequest>::METHOD, query),
+    (<TradeRefund as ApiRequest>::METHOD, refund),
+    (<RefundQuery as ApiRequest>::METHOD, refund_query),
+    (<TradeClose as ApiRequest>::METHOD, close),
+    (<TradePrecreate as ApiRequest>::METHOD, precreate),
+];
+
+/// The `method`s of the JSON APIs (the page APIs are `checks::PAGE_METHODS`).
+pub(crate) const JSON_METHODS: [&str; APIS.len()] = {
+    let mut methods = [""; APIS.len()];
+    let mut i = 0;
+    while i < APIS.len() {
+        methods[i] = APIS[i].0;
+        i += 1;
+    }
+    methods
+};
+
 /// Run a checked JSON API request and return its answer object.
-pub fn answer(
+pub(crate) fn answer(
     shared: &Shared,
     accepted: &Accepted<'_>,
     request: &GatewayRequest,
@@ -23,35 +48,74 @@ pub fn answer(
         app: accepted.app,
         now,
     };
-    let biz = &accepted.biz;
-    let result = match accepted.method.as_str() {
-        "alipay.trade.query" => biz::trade_ref(biz).and_then(|target| {
-            let options = biz::query_options(biz)?;
-            Ok(shared.read(|s| trades::query(s, &ctx, &target, &options)))
-        }),
-        "alipay.trade.refund" => {
-            biz::refund(biz).map(|input| shared.mutate(|s| trades::refund(s, &ctx, &input)))
-        }
-        "alipay.trade.fastpay.refund.query" => biz::trade_ref(biz).and_then(|target| {
-            let out_request_no = biz::out_request_no(biz)?;
-            let options = biz::query_options(biz)?;
-            Ok(shared.read(|s| trades::refund_query(s, &ctx, &target, &out_request_no, &options)))
-        }),
-        "alipay.trade.close" => {
-            biz::trade_ref(biz).map(|target| shared.mutate(|s| trades::close(s, &ctx, &target)))
-        }
-        "alipay.trade.precreate" => {
-            biz::new_order(request, biz, Product::Precreate, accepted.sign_type)
-                .map(|order| shared.mutate(|s| trades::precreate(s, &ctx, order, &shared.base_url)))
-        }
+    let result = match APIS.iter().find(|(method, _)| *method == accepted.method) {
+        Some((_, handler)) => handler(shared, &ctx, accepted, request),
         // `checks` only lets known methods through; page APIs never come here.
-        _ => Err(Failure::invalid_method()),
+        None => Err(Failure::invalid_method()),
     };
     result.unwrap_or_else(|failure| not_processed(&failure, accepted))
 }
 
+fn query(
+    shared: &Shared,
+    ctx: &Ctx<'_>,
+    accepted: &Accepted<'_>,
+    _: &GatewayRequest,
+) -> Result<Fields, Failure> {
+    let target = biz::trade_ref(&accepted.biz)?;
+    let options = biz::query_options(&accepted.biz)?;
+    Ok(shared.read(|s| trades::query(s, ctx, &target, &options)))
+}
+
+fn refund(
+    shared: &Shared,
+    ctx: &Ctx<'_>,
+    accepted: &Accepted<'_>,
+    _: &GatewayRequest,
+) -> Result<Fields, Failure> {
+    let input = biz::refund(&accepted.biz)?;
+    Ok(shared.mutate(|s| trades::refund(s, ctx, &input)))
+}
+
+fn refund_query(
+    shared: &Shared,
+    ctx: &Ctx<'_>,
+    accepted: &Accepted<'_>,
+    _: &GatewayRequest,
+) -> Result<Fields, Failure> {
+    let target = biz::trade_ref(&accepted.biz)?;
+    let out_request_no = biz::out_request_no(&accepted.biz)?;
+    let options = biz::query_options(&accepted.biz)?;
+    Ok(shared.read(|s| trades::refund_query(s, ctx, &target, &out_request_no, &options)))
+}
+
+fn close(
+    shared: &Shared,
+    ctx: &Ctx<'_>,
+    accepted: &Accepted<'_>,
+    _: &GatewayRequest,
+) -> Result<Fields, Failure> {
+    let target = biz::trade_ref(&accepted.biz)?;
+    Ok(shared.mutate(|s| trades::close(s, ctx, &target)))
+}
+
+fn precreate(
+    shared: &Shared,
+    ctx: &Ctx<'_>,
+    accepted: &Accepted<'_>,
+    request: &GatewayRequest,
+) -> Result<Fields, Failure> {
+    let order = biz::new_order(
+        request,
+        &accepted.biz,
+        Product::Precreate,
+        accepted.sign_type,
+    )?;
+    Ok(shared.mutate(|s| trades::precreate(s, ctx, order, &shared.base_url)))
+}
+
 /// The answer for a request that was not carried out: the failure, plus the order it named.
-pub fn not_processed(failure: &Failure, accepted: &Accepted<'_>) -> Fields {
+pub(crate) fn not_processed(failure: &Failure, accepted: &Accepted<'_>) -> Fields {
     let mut f = Fields::failure(failure);
     f.opt("out_trade_no", biz::named_order(&accepted.biz).as_deref());
     f

@@ -15,7 +15,7 @@ fn invalid(detail: String) -> Failure {
 }
 
 /// A string field of at most `max` characters; absent, null or empty → `None`.
-pub fn string(biz: &Biz, name: &str, max: usize) -> Result<Option<String>, Failure> {
+pub(crate) fn string(biz: &Biz, name: &str, max: usize) -> Result<Option<String>, Failure> {
     match biz.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
@@ -73,7 +73,7 @@ fn amount(biz: &Biz, name: &str) -> Result<Amount, Failure> {
 }
 
 /// `trade_no` or `out_trade_no`, at least one.
-pub fn trade_ref(biz: &Biz) -> Result<TradeRef, Failure> {
+pub(crate) fn trade_ref(biz: &Biz) -> Result<TradeRef, Failure> {
     let target = TradeRef {
         out_trade_no: string(biz, "out_trade_no", 64)?,
         trade_no: string(biz, "trade_no", 64)?,
@@ -85,7 +85,7 @@ pub fn trade_ref(biz: &Biz) -> Result<TradeRef, Failure> {
 }
 
 /// `query_options`: an array of strings (absent → empty).
-pub fn query_options(biz: &Biz) -> Result<Vec<String>, Failure> {
+pub(crate) fn query_options(biz: &Biz) -> Result<Vec<String>, Failure> {
     match biz.get("query_options") {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(items)) => items
@@ -104,7 +104,7 @@ pub fn query_options(biz: &Biz) -> Result<Vec<String>, Failure> {
 }
 
 /// `alipay.trade.refund`'s fields.
-pub fn refund(biz: &Biz) -> Result<RefundInput, Failure> {
+pub(crate) fn refund(biz: &Biz) -> Result<RefundInput, Failure> {
     let target = trade_ref(biz)?;
     let amount = amount(biz, "refund_amount")?;
     Ok(RefundInput {
@@ -116,7 +116,7 @@ pub fn refund(biz: &Biz) -> Result<RefundInput, Failure> {
 }
 
 /// `alipay.trade.fastpay.refund.query`'s `out_request_no` (required).
-pub fn out_request_no(biz: &Biz) -> Result<String, Failure> {
+pub(crate) fn out_request_no(biz: &Biz) -> Result<String, Failure> {
     required(biz, "out_request_no", 64)
 }
 
@@ -141,7 +141,7 @@ fn url_param(request: &GatewayRequest, name: &str) -> Result<Option<String>, Fai
 
 /// The order of a pay request (§5.4): `out_trade_no`, `total_amount`, `subject` required;
 /// `product_code` if given must match the API; `body` ≤ 128; `passback_params` kept as sent.
-pub fn new_order(
+pub(crate) fn new_order(
     request: &GatewayRequest,
     biz: &Biz,
     product: Product,
@@ -212,7 +212,7 @@ fn check_timeout_express(text: &str) -> Result<(), Failure> {
 }
 
 /// The `out_trade_no` a request names, for logs and `other_order` (no validation).
-pub fn named_order(biz: &Biz) -> Option<String> {
+pub(crate) fn named_order(biz: &Biz) -> Option<String> {
     biz.get("out_trade_no")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())

@@ -7,7 +7,7 @@ use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 use crate::model::Product;
 
 /// What the cashier shows.
-pub struct CashierView<'a> {
+pub(crate) struct CashierView<'a> {
     pub product: Product,
     pub subject: &'a str,
     pub body: Option<&'a str>,
@@ -85,7 +85,7 @@ fn page(title: &str, mobile: bool, content: &str) -> String {
 }
 
 /// The cashier with its pay button.
-pub fn cashier_page(view: &CashierView<'_>) -> String {
+pub(crate) fn cashier_page(view: &CashierView<'_>) -> String {
     let mut meta = format!(
         "订单号：<span id=\"out-trade-no\">{}</span><br>收款方：商户应用 <span id=\"app-id\">{}</span>",
         text(view.out_trade_no),
@@ -142,7 +142,7 @@ pub fn cashier_page(view: &CashierView<'_>) -> String {
 }
 
 /// After payment, when there is no `return_url` to go back to.
-pub fn paid_page(subject: &str, amount: &str, out_trade_no: &str, trade_no: &str) -> String {
+pub(crate) fn paid_page(subject: &str, amount: &str, out_trade_no: &str, trade_no: &str) -> String {
     let content = format!(
         r#"<div class="card result ok">
 <div class="icon">✓</div>
@@ -160,7 +160,7 @@ pub fn paid_page(subject: &str, amount: &str, out_trade_no: &str, trade_no: &str
 
 /// Alipay's error page (HTTP 200, as Alipay serves it): `错误代码 <sub_code>` and
 /// `错误原因: <sub_msg>`.
-pub fn error_page(sub_code: &str, sub_msg: &str) -> String {
+pub(crate) fn error_page(sub_code: &str, sub_msg: &str) -> String {
     let content = format!(
         r#"<div class="card result err">
 <div class="icon">!</div>

@@ -24,27 +24,26 @@ use crate::shared::Shared;
 use crate::trades::{self, Ctx, TransitionError};
 
 /// What a page-pay link open produced, for the request log.
-pub struct LinkOutcome {
+pub(crate) struct LinkOutcome {
     pub response: Response,
     pub failure: Option<Failure>,
 }
 
 /// Alipay's error page (HTTP 200, as Alipay serves it).
-pub fn error_response(failure: &Failure) -> Response {
+pub(crate) fn error_response(failure: &Failure) -> Response {
     Html(cashier::error_page(&failure.sub_code, &failure.sub_msg)).into_response()
 }
 
 /// A checked page-pay request: register (or re-enter) the order, open its trade, show the cashier.
-pub fn open_link(
+pub(crate) fn open_link(
     shared: &Shared,
     accepted: &Accepted<'_>,
     request: &GatewayRequest,
     now: DateTime<FixedOffset>,
 ) -> LinkOutcome {
-    let Some(kind) = PayKind::from_method(&accepted.method) else {
+    let Some(product) = PayKind::from_method(&accepted.method).and_then(Product::from_kind) else {
         return failed(Failure::invalid_method());
     };
-    let product = Product::from_kind(kind);
     let order = match biz::new_order(request, &accepted.biz, product, accepted.sign_type) {
         Ok(order) => order,
         Err(failure) => return failed(failure),
@@ -115,7 +114,7 @@ fn order_key(shared: &Shared, token: &str) -> Option<(String, String)> {
 }
 
 /// `GET /qr/{token}`: the phone cashier, reached by scanning a page-pay or precreate QR code.
-pub async fn qr(State(shared): State<Arc<Shared>>, Path(token): Path<String>) -> Response {
+pub(crate) async fn qr(State(shared): State<Arc<Shared>>, Path(token): Path<String>) -> Response {
     let Some((app_id, out_trade_no)) = order_key(&shared, &token) else {
         return (
             StatusCode::NOT_FOUND,
@@ -138,7 +137,7 @@ pub async fn qr(State(shared): State<Arc<Shared>>, Path(token): Path<String>) ->
 
 /// `POST /cashier/{token}/pay`: the buyer pays. Then back to the merchant's `return_url` with
 /// the signed return parameters (§3.4), or a paid page when there is none.
-pub async fn pay(State(shared): State<Arc<Shared>>, Path(token): Path<String>) -> Response {
+pub(crate) async fn pay(State(shared): State<Arc<Shared>>, Path(token): Path<String>) -> Response {
     let Some((app_id, out_trade_no)) = order_key(&shared, &token) else {
         return (
             StatusCode::NOT_FOUND,

@@ -14,20 +14,20 @@
 //! 10. the app has the product (`isv.insufficient-isv-permissions`)
 //! 11. `biz_content` a JSON object (`isv.invalid-parameter`)
 
-use alipay_openapi::{GatewayRequest, RequestVerifyError, SignType};
+use alipay_openapi::{GatewayRequest, PayKind, RequestVerifyError, SignType};
 use chrono::{DateTime, FixedOffset};
 use serde_json::{Map, Value};
 
+use crate::api::JSON_METHODS;
 use crate::codes::{Failure, Missing};
 use crate::config::AppConfig;
-use crate::faults::JSON_METHODS;
 use crate::shared::Shared;
 
 /// The page APIs, answered with HTML.
-pub const PAGE_METHODS: [&str; 2] = ["alipay.trade.wap.pay", "alipay.trade.page.pay"];
+pub(crate) const PAGE_METHODS: [&str; 2] = [PayKind::Wap.method(), PayKind::Page.method()];
 
 /// A request that passed every check.
-pub struct Accepted<'a> {
+pub(crate) struct Accepted<'a> {
     pub app: &'a AppConfig,
     pub method: String,
     pub sign_type: SignType,
@@ -36,7 +36,7 @@ pub struct Accepted<'a> {
 
 /// A request that failed a check.
 #[derive(Debug)]
-pub struct Rejected {
+pub(crate) struct Rejected {
     pub failure: Failure,
     /// Algorithm of the signed answer: the request's when it named a valid one, else RSA2.
     pub sign_type: SignType,
@@ -45,7 +45,7 @@ pub struct Rejected {
 }
 
 /// Run the checks.
-pub fn check<'a>(
+pub(crate) fn check<'a>(
     shared: &'a Shared,
     request: &GatewayRequest,
     now: &DateTime<FixedOffset>,
@@ -107,6 +107,10 @@ pub fn check<'a>(
         }
         Err(RequestVerifyError::UnknownSignType(t)) => {
             return Err(reject(Failure::invalid_signature_type(&t)));
+        }
+        // A reason `alipay-openapi` may add later: the signature was still not accepted.
+        Err(_) => {
+            return Err(reject(Failure::invalid_signature(&request.sign_content())));
         }
     }
     if !JSON_METHODS.contains(&method.as_str()) && !PAGE_METHODS.contains(&method.as_str()) {

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 /// One failed answer: `code`, `msg`, `sub_code`, `sub_msg`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Failure {
+pub(crate) struct Failure {
     pub code: &'static str,
     pub msg: &'static str,
     pub sub_code: String,
@@ -21,7 +21,7 @@ const UNAVAILABLE: (&str, &str) = ("20000", "Service Currently Unavailable");
 const TOKEN: (&str, &str) = ("20001", "Insufficient Token Permissions");
 
 /// The prefix of Alipay's `isv.invalid-signature` text; the rebuilt sign content follows it.
-pub const INVALID_SIGNATURE_PREFIX: &str =
+pub(crate) const INVALID_SIGNATURE_PREFIX: &str =
     "验签出错，建议检查签名字符串或签名私钥与应用公钥是否匹配，网关生成的验签字符串为：";
 
 impl Failure {
@@ -35,7 +35,7 @@ impl Failure {
     }
 
     /// `40001 isv.missing-<what>`.
-    pub fn missing(what: Missing) -> Self {
+    pub(crate) fn missing(what: Missing) -> Self {
         let (sub_code, sub_msg) = match what {
             Missing::Method => ("isv.missing-method", "缺少方法名参数"),
             Missing::AppId => ("isv.missing-app-id", "缺少AppID参数"),
@@ -47,11 +47,11 @@ impl Failure {
         Self::new(MISSING, sub_code, sub_msg)
     }
 
-    pub fn invalid_app_id() -> Self {
+    pub(crate) fn invalid_app_id() -> Self {
         Self::new(INVALID, "isv.invalid-app-id", "无效的AppID参数")
     }
 
-    pub fn invalid_signature_type(detail: &str) -> Self {
+    pub(crate) fn invalid_signature_type(detail: &str) -> Self {
         Self::new(
             INVALID,
             "isv.invalid-signature-type",
@@ -60,7 +60,7 @@ impl Failure {
     }
 
     /// The app is registered for one algorithm only and the request used the other.
-    pub fn missing_signature_config(sign_type: &str) -> Self {
+    pub(crate) fn missing_signature_config(sign_type: &str) -> Self {
         Self::new(
             INVALID,
             "isv.missing-signature-config",
@@ -68,7 +68,7 @@ impl Failure {
         )
     }
 
-    pub fn invalid_timestamp(detail: &str) -> Self {
+    pub(crate) fn invalid_timestamp(detail: &str) -> Self {
         Self::new(
             INVALID,
             "isv.invalid-timestamp",
@@ -76,7 +76,7 @@ impl Failure {
         )
     }
 
-    pub fn invalid_charset(detail: &str) -> Self {
+    pub(crate) fn invalid_charset(detail: &str) -> Self {
         Self::new(
             INVALID,
             "isv.invalid-charset",
@@ -86,7 +86,7 @@ impl Failure {
 
     /// `isv.invalid-signature`, echoing the content the gateway built, `&` and `"` HTML-escaped as
     /// Alipay does.
-    pub fn invalid_signature(sign_content: &str) -> Self {
+    pub(crate) fn invalid_signature(sign_content: &str) -> Self {
         let escaped = sign_content.replace('&', "&amp;").replace('"', "&quot;");
         Self::new(
             INVALID,
@@ -95,11 +95,11 @@ impl Failure {
         )
     }
 
-    pub fn invalid_method() -> Self {
+    pub(crate) fn invalid_method() -> Self {
         Self::new(INVALID, "isv.invalid-method", "不存在的方法名")
     }
 
-    pub fn invalid_parameter(detail: &str) -> Self {
+    pub(crate) fn invalid_parameter(detail: &str) -> Self {
         Self::new(
             INVALID,
             "isv.invalid-parameter",
@@ -107,7 +107,7 @@ impl Failure {
         )
     }
 
-    pub fn insufficient_permissions() -> Self {
+    pub(crate) fn insufficient_permissions() -> Self {
         Self::new(
             PERMISSIONS,
             "isv.insufficient-isv-permissions",
@@ -116,7 +116,7 @@ impl Failure {
     }
 
     /// `40004 ACQ.INVALID_PARAMETER` naming the field and the rule.
-    pub fn acq_invalid_parameter(detail: &str) -> Self {
+    pub(crate) fn acq_invalid_parameter(detail: &str) -> Self {
         Self::new(
             BUSINESS,
             "ACQ.INVALID_PARAMETER",
@@ -125,12 +125,12 @@ impl Failure {
     }
 
     /// A business failure (`40004`) with Alipay's text for the sub-code.
-    pub fn business(sub_code: &str) -> Self {
+    pub(crate) fn business(sub_code: &str) -> Self {
         Self::new(BUSINESS, sub_code, business_sub_msg(sub_code))
     }
 
     /// Any sub-code, with the code its family belongs to (fault injection takes arbitrary ones).
-    pub fn for_sub_code(sub_code: &str) -> Self {
+    pub(crate) fn for_sub_code(sub_code: &str) -> Self {
         let family = if sub_code.starts_with("isv.missing-") {
             MISSING
         } else if sub_code.starts_with("isv.insufficient-") {
@@ -156,7 +156,7 @@ impl Failure {
 
 /// The parameter a `40001` answer says is missing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Missing {
+pub(crate) enum Missing {
     Method,
     AppId,
     Signature,

@@ -97,7 +97,7 @@ pub fn derived_seller_id(app_id: &str) -> String {
 }
 
 /// `2088` followed by 12 digits.
-pub fn is_alipay_user_id(id: &str) -> bool {
+pub(crate) fn is_alipay_user_id(id: &str) -> bool {
     id.len() == 16 && id.starts_with("2088") && id.bytes().all(|b| b.is_ascii_digit())
 }
 

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use alipay_openapi::{ApiRequest, TradeQuery};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -27,7 +28,7 @@ fn unknown_app(app_id: &str) -> Response {
 }
 
 /// `GET /__emulator/keys`.
-pub async fn keys(State(shared): State<Arc<Shared>>) -> Response {
+pub(crate) async fn keys(State(shared): State<Arc<Shared>>) -> Response {
     let public = shared.platform_key.public_key();
     Json(json!({
         "alipay_public_key": public.to_spki_base64(),
@@ -37,7 +38,7 @@ pub async fn keys(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 /// `GET /__emulator/apps`.
-pub async fn apps(State(shared): State<Arc<Shared>>) -> Response {
+pub(crate) async fn apps(State(shared): State<Arc<Shared>>) -> Response {
     let mut list: Vec<Value> = shared
         .apps
         .values()
@@ -56,30 +57,31 @@ pub async fn apps(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 /// `GET /__emulator/requests`.
-pub async fn requests(State(shared): State<Arc<Shared>>) -> Response {
+pub(crate) async fn requests(State(shared): State<Arc<Shared>>) -> Response {
     Json(json!({ "requests": lock(&shared.requests).all() })).into_response()
 }
 
 /// `DELETE /__emulator/requests`.
-pub async fn clear_requests(State(shared): State<Arc<Shared>>) -> Response {
+pub(crate) async fn clear_requests(State(shared): State<Arc<Shared>>) -> Response {
     lock(&shared.requests).clear();
     Json(json!({ "cleared": true })).into_response()
 }
 
 /// `GET /__emulator/faults`.
-pub async fn faults(State(shared): State<Arc<Shared>>) -> Response {
+pub(crate) async fn faults(State(shared): State<Arc<Shared>>) -> Response {
     Json(json!({ "faults": lock(&shared.faults).list() })).into_response()
 }
 
 /// `POST /__emulator/faults`.
-pub async fn add_fault(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+pub(crate) async fn add_fault(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let spec: FaultSpec = match serde_json::from_slice(&body) {
         Ok(spec) => spec,
         Err(e) => {
             return error(
                 StatusCode::BAD_REQUEST,
                 format!(
-                    "invalid fault: {e} (expected {{\"method\":\"alipay.trade.query\",\"kind\":\"http_500\",\"times\":1}}; kinds: http_500, http_502, timeout, bad_sign, no_sign, malformed_json, error_response, business, truncated, huge_body, wrong_key, other_order)"
+                    "invalid fault: {e} (expected {{\"method\":\"{method}\",\"kind\":\"http_500\",\"times\":1}}; kinds: http_500, http_502, timeout, bad_sign, no_sign, malformed_json, error_response, business, truncated, huge_body, wrong_key, other_order)",
+                    method = <TradeQuery as ApiRequest>::METHOD
                 ),
             );
         }
@@ -100,13 +102,13 @@ pub async fn add_fault(State(shared): State<Arc<Shared>>, body: Bytes) -> Respon
 }
 
 /// `DELETE /__emulator/faults`.
-pub async fn clear_faults(State(shared): State<Arc<Shared>>) -> Response {
+pub(crate) async fn clear_faults(State(shared): State<Arc<Shared>>) -> Response {
     lock(&shared.faults).clear();
     Json(json!({ "cleared": true })).into_response()
 }
 
 /// `GET /__emulator/apps/{app_id}/trades`.
-pub async fn list_trades(
+pub(crate) async fn list_trades(
     State(shared): State<Arc<Shared>>,
     Path(app_id): Path<String>,
 ) -> Response {
@@ -129,7 +131,7 @@ pub async fn list_trades(
 }
 
 /// `GET /__emulator/apps/{app_id}/trades/{out_trade_no}`.
-pub async fn trade(
+pub(crate) async fn trade(
     State(shared): State<Arc<Shared>>,
     Path((app_id, out_trade_no)): Path<(String, String)>,
 ) -> Response {
@@ -150,7 +152,7 @@ fn view(shared: &Shared, app_id: &str, out_trade_no: &str) -> Response {
 }
 
 /// `POST /__emulator/apps/{app_id}/trades/{out_trade_no}/{scan|pay|close|finish}`.
-pub async fn act(
+pub(crate) async fn act(
     State(shared): State<Arc<Shared>>,
     Path((app_id, out_trade_no, action)): Path<(String, String, String)>,
 ) -> Response {

@@ -14,16 +14,8 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::answer::Fields;
+use crate::api::JSON_METHODS;
 use crate::codes::Failure;
-
-/// The JSON APIs a fault can target.
-pub const JSON_METHODS: [&str; 5] = [
-    "alipay.trade.query",
-    "alipay.trade.refund",
-    "alipay.trade.fastpay.refund.query",
-    "alipay.trade.close",
-    "alipay.trade.precreate",
-];
 
 /// Size of the `huge_body` answer.
 pub const HUGE_BODY_BYTES: usize = 10 * 1024 * 1024;
@@ -74,27 +66,24 @@ impl FaultKind {
     pub fn processes_by_default(self) -> bool {
         !matches!(
             self,
-            FaultKind::Http500
-                | FaultKind::Http502
-                | FaultKind::ErrorResponse
-                | FaultKind::Business
+            Self::Http500 | Self::Http502 | Self::ErrorResponse | Self::Business
         )
     }
 
     pub fn name(self) -> &'static str {
         match self {
-            FaultKind::Http500 => "http_500",
-            FaultKind::Http502 => "http_502",
-            FaultKind::Timeout => "timeout",
-            FaultKind::BadSign => "bad_sign",
-            FaultKind::NoSign => "no_sign",
-            FaultKind::MalformedJson => "malformed_json",
-            FaultKind::ErrorResponse => "error_response",
-            FaultKind::Business => "business",
-            FaultKind::Truncated => "truncated",
-            FaultKind::HugeBody => "huge_body",
-            FaultKind::WrongKey => "wrong_key",
-            FaultKind::OtherOrder => "other_order",
+            Self::Http500 => "http_500",
+            Self::Http502 => "http_502",
+            Self::Timeout => "timeout",
+            Self::BadSign => "bad_sign",
+            Self::NoSign => "no_sign",
+            Self::MalformedJson => "malformed_json",
+            Self::ErrorResponse => "error_response",
+            Self::Business => "business",
+            Self::Truncated => "truncated",
+            Self::HugeBody => "huge_body",
+            Self::WrongKey => "wrong_key",
+            Self::OtherOrder => "other_order",
         }
     }
 }
@@ -102,7 +91,7 @@ impl FaultKind {
 /// The body of `POST /__emulator/faults`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FaultSpec {
+pub(crate) struct FaultSpec {
     /// A JSON API method; absent or `*` for every one.
     pub method: Option<String>,
     pub kind: FaultKind,
@@ -114,7 +103,7 @@ pub struct FaultSpec {
 
 /// A registered fault.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Fault {
+pub(crate) struct Fault {
     /// `None`: any JSON API.
     pub method: Option<String>,
     pub kind: FaultKind,
@@ -126,7 +115,7 @@ pub struct Fault {
 
 /// Why a fault spec was refused (400).
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum FaultSpecError {
+pub(crate) enum FaultSpecError {
     #[error(
         "method {0:?} is not a JSON API the emulator answers (faults apply to: {methods})",
         methods = JSON_METHODS.join(", ")
@@ -139,7 +128,7 @@ pub enum FaultSpecError {
 }
 
 impl FaultSpec {
-    pub fn into_fault(self) -> Result<Fault, FaultSpecError> {
+    pub(crate) fn into_fault(self) -> Result<Fault, FaultSpecError> {
         let method = match self.method.as_deref() {
             None | Some("*") | Some("") => None,
             Some(m) if JSON_METHODS.contains(&m) => Some(m.to_string()),
@@ -171,25 +160,25 @@ impl FaultSpec {
 
 /// The registered faults, first registered first used.
 #[derive(Debug, Default)]
-pub struct Faults {
+pub(crate) struct Faults {
     list: Vec<Fault>,
 }
 
 impl Faults {
-    pub fn add(&mut self, fault: Fault) {
+    pub(crate) fn add(&mut self, fault: Fault) {
         self.list.push(fault);
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.list.clear();
     }
 
-    pub fn list(&self) -> Vec<Fault> {
+    pub(crate) fn list(&self) -> Vec<Fault> {
         self.list.clone()
     }
 
     /// Use up one call of the first fault that matches `method`.
-    pub fn take(&mut self, method: &str) -> Option<Fault> {
+    pub(crate) fn take(&mut self, method: &str) -> Option<Fault> {
         let index = self
             .list
             .iter()
@@ -205,7 +194,7 @@ impl Faults {
 }
 
 /// Everything needed to write a (faulty or not) JSON answer.
-pub struct AnswerParts<'a> {
+pub(crate) struct AnswerParts<'a> {
     /// `<method>_response`.
     pub key: &'a str,
     pub inner: &'a Fields,
@@ -216,14 +205,14 @@ pub struct AnswerParts<'a> {
 }
 
 /// A normal answer: signed, `text/html;charset=utf-8` as Alipay labels it.
-pub fn normal_answer(parts: &AnswerParts<'_>) -> Response {
+pub(crate) fn normal_answer(parts: &AnswerParts<'_>) -> Response {
     let inner = parts.inner.to_alipay_json();
     signed(parts.key, &inner, parts.platform_key, parts.sign_type)
 }
 
 /// The answer `fault` turns the request into. `parts.inner` is the real answer when the request
 /// was processed, or the failure the gateway would give otherwise.
-pub fn faulty_answer(
+pub(crate) fn faulty_answer(
     fault: &Fault,
     parts: &AnswerParts<'_>,
     wrong_key: impl FnOnce() -> Option<PrivateKey>,
@@ -309,7 +298,7 @@ fn signed(key: &str, inner: &str, platform_key: &PrivateKey, sign_type: SignType
 }
 
 /// Alipay labels its JSON answers `text/html;charset=utf-8`.
-pub fn text_html(body: String) -> Response {
+pub(crate) fn text_html(body: String) -> Response {
     let mut response = body.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -370,7 +359,7 @@ impl http_body::Body for TruncatedBody {
 }
 
 /// How long to hold the answer.
-pub fn delay(fault: &Fault) -> Duration {
+pub(crate) fn delay(fault: &Fault) -> Duration {
     Duration::from_millis(fault.delay_ms)
 }
 

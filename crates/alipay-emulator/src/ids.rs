@@ -6,7 +6,7 @@ use rand::RngExt as _;
 
 /// `yyyyMMdd` + `22001` + 15 digits (28 characters, like `2025041622001400000000000001`). The
 /// sequence number keeps them unique; the random part keeps two emulators from agreeing.
-pub fn trade_no(now: &DateTime<FixedOffset>, seq: u64) -> String {
+pub(crate) fn trade_no(now: &DateTime<FixedOffset>, seq: u64) -> String {
     let random: u32 = rand::rng().random_range(0..10_000);
     format!(
         "{}22001{random:04}{:011}",
@@ -16,13 +16,13 @@ pub fn trade_no(now: &DateTime<FixedOffset>, seq: u64) -> String {
 }
 
 /// A buyer's Alipay user id: `2088` + 12 digits.
-pub fn buyer_id() -> String {
+pub(crate) fn buyer_id() -> String {
     let n: u64 = rand::rng().random_range(0..1_000_000_000_000);
     format!("2088{n:012}")
 }
 
 /// A masked logon id as Alipay shows it (`abc***@sandbox.com`).
-pub fn buyer_logon_id() -> String {
+pub(crate) fn buyer_logon_id() -> String {
     let mut rng = rand::rng();
     let name: String = (0..3)
         .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
@@ -31,7 +31,7 @@ pub fn buyer_logon_id() -> String {
 }
 
 /// `yyyyMMdd` + `00222` + 21 digits (34 characters, as in real notifications).
-pub fn notify_id(now: &DateTime<FixedOffset>) -> String {
+pub(crate) fn notify_id(now: &DateTime<FixedOffset>) -> String {
     let mut rng = rand::rng();
     let digits: String = (0..21)
         .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
@@ -40,7 +40,7 @@ pub fn notify_id(now: &DateTime<FixedOffset>) -> String {
 }
 
 /// An unguessable cashier token (`bax0…`, like the path of Alipay's `qr.alipay.com` codes).
-pub fn cashier_token() -> String {
+pub(crate) fn cashier_token() -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
     let tail: String = (0..20)
@@ -50,7 +50,7 @@ pub fn cashier_token() -> String {
 }
 
 /// The `trace_id` header of a gateway answer: 32 lowercase hex digits.
-pub fn trace_id() -> String {
+pub(crate) fn trace_id() -> String {
     let mut rng = rand::rng();
     let a: u128 = rng.random();
     format!("{a:032x}")

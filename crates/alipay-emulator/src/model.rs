@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use alipay_openapi::{Money, PayKind, SignType, TradeStatus};
+use alipay_openapi::{ApiRequest, Money, PayKind, SignType, TradePrecreate, TradeStatus};
 use serde::{Deserialize, Serialize};
 
 /// Which product created the order; it decides which states notify (ALIPAY-PROTOCOL §3.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Product {
+pub(crate) enum Product {
     /// `alipay.trade.wap.pay` (`QUICK_WAP_WAY`).
     Wap,
     /// `alipay.trade.page.pay` (`FAST_INSTANT_TRADE_PAY`).
@@ -20,36 +20,38 @@ pub enum Product {
 }
 
 impl Product {
-    pub fn from_kind(kind: PayKind) -> Self {
+    /// The product of a page-pay link; `None` for a cashier `alipay-openapi` added later.
+    pub(crate) fn from_kind(kind: PayKind) -> Option<Self> {
         match kind {
-            PayKind::Wap => Product::Wap,
-            PayKind::Page => Product::Page,
+            PayKind::Wap => Some(Self::Wap),
+            PayKind::Page => Some(Self::Page),
+            _ => None,
         }
     }
 
-    pub fn method(self) -> &'static str {
+    pub(crate) fn method(self) -> &'static str {
         match self {
-            Product::Wap => "alipay.trade.wap.pay",
-            Product::Page => "alipay.trade.page.pay",
-            Product::Precreate => "alipay.trade.precreate",
+            Self::Wap => PayKind::Wap.method(),
+            Self::Page => PayKind::Page.method(),
+            Self::Precreate => <TradePrecreate as ApiRequest>::METHOD,
         }
     }
 
-    pub fn product_code(self) -> &'static str {
+    pub(crate) fn product_code(self) -> &'static str {
         match self {
-            Product::Wap => "QUICK_WAP_WAY",
-            Product::Page => "FAST_INSTANT_TRADE_PAY",
-            Product::Precreate => "FACE_TO_FACE_PAYMENT",
+            Self::Wap => PayKind::Wap.product_code(),
+            Self::Page => PayKind::Page.product_code(),
+            Self::Precreate => "FACE_TO_FACE_PAYMENT",
         }
     }
 
     /// Alipay's defaults: wap notifies `TRADE_SUCCESS`, `TRADE_CLOSED` and `TRADE_FINISHED`;
     /// page pay only `TRADE_SUCCESS`. Precreate is treated like wap (its docs list the same
     /// three states).
-    pub fn notifies(self, status: &TradeStatus) -> bool {
+    pub(crate) fn notifies(self, status: &TradeStatus) -> bool {
         match self {
-            Product::Page => *status == TradeStatus::TradeSuccess,
-            Product::Wap | Product::Precreate => matches!(
+            Self::Page => *status == TradeStatus::TradeSuccess,
+            Self::Wap | Self::Precreate => matches!(
                 status,
                 TradeStatus::TradeSuccess | TradeStatus::TradeClosed | TradeStatus::TradeFinished
             ),
@@ -58,15 +60,15 @@ impl Product {
 
     /// Wap and page links for one `out_trade_no` are the same order opened in two cashiers;
     /// a precreate is a different product.
-    pub fn same_family(self, other: Product) -> bool {
-        (self == Product::Precreate) == (other == Product::Precreate)
+    pub(crate) fn same_family(self, other: Self) -> bool {
+        (self == Self::Precreate) == (other == Self::Precreate)
     }
 }
 
 /// An order as the merchant described it. It exists from the moment a link is opened or a
 /// precreate is answered; the trade exists only once the buyer engages.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Order {
+pub(crate) struct Order {
     pub app_id: String,
     pub out_trade_no: String,
     pub product: Product,
@@ -91,7 +93,7 @@ pub struct Order {
 /// A trade: created when the buyer opens the cashier (scan or login), then paid, refunded,
 /// closed or finished.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Trade {
+pub(crate) struct Trade {
     pub trade_no: String,
     pub status: TradeStatus,
     pub buyer_id: String,
@@ -104,19 +106,19 @@ pub struct Trade {
 
 impl Trade {
     /// Paid at some point (refunds and closing after payment do not undo that).
-    pub fn was_paid(&self) -> bool {
+    pub(crate) fn was_paid(&self) -> bool {
         self.gmt_payment.is_some()
     }
 
     /// Cumulative refunded amount.
-    pub fn refunded_fen(&self) -> i64 {
+    pub(crate) fn refunded_fen(&self) -> i64 {
         self.refunds.iter().map(|r| r.amount_fen).sum()
     }
 }
 
 /// One accepted refund.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Refund {
+pub(crate) struct Refund {
     pub out_request_no: String,
     pub amount_fen: i64,
     pub reason: Option<String>,
@@ -126,7 +128,7 @@ pub struct Refund {
 }
 
 impl Refund {
-    pub fn gmt_refund_pay(&self) -> &str {
+    pub(crate) fn gmt_refund_pay(&self) -> &str {
         self.gmt_refund.get(..19).unwrap_or(&self.gmt_refund)
     }
 }
@@ -134,7 +136,7 @@ impl Refund {
 /// Where a notification stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum DeliveryState {
+pub(crate) enum DeliveryState {
     Pending,
     Delivered,
     GaveUp,
@@ -142,7 +144,7 @@ pub enum DeliveryState {
 
 /// One asynchronous notification and every attempt to deliver it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Notification {
+pub(crate) struct Notification {
     pub id: u64,
     pub app_id: String,
     pub out_trade_no: String,
@@ -162,7 +164,7 @@ pub struct Notification {
 
 /// One delivery attempt.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Attempt {
+pub(crate) struct Attempt {
     /// `yyyy-MM-dd HH:mm:ss`, Beijing; also the `notify_time` that was sent.
     pub at: String,
     pub http_status: Option<u16>,
@@ -176,7 +178,7 @@ pub struct Attempt {
 
 /// Everything the emulator keeps; this is the state file's content.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Store {
+pub(crate) struct Store {
     /// `app_id` → `out_trade_no` → order.
     pub orders: BTreeMap<String, BTreeMap<String, Order>>,
     pub notifications: Vec<Notification>,
@@ -185,21 +187,21 @@ pub struct Store {
 }
 
 impl Store {
-    pub fn next_seq(&mut self) -> u64 {
+    pub(crate) fn next_seq(&mut self) -> u64 {
         self.seq += 1;
         self.seq
     }
 
-    pub fn order(&self, app_id: &str, out_trade_no: &str) -> Option<&Order> {
+    pub(crate) fn order(&self, app_id: &str, out_trade_no: &str) -> Option<&Order> {
         self.orders.get(app_id)?.get(out_trade_no)
     }
 
-    pub fn order_mut(&mut self, app_id: &str, out_trade_no: &str) -> Option<&mut Order> {
+    pub(crate) fn order_mut(&mut self, app_id: &str, out_trade_no: &str) -> Option<&mut Order> {
         self.orders.get_mut(app_id)?.get_mut(out_trade_no)
     }
 
     /// The order whose trade has this `trade_no`.
-    pub fn order_by_trade_no(&self, app_id: &str, trade_no: &str) -> Option<&Order> {
+    pub(crate) fn order_by_trade_no(&self, app_id: &str, trade_no: &str) -> Option<&Order> {
         self.orders
             .get(app_id)?
             .values()
@@ -207,7 +209,7 @@ impl Store {
     }
 
     /// `(app_id, out_trade_no)` of the order with this cashier token.
-    pub fn key_by_token(&self, token: &str) -> Option<(String, String)> {
+    pub(crate) fn key_by_token(&self, token: &str) -> Option<(String, String)> {
         self.orders
             .values()
             .flat_map(|m| m.values())
@@ -215,7 +217,7 @@ impl Store {
     }
 
     /// The notifications of one order, oldest first.
-    pub fn notifications_of<'a>(
+    pub(crate) fn notifications_of<'a>(
         &'a self,
         app_id: &'a str,
         out_trade_no: &'a str,
@@ -227,7 +229,7 @@ impl Store {
 }
 
 /// Amount text with two decimals.
-pub fn yuan(fen: i64) -> String {
+pub(crate) fn yuan(fen: i64) -> String {
     Money::from_fen(fen).to_string()
 }
 
@@ -236,11 +238,11 @@ mod sign_type_text {
     use alipay_openapi::SignType;
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(t: &SignType, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(t: &SignType, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(t.as_str())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SignType, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SignType, D::Error> {
         String::deserialize(d)?
             .parse()
             .map_err(serde::de::Error::custom)

@@ -8,7 +8,7 @@ use crate::config::AppConfig;
 use crate::model::{Order, Refund, Trade, yuan};
 
 /// The refund a notification reports.
-pub struct RefundNotice<'a> {
+pub(crate) struct RefundNotice<'a> {
     pub refund: &'a Refund,
     /// Cumulative refunded amount after this refund.
     pub refund_fee: i64,
@@ -16,7 +16,7 @@ pub struct RefundNotice<'a> {
 
 /// The fields of a `trade_status_sync` notification, without `notify_time`, `sign_type` and
 /// `sign` (added at each delivery). Only non-empty fields are included.
-pub fn notification_fields(
+pub(crate) fn notification_fields(
     app: &AppConfig,
     order: &Order,
     trade: &Trade,
@@ -66,7 +66,7 @@ pub fn notification_fields(
 }
 
 /// The signed form body of one delivery: the stored fields plus `notify_time`, signed.
-pub fn signed_notification(
+pub(crate) fn signed_notification(
     fields: &[(String, String)],
     notify_time: &str,
     platform_key: &alipay_openapi::PrivateKey,
@@ -86,7 +86,7 @@ pub fn signed_notification(
 /// the query the merchant's `return_url` already had (Alipay advises against one): it is kept and
 /// signed along, so everything the merchant receives verifies; a name that clashes with one of
 /// Alipay's is dropped.
-pub fn return_params(
+pub(crate) fn return_params(
     app: &AppConfig,
     order: &Order,
     trade: &Trade,

@@ -34,7 +34,7 @@ struct Delivery {
 }
 
 /// Run until shutdown.
-pub async fn run(shared: Arc<Shared>) {
+pub(crate) async fn run(shared: Arc<Shared>) {
     // Built on the first delivery: loading root certificates costs a few milliseconds of start-up
     // that an embedding server (local mode) should not pay before it answers its client.
     let mut client: Option<reqwest::Client> = None;

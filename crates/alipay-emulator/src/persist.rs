@@ -52,14 +52,14 @@ struct EnvelopeRef<'a> {
 
 /// Where the state lives.
 #[derive(Clone, Debug)]
-pub struct StateFile {
+pub(crate) struct StateFile {
     path: PathBuf,
     tmp: PathBuf,
 }
 
 impl StateFile {
     /// Create the directory if needed.
-    pub fn open(dir: &Path) -> Result<Self, PersistError> {
+    pub(crate) fn open(dir: &Path) -> Result<Self, PersistError> {
         std::fs::create_dir_all(dir).map_err(|source| PersistError::CreateDir {
             path: dir.to_path_buf(),
             source,
@@ -70,12 +70,12 @@ impl StateFile {
         })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// The saved state, or an empty one when there is no file yet.
-    pub fn load(&self) -> Result<Store, PersistError> {
+    pub(crate) fn load(&self) -> Result<Store, PersistError> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Store::default()),
@@ -101,7 +101,7 @@ impl StateFile {
     }
 
     /// Write the whole state: temporary file, flush to disk, rename over the old file.
-    pub fn save(&self, store: &Store) -> Result<(), PersistError> {
+    pub(crate) fn save(&self, store: &Store) -> Result<(), PersistError> {
         let write_err = |source| PersistError::Write {
             path: self.path.clone(),
             source,

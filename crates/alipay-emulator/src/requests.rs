@@ -7,11 +7,11 @@ use std::collections::VecDeque;
 use serde::Serialize;
 
 /// How many requests are kept.
-pub const CAPACITY: usize = 1000;
+pub(crate) const CAPACITY: usize = 1000;
 
 /// One `/gateway.do` request.
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct RequestRecord {
+pub(crate) struct RequestRecord {
     pub id: u64,
     /// `yyyy-MM-dd HH:mm:ss`, Beijing.
     pub time: String,
@@ -35,13 +35,13 @@ pub struct RequestRecord {
 
 /// The ring itself.
 #[derive(Debug, Default)]
-pub struct RequestLog {
+pub(crate) struct RequestLog {
     entries: VecDeque<RequestRecord>,
     next_id: u64,
 }
 
 impl RequestLog {
-    pub fn push(&mut self, mut record: RequestRecord) {
+    pub(crate) fn push(&mut self, mut record: RequestRecord) {
         self.next_id += 1;
         record.id = self.next_id;
         if self.entries.len() == CAPACITY {
@@ -51,11 +51,11 @@ impl RequestLog {
     }
 
     /// Oldest first.
-    pub fn all(&self) -> Vec<RequestRecord> {
+    pub(crate) fn all(&self) -> Vec<RequestRecord> {
         self.entries.iter().cloned().collect()
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.entries.clear();
     }
 }

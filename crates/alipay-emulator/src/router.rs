@@ -21,7 +21,7 @@ use crate::shared::{Shared, lock};
 use crate::{api, ids};
 
 /// The `/gateway.do` handler.
-pub async fn gateway_do(
+pub(crate) async fn gateway_do(
     State(shared): State<Arc<Shared>>,
     method: Method,
     RawQuery(query): RawQuery,

@@ -18,7 +18,7 @@ use crate::model::Store;
 use crate::persist::StateFile;
 use crate::requests::RequestLog;
 
-pub struct Shared {
+pub(crate) struct Shared {
     pub platform_key: PrivateKey,
     pub apps: HashMap<String, AppConfig>,
     pub notify_retry: Vec<Duration>,
@@ -40,13 +40,13 @@ pub struct Shared {
 }
 
 /// Lock a mutex even if a panicking thread poisoned it: the data is plain and stays usable.
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Shared {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    pub(crate) fn new(
         platform_key: PrivateKey,
         apps: HashMap<String, AppConfig>,
         notify_retry: Vec<Duration>,
@@ -74,13 +74,13 @@ impl Shared {
     }
 
     /// Read the store.
-    pub fn read<R>(&self, f: impl FnOnce(&Store) -> R) -> R {
+    pub(crate) fn read<R>(&self, f: impl FnOnce(&Store) -> R) -> R {
         f(&lock(&self.store))
     }
 
     /// Change the store, save it (when persisted) and wake the notifier. A failed save is logged
     /// and the emulator keeps serving from memory.
-    pub fn mutate<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
+    pub(crate) fn mutate<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
         let result = {
             let mut store = lock(&self.store);
             let result = f(&mut store);
@@ -95,7 +95,7 @@ impl Shared {
         result
     }
 
-    pub fn wrong_key(&self) -> Option<PrivateKey> {
+    pub(crate) fn wrong_key(&self) -> Option<PrivateKey> {
         self.wrong_key
             .get_or_init(|| PrivateKey::generate().ok())
             .clone()

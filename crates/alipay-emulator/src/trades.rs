@@ -23,7 +23,7 @@ use crate::model::{DeliveryState, Notification, Order, Product, Refund, Store, T
 use crate::notice::{RefundNotice, notification_fields};
 
 /// The app a request is for, and the time it happens.
-pub struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     pub app: &'a AppConfig,
     pub now: DateTime<FixedOffset>,
 }
@@ -40,7 +40,7 @@ impl Ctx<'_> {
 
 /// An order as a pay request describes it.
 #[derive(Clone, Debug)]
-pub struct NewOrder {
+pub(crate) struct NewOrder {
     pub out_trade_no: String,
     pub product: Product,
     pub total: Amount,
@@ -54,14 +54,14 @@ pub struct NewOrder {
 
 /// How a request names a trade: `trade_no` wins when both are given (as Alipay documents).
 #[derive(Clone, Debug)]
-pub struct TradeRef {
+pub(crate) struct TradeRef {
     pub out_trade_no: Option<String>,
     pub trade_no: Option<String>,
 }
 
 /// Why a buyer or control action cannot happen.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TransitionError {
+pub(crate) enum TransitionError {
     /// No link or precreate for this order was ever seen.
     NoOrder,
     /// The trade is in a state that does not allow it; the failure is what Alipay's cashier says.
@@ -75,7 +75,11 @@ pub enum TransitionError {
 /// paid → `ACQ.TRADE_HAS_SUCCESS`, closed → `ACQ.TRADE_HAS_CLOSE`, different content →
 /// `ACQ.CONTEXT_INCONSISTENT`; identical → the same order (its notify/return URLs updated to the
 /// latest request's).
-pub fn register_order(store: &mut Store, ctx: &Ctx<'_>, new: NewOrder) -> Result<String, Failure> {
+pub(crate) fn register_order(
+    store: &mut Store,
+    ctx: &Ctx<'_>,
+    new: NewOrder,
+) -> Result<String, Failure> {
     let app_id = ctx.app.app_id.clone();
     if let Some(existing) = store.order_mut(&app_id, &new.out_trade_no) {
         if let Some(trade) = &existing.trade {
@@ -129,7 +133,11 @@ pub fn register_order(store: &mut Store, ctx: &Ctx<'_>, new: NewOrder) -> Result
 
 /// The buyer opened the cashier (scanned the QR code or logged in): the trade now exists,
 /// `WAIT_BUYER_PAY`. Re-opening an unpaid trade is fine; a paid or closed one is refused.
-pub fn scan(store: &mut Store, ctx: &Ctx<'_>, out_trade_no: &str) -> Result<(), TransitionError> {
+pub(crate) fn scan(
+    store: &mut Store,
+    ctx: &Ctx<'_>,
+    out_trade_no: &str,
+) -> Result<(), TransitionError> {
     let seq = store.seq + 1;
     let order = store
         .order_mut(&ctx.app.app_id, out_trade_no)
@@ -155,7 +163,11 @@ pub fn scan(store: &mut Store, ctx: &Ctx<'_>, out_trade_no: &str) -> Result<(), 
 }
 
 /// The buyer pays: `WAIT_BUYER_PAY` (created now if needed) → `TRADE_SUCCESS`, notification queued.
-pub fn pay(store: &mut Store, ctx: &Ctx<'_>, out_trade_no: &str) -> Result<(), TransitionError> {
+pub(crate) fn pay(
+    store: &mut Store,
+    ctx: &Ctx<'_>,
+    out_trade_no: &str,
+) -> Result<(), TransitionError> {
     scan(store, ctx, out_trade_no)?;
     let trade = trade_mut(store, ctx, out_trade_no)?;
     trade.status = TradeStatus::TradeSuccess;
@@ -167,7 +179,7 @@ pub fn pay(store: &mut Store, ctx: &Ctx<'_>, out_trade_no: &str) -> Result<(), T
 /// The unpaid trade closes (timeout, or the buyer gives up). An order whose cashier was never
 /// opened gets its trade created and closed, so the link can no longer be paid. Closing a closed
 /// trade again changes nothing; a paid trade cannot be closed this way (refund it).
-pub fn close_unpaid(
+pub(crate) fn close_unpaid(
     store: &mut Store,
     ctx: &Ctx<'_>,
     out_trade_no: &str,
@@ -187,7 +199,11 @@ pub fn close_unpaid(
 }
 
 /// The refund window ends: `TRADE_SUCCESS` → `TRADE_FINISHED` (no more refunds).
-pub fn finish(store: &mut Store, ctx: &Ctx<'_>, out_trade_no: &str) -> Result<(), TransitionError> {
+pub(crate) fn finish(
+    store: &mut Store,
+    ctx: &Ctx<'_>,
+    out_trade_no: &str,
+) -> Result<(), TransitionError> {
     let order = store
         .order(&ctx.app.app_id, out_trade_no)
         .ok_or(TransitionError::NoOrder)?;
@@ -282,7 +298,12 @@ fn find_trade<'a>(store: &'a Store, ctx: &Ctx<'_>, target: &TradeRef) -> Option<
 }
 
 /// `alipay.trade.query` (§2.9).
-pub fn query(store: &Store, ctx: &Ctx<'_>, target: &TradeRef, query_options: &[String]) -> Fields {
+pub(crate) fn query(
+    store: &Store,
+    ctx: &Ctx<'_>,
+    target: &TradeRef,
+    query_options: &[String],
+) -> Fields {
     let Some(order) = find_trade(store, ctx, target) else {
         let mut f = Fields::failure(&Failure::business("ACQ.TRADE_NOT_EXIST"));
         f.str("buyer_pay_amount", "0.00")
@@ -325,7 +346,7 @@ pub fn query(store: &Store, ctx: &Ctx<'_>, target: &TradeRef, query_options: &[S
 
 /// A refund request, fields already checked for type and format.
 #[derive(Clone, Debug)]
-pub struct RefundInput {
+pub(crate) struct RefundInput {
     pub target: TradeRef,
     pub amount: Amount,
     pub out_request_no: Option<String>,
@@ -338,7 +359,7 @@ pub struct RefundInput {
 /// still succeeds; unpaid or closed → `ACQ.TRADE_STATUS_ERROR`; finished →
 /// `ACQ.TRADE_HAS_FINISHED`; no `out_request_no` and not the full amount →
 /// `ACQ.REFUND_AMT_NOT_EQUAL_TOTAL`; more than what is left → `ACQ.REASON_TRADE_REFUND_FEE_ERR`.
-pub fn refund(store: &mut Store, ctx: &Ctx<'_>, input: &RefundInput) -> Fields {
+pub(crate) fn refund(store: &mut Store, ctx: &Ctx<'_>, input: &RefundInput) -> Fields {
     let failure = |sub_code: &str| {
         let mut f = Fields::failure(&Failure::business(sub_code));
         f.opt("out_trade_no", input.target.out_trade_no.as_deref())
@@ -426,7 +447,7 @@ fn refund_success(out_trade_no: &str, trade: &Trade, refund: &Refund, fund_chang
 
 /// `alipay.trade.fastpay.refund.query` (§2.11): unknown trade → `ACQ.TRADE_NOT_EXIST`; unknown
 /// refund → a bare `10000` (Alipay's "nothing found").
-pub fn refund_query(
+pub(crate) fn refund_query(
     store: &Store,
     ctx: &Ctx<'_>,
     target: &TradeRef,
@@ -464,7 +485,7 @@ pub fn refund_query(
 
 /// `alipay.trade.close`: only `WAIT_BUYER_PAY` closes; a link never opened has no trade yet
 /// (`ACQ.TRADE_NOT_EXIST`, pitfall 10); anything else is `ACQ.TRADE_STATUS_ERROR`.
-pub fn close(store: &mut Store, ctx: &Ctx<'_>, target: &TradeRef) -> Fields {
+pub(crate) fn close(store: &mut Store, ctx: &Ctx<'_>, target: &TradeRef) -> Fields {
     let failure = |sub_code: &str| {
         let mut f = Fields::failure(&Failure::business(sub_code));
         f.opt("out_trade_no", target.out_trade_no.as_deref())
@@ -495,7 +516,7 @@ pub fn close(store: &mut Store, ctx: &Ctx<'_>, target: &TradeRef) -> Fields {
 
 /// `alipay.trade.precreate`: registers the order (no trade until the QR code is scanned) and
 /// answers the cashier URL as `qr_code`.
-pub fn precreate(store: &mut Store, ctx: &Ctx<'_>, new: NewOrder, base_url: &str) -> Fields {
+pub(crate) fn precreate(store: &mut Store, ctx: &Ctx<'_>, new: NewOrder, base_url: &str) -> Fields {
     let out_trade_no = new.out_trade_no.clone();
     match register_order(store, ctx, new) {
         Ok(token) => {
@@ -513,7 +534,7 @@ pub fn precreate(store: &mut Store, ctx: &Ctx<'_>, new: NewOrder, base_url: &str
 }
 
 /// The order and trade as the control API shows them.
-pub fn order_view(store: &Store, order: &Order, base_url: &str) -> Value {
+pub(crate) fn order_view(store: &Store, order: &Order, base_url: &str) -> Value {
     let trade = order.trade.as_ref();
     let notifications: Vec<Value> = store
         .notifications_of(&order.app_id, &order.out_trade_no)

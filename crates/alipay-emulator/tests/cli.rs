@@ -170,10 +170,7 @@ fn bad_flags_and_keys_fail_with_one_clear_line() {
             vec!["--alipay-private-key".into(), "/nonexistent/key.pem".into()],
             "--alipay-private-key",
         ),
-        (
-            vec!["--listen".into(), busy_addr.clone()],
-            "cannot listen on",
-        ),
+        (vec!["--listen".into(), busy_addr], "cannot listen on"),
     ];
     for (args, expected) in cases {
         let mut args = args;

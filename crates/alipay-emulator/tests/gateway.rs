@@ -46,7 +46,7 @@ async fn checks_run_in_alipays_order_first_failure_wins() {
     // Each step fixes the previous step's problem and leaves every later one broken.
     // (parameters, under error_response, code, sub_code)
     type Step<'a> = (Vec<(&'a str, &'a str)>, bool, &'a str, &'a str);
-    let steps: Vec<Step> = vec![
+    let steps: Vec<Step<'_>> = vec![
         (
             vec![("biz_content", "x")],
             true,
@@ -344,7 +344,7 @@ async fn legacy_rsa_requests_are_answered_with_sha1_signatures() {
 
 #[tokio::test]
 async fn app_knobs_sign_type_permissions_and_timestamp_skew() {
-    let mut config = common::config();
+    let mut config = config();
     config.apps[0].sign_type = Some(SignType::Rsa2);
     config.apps[0].disabled_methods = vec!["alipay.trade.close".into()];
     config.timestamp_skew = Some(Duration::from_secs(600));
@@ -503,7 +503,7 @@ async fn keys_apps_and_unknown_control_paths() {
 
 #[tokio::test]
 async fn start_refuses_bad_app_configs() {
-    let mut config = common::config();
+    let mut config = config();
     config.apps.push(AppConfig::new(APP_ID, app_public()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let err = alipay_emulator::Emulator::start(config, listener)

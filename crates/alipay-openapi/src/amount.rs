@@ -73,7 +73,7 @@ impl Amount {
 }
 
 impl Money {
-    pub const ZERO: Money = Money(0);
+    pub const ZERO: Self = Self(0);
 
     pub fn from_fen(fen: i64) -> Self {
         Self(fen.max(0))
@@ -92,8 +92,18 @@ impl Money {
         self.0
     }
 
-    pub fn saturating_sub(self, other: Money) -> Money {
-        Money((self.0 - other.0).max(0))
+    pub fn saturating_sub(self, other: Self) -> Self {
+        Self((self.0 - other.0).max(0))
+    }
+
+    /// The sum, or `None` past `i64::MAX` fen (no real sum gets there; a corrupt record might).
+    pub fn checked_add(self, other: Self) -> Option<Self> {
+        self.0.checked_add(other.0).map(Money)
+    }
+
+    /// The sum, capped at `i64::MAX` fen: for limits, where a capped sum still exceeds any limit.
+    pub fn saturating_add(self, other: Self) -> Self {
+        Self(self.0.saturating_add(other.0))
     }
 
     pub fn to_js_number(self) -> String {
@@ -108,7 +118,7 @@ impl Money {
 
 impl From<Amount> for Money {
     fn from(a: Amount) -> Self {
-        Money(a.0)
+        Self(a.0)
     }
 }
 
@@ -133,7 +143,7 @@ impl Serialize for Amount {
 impl<'de> Deserialize<'de> for Amount {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let value = serde_json::Value::deserialize(d)?;
-        Amount::from_json(&value).map_err(serde::de::Error::custom)
+        Self::from_json(&value).map_err(serde::de::Error::custom)
     }
 }
 
@@ -147,9 +157,9 @@ impl<'de> Deserialize<'de> for Money {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let value = serde_json::Value::deserialize(d)?;
         match &value {
-            serde_json::Value::String(s) => Money::from_yuan_str(s),
+            serde_json::Value::String(s) => Self::from_yuan_str(s),
             serde_json::Value::Number(n) => {
-                Money::from_yuan_str(&number_text(n).map_err(serde::de::Error::custom)?)
+                Self::from_yuan_str(&number_text(n).map_err(serde::de::Error::custom)?)
             }
             _ => Err(AmountError::WrongType("not a number or string")),
         }

@@ -28,6 +28,12 @@ pub trait ApiRequest: Serialize {
     }
 
     /// The `biz_content` text.
+    ///
+    /// Serialising this crate's requests cannot fail: they are structs of strings, amounts
+    /// (written as strings) and lists of strings, with no maps, so `serde_json` has no error to
+    /// report. The `"{}"` fallback only matters for a caller's own type whose `Serialize` fails;
+    /// the gateway then refuses the request for its missing fields, and nothing is paid or
+    /// refunded.
     fn biz_content(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
     }
@@ -35,6 +41,7 @@ pub trait ApiRequest: Serialize {
 
 /// `trade_status` of a trade.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum TradeStatus {
     /// Created (buyer scanned or logged in), not paid.
     WaitBuyerPay,
@@ -51,28 +58,28 @@ pub enum TradeStatus {
 impl TradeStatus {
     pub fn as_str(&self) -> &str {
         match self {
-            TradeStatus::WaitBuyerPay => "WAIT_BUYER_PAY",
-            TradeStatus::TradeClosed => "TRADE_CLOSED",
-            TradeStatus::TradeSuccess => "TRADE_SUCCESS",
-            TradeStatus::TradeFinished => "TRADE_FINISHED",
-            TradeStatus::Other(s) => s,
+            Self::WaitBuyerPay => "WAIT_BUYER_PAY",
+            Self::TradeClosed => "TRADE_CLOSED",
+            Self::TradeSuccess => "TRADE_SUCCESS",
+            Self::TradeFinished => "TRADE_FINISHED",
+            Self::Other(s) => s,
         }
     }
 
     /// Paid (`TRADE_SUCCESS` or `TRADE_FINISHED`).
     pub fn is_paid(&self) -> bool {
-        matches!(self, TradeStatus::TradeSuccess | TradeStatus::TradeFinished)
+        matches!(self, Self::TradeSuccess | Self::TradeFinished)
     }
 }
 
 impl From<&str> for TradeStatus {
     fn from(s: &str) -> Self {
         match s {
-            "WAIT_BUYER_PAY" => TradeStatus::WaitBuyerPay,
-            "TRADE_CLOSED" => TradeStatus::TradeClosed,
-            "TRADE_SUCCESS" => TradeStatus::TradeSuccess,
-            "TRADE_FINISHED" => TradeStatus::TradeFinished,
-            other => TradeStatus::Other(other.to_string()),
+            "WAIT_BUYER_PAY" => Self::WaitBuyerPay,
+            "TRADE_CLOSED" => Self::TradeClosed,
+            "TRADE_SUCCESS" => Self::TradeSuccess,
+            "TRADE_FINISHED" => Self::TradeFinished,
+            other => Self::Other(other.to_string()),
         }
     }
 }
@@ -91,12 +98,13 @@ impl Serialize for TradeStatus {
 
 impl<'de> Deserialize<'de> for TradeStatus {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(TradeStatus::from(String::deserialize(d)?.as_str()))
+        Ok(Self::from(String::deserialize(d)?.as_str()))
     }
 }
 
 /// Which cashier a payment link opens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum PayKind {
     /// `alipay.trade.wap.pay`, `QUICK_WAP_WAY`: a phone browser.
     Wap,
@@ -105,31 +113,31 @@ pub enum PayKind {
 }
 
 impl PayKind {
-    pub fn method(self) -> &'static str {
+    /// The `method` parameter of this cashier's links.
+    pub const fn method(self) -> &'static str {
         match self {
-            PayKind::Wap => "alipay.trade.wap.pay",
-            PayKind::Page => "alipay.trade.page.pay",
+            Self::Wap => "alipay.trade.wap.pay",
+            Self::Page => "alipay.trade.page.pay",
         }
     }
 
-    pub fn product_code(self) -> &'static str {
+    pub const fn product_code(self) -> &'static str {
         match self {
-            PayKind::Wap => "QUICK_WAP_WAY",
-            PayKind::Page => "FAST_INSTANT_TRADE_PAY",
+            Self::Wap => "QUICK_WAP_WAY",
+            Self::Page => "FAST_INSTANT_TRADE_PAY",
         }
     }
 
     pub fn from_method(method: &str) -> Option<Self> {
-        match method {
-            "alipay.trade.wap.pay" => Some(PayKind::Wap),
-            "alipay.trade.page.pay" => Some(PayKind::Page),
-            _ => None,
-        }
+        [Self::Wap, Self::Page]
+            .into_iter()
+            .find(|kind| kind.method() == method)
     }
 }
 
 /// How `total_amount` is written in a link's `biz_content`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AmountStyle {
     /// `"88.80"`, Alipay's documented Price type.
     #[default]
@@ -187,6 +195,7 @@ impl PayOrder {
             timeout_express: self.timeout_express.as_deref().filter(|t| !t.is_empty()),
             query_options: self.query_options.as_deref(),
         })
+        // Unreachable: strings, a JSON scalar and a list of strings always serialise.
         .unwrap_or_else(|_| "{}".into())
     }
 }

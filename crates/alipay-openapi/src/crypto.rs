@@ -12,6 +12,7 @@ use crate::keys::{PrivateKey, PublicKey};
 
 /// The `sign_type` parameter.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum SignType {
     /// SHA256withRSA, Alipay's recommended algorithm.
     #[default]
@@ -23,8 +24,8 @@ pub enum SignType {
 impl SignType {
     pub fn as_str(self) -> &'static str {
         match self {
-            SignType::Rsa2 => "RSA2",
-            SignType::Rsa => "RSA",
+            Self::Rsa2 => "RSA2",
+            Self::Rsa => "RSA",
         }
     }
 }
@@ -41,8 +42,8 @@ impl FromStr for SignType {
     /// Exactly `RSA2` or `RSA`, as the gateway compares them.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
-            "RSA2" => Ok(SignType::Rsa2),
-            "RSA" => Ok(SignType::Rsa),
+            "RSA2" => Ok(Self::Rsa2),
+            "RSA" => Ok(Self::Rsa),
             other => Err(SignatureError::UnknownSignType(other.to_string())),
         }
     }

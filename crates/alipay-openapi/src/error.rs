@@ -22,6 +22,7 @@ impl KeyError {
 
 /// What is wrong with a key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyProblem {
     #[error("the key is empty")]
     Empty,
@@ -55,6 +56,7 @@ pub enum KeyProblem {
 
 /// Signing failed inside the crypto backend (never for a key that loaded).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SignError {
     #[error("signing failed: {0}")]
     Backend(&'static str),
@@ -62,6 +64,7 @@ pub enum SignError {
 
 /// A signature did not verify.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SignatureError {
     #[error("the signature is missing")]
     Missing,
@@ -75,6 +78,7 @@ pub enum SignatureError {
 
 /// A money amount was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AmountError {
     #[error("must be a yuan amount such as 88.80, got an empty value")]
     Empty,
@@ -96,6 +100,7 @@ pub enum AmountError {
 
 /// A gateway response body could not be trusted or read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ResponseError {
     #[error("malformed gateway response: {0}")]
     Malformed(String),
@@ -111,6 +116,7 @@ pub enum ResponseError {
 
 /// An asynchronous notification (or return_url query) was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum NotifyError {
     #[error("malformed notification body: {0}")]
     Malformed(String),
@@ -126,6 +132,7 @@ pub enum NotifyError {
 
 /// A gateway request (as the gateway receives it) could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RequestParseError {
     #[error("parameter {0:?} is given twice with different values")]
     DuplicateParameter(String),
@@ -161,6 +168,7 @@ impl std::error::Error for GatewayError {}
 
 /// Everything an API call through [`crate::AlipayClient`] can fail with.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     #[error("the gateway did not answer within {} ms", .0.as_millis())]
     Timeout(Duration),
@@ -182,7 +190,7 @@ pub enum Error {
 
 impl From<GatewayError> for Error {
     fn from(e: GatewayError) -> Self {
-        Error::Business(Box::new(e))
+        Self::Business(Box::new(e))
     }
 }
 
@@ -191,26 +199,26 @@ impl Error {
     /// call must be retried with the same request number (or its outcome queried), never a new one.
     pub fn outcome_unknown(&self) -> bool {
         match self {
-            Error::Connect(_) | Error::Sign(_) => false,
-            Error::Business(e) => {
+            Self::Connect(_) | Self::Sign(_) => false,
+            Self::Business(e) => {
                 e.code == "20000"
                     || matches!(
                         e.sub_code.as_deref(),
                         Some("ACQ.SYSTEM_ERROR" | "isp.unknow-error" | "aop.unknow-error")
                     )
             }
-            Error::Timeout(_)
-            | Error::HttpStatus(_)
-            | Error::TooLarge(_)
-            | Error::Transport(_)
-            | Error::Response(_) => true,
+            Self::Timeout(_)
+            | Self::HttpStatus(_)
+            | Self::TooLarge(_)
+            | Self::Transport(_)
+            | Self::Response(_) => true,
         }
     }
 
     /// The gateway's business error, if that is what this is.
     pub fn business(&self) -> Option<&GatewayError> {
         match self {
-            Error::Business(e) => Some(e),
+            Self::Business(e) => Some(e),
             _ => None,
         }
     }

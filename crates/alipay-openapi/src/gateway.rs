@@ -17,6 +17,7 @@ pub struct GatewayRequest {
 
 /// Why a request's signature was not accepted.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RequestVerifyError {
     /// No `sign` parameter.
     MissingSign,

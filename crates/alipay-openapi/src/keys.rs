@@ -347,7 +347,7 @@ enum PrivateForm {
 
 impl PrivateForm {
     fn is_private(&self) -> bool {
-        !matches!(self, PrivateForm::NotPrivate)
+        !matches!(self, Self::NotPrivate)
     }
 }
 

@@ -245,6 +245,7 @@ fn responses_extract_the_exact_signed_text_and_verify_as_given() {
         let other = match sign_type(&case) {
             SignType::Rsa2 => SignType::Rsa,
             SignType::Rsa => SignType::Rsa2,
+            t => unreachable!("{name}: the vectors sign with RSA2 or RSA, not {t}"),
         };
         assert!(
             response::verify_response(body, method, &key, other).is_err(),

@@ -1,8 +1,8 @@
-//! The running server's shared state: configuration, the Alipay client (pointed at Alipay or at the
-//! embedded gateway), the order ledger, the notify receiver and the resource subscribers. One `App`
-//! serves every MCP session (stdio, or each HTTP session or request).
+//! The running server, wired: the configuration, the services (the Alipay client pointed at
+//! Alipay or the embedded gateway, the ledger, the guardrails), the notify receiver, the resource
+//! subscribers and the background jobs. One `App` serves every MCP session (stdio, or each HTTP
+//! session or request).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,21 +12,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Env};
 use crate::confirm::PendingConfirmations;
-use crate::instance::Instance;
+use crate::domain::AppScope;
 use crate::ledger::{Ledger, SqliteLedger};
 use crate::local::{self, LocalGateway};
 use crate::notify_receiver;
+use crate::service::Services;
 use crate::subscriptions::Subscriptions;
 
 pub struct App {
     pub config: Config,
-    /// This process, as the refunds it sends record it.
-    pub instance: Instance,
-    /// One refund at a time per order, as Alipay asks (and our remaining-amount check assumes).
-    refund_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    pub client: AlipayClient,
-    pub ledger: Arc<dyn Ledger>,
-    pub subscriptions: Subscriptions,
+    pub services: Services,
+    pub subscriptions: Arc<Subscriptions>,
     pub confirmations: PendingConfirmations,
     local: Mutex<Option<LocalGateway>>,
     stop: CancellationToken,
@@ -46,9 +42,13 @@ impl Drop for ListenStream<'_> {
 
 /// The notify receiver's socket, bound (cheap, and before any MCP answer: from then on Alipay's
 /// notifications queue up even while the server is still starting).
-pub struct Bound {
+pub struct BoundApp {
     config: Config,
     notify_listener: Option<tokio::net::TcpListener>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl App {
@@ -58,23 +58,23 @@ impl App {
     }
 
     /// Bind the notify receiver.
-    pub async fn bind(config: Config) -> Result<Bound, String> {
+    pub async fn bind(config: Config) -> Result<BoundApp, String> {
         let notify_listener = match config.notify_listen {
             None => None,
             Some(addr) => Some(bind_notify(addr, config.env == Env::Local).await?),
         };
-        Ok(Bound {
+        Ok(BoundApp {
             config,
             notify_listener,
         })
     }
 }
 
-impl Bound {
+impl BoundApp {
     /// Open the ledger, start the embedded gateway (local mode) and the notify receiver, build the
-    /// client. Any failure is one line for stderr.
+    /// client, start the background jobs. Any failure is one line for stderr.
     pub async fn start(self) -> Result<Arc<App>, String> {
-        let Bound {
+        let Self {
             mut config,
             notify_listener,
         } = self;
@@ -85,23 +85,28 @@ impl Bound {
         }
 
         let (client, local) = connect(&config).await?;
-        // One ledger per environment (local mode's lives with its keys), bound to its app.
+        // One ledger file per environment (local mode's lives with its keys); each row knows its
+        // app, so apps sharing a data dir never see each other's orders.
         let ledger_path = config.env_dir().join("ledger.db");
-        let sqlite = SqliteLedger::open(&ledger_path)
-            .map_err(|e| format!("AP_DATA_DIR: {e} ({})", ledger_path.display()))?;
-        sqlite
-            .claim(config.env.as_str(), &client.config().merchant.app_id)
-            .map_err(|e| format!("AP_DATA_DIR: {e} ({})", ledger_path.display()))?;
-        let ledger: Arc<dyn Ledger> = Arc::new(sqlite);
-
-        let instance = Instance::register(&config.data_dir)?;
-        let app = Arc::new(App {
-            config,
-            instance,
-            refund_locks: Mutex::new(HashMap::new()),
+        let scope = AppScope {
+            env: config.env,
+            app_id: client.config().merchant.app_id.clone(),
+        };
+        let ledger: Arc<dyn Ledger> = Arc::new(
+            SqliteLedger::open(&ledger_path, scope, &config.data_dir.join("instances"))
+                .await
+                .map_err(|e| format!("AP_DATA_DIR: {e} ({})", ledger_path.display()))?,
+        );
+        let services = Services {
             client,
             ledger,
-            subscriptions: Subscriptions::default(),
+            guard: config.guard.clone(),
+            timeout: config.timeout,
+        };
+        let app = Arc::new(App {
+            config,
+            services,
+            subscriptions: Arc::new(Subscriptions::default()),
             confirmations: PendingConfirmations::default(),
             local: Mutex::new(local),
             stop: CancellationToken::new(),
@@ -110,30 +115,50 @@ impl Bound {
         });
         if let Some(listener) = notify_listener {
             let stop = app.stop.clone();
-            let task = tokio::spawn(notify_receiver::serve(listener, app.clone(), async move {
-                stop.cancelled().await
-            }));
+            let task = tokio::spawn(notify_receiver::serve(
+                listener,
+                app.services.clone(),
+                async move { stop.cancelled().await },
+            ));
             app.track(task);
             tracing::info!(addr = ?notify_addr, "notify receiver listening");
         }
-        let reconcile = tokio::spawn(crate::tools::refund_query::reconcile(app.clone()));
-        app.track(reconcile);
+        app.track(tokio::spawn(forward_changes(
+            app.services.ledger.clone(),
+            app.subscriptions.clone(),
+        )));
+        let services = app.services.clone();
+        app.track(tokio::spawn(async move {
+            let done = crate::service::reconcile::reconcile(&services).await;
+            tracing::info!(?done, "start-up reconciliation");
+        }));
         Ok(app)
     }
 }
 
-impl App {
-    /// Hold the refund lock of one order (released when the guard drops).
-    pub async fn refund_lock(&self, out_trade_no: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = {
-            let mut locks = self.refund_locks.lock().unwrap_or_else(|p| p.into_inner());
-            // Forget locks nobody holds or waits for, so the map stays small.
-            locks.retain(|_, l| Arc::strong_count(l) > 1);
-            locks.entry(out_trade_no.to_string()).or_default().clone()
-        };
-        lock.lock_owned().await
+/// Tell the subscribers of an order's resource that it changed, as the ledger commits changes.
+async fn forward_changes(ledger: Arc<dyn Ledger>, subscriptions: Arc<Subscriptions>) {
+    let mut changes = ledger.changes();
+    loop {
+        match changes.recv().await {
+            Ok(change) => {
+                let uri = crate::resources::order_uri(&change.out_trade_no);
+                // A slow client must not hold up the next change.
+                let subscriptions = subscriptions.clone();
+                tokio::spawn(async move {
+                    let sent = subscriptions.resource_updated(&uri).await;
+                    tracing::info!(%uri, subscribers = sent, "resource updated");
+                });
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "resource updates lagged behind the ledger");
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
     }
+}
 
+impl App {
     /// Count a `subscriptions/listen` stream for as long as the returned guard lives.
     pub fn listen_stream(&self) -> ListenStream<'_> {
         self.listen_streams.fetch_add(1, Ordering::SeqCst);
@@ -145,24 +170,18 @@ impl App {
     }
 
     fn track(&self, task: tokio::task::JoinHandle<()>) {
-        if let Ok(mut tasks) = self.tasks.lock() {
-            tasks.push(task);
-        }
+        lock(&self.tasks).push(task);
     }
 
     /// Stop the receiver and background tasks, then the embedded gateway (flushing its state).
     pub async fn shutdown(&self) {
         self.stop.cancel();
-        let tasks = self
-            .tasks
-            .lock()
-            .map(|mut t| std::mem::take(&mut *t))
-            .unwrap_or_default();
+        let tasks = std::mem::take(&mut *lock(&self.tasks));
         for task in tasks {
             task.abort();
             let _ = task.await;
         }
-        let local = self.local.lock().ok().and_then(|mut l| l.take());
+        let local = lock(&self.local).take();
         if let Some(local) = local {
             local.shutdown().await;
         }

@@ -10,24 +10,7 @@ use alipay_openapi::{Amount, PrivateKey, PublicKey, SignType};
 
 use crate::tools::ToolKind;
 
-/// Which gateway the server talks to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Env {
-    Prod,
-    Sandbox,
-    /// The embedded emulator: no merchant account, no real money.
-    Local,
-}
-
-impl Env {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Env::Prod => "prod",
-            Env::Sandbox => "sandbox",
-            Env::Local => "local",
-        }
-    }
-}
+pub use crate::domain::Env;
 
 /// Credentials of a real Alipay application (prod or sandbox).
 #[derive(Clone, Debug)]
@@ -337,7 +320,7 @@ impl Config {
 
     /// Where this environment keeps its own state in `AP_DATA_DIR`: the ledger, and in local mode
     /// the keys and the embedded gateway's trades. Prod uses the top level.
-    pub fn env_dir(&self) -> std::path::PathBuf {
+    pub fn env_dir(&self) -> PathBuf {
         match self.env {
             Env::Prod => self.data_dir.clone(),
             Env::Sandbox => self.data_dir.join("sandbox"),
@@ -478,58 +461,23 @@ pub fn normalize_origin(origin: &str) -> Option<String> {
     if origin == "null" {
         return Some("null".into());
     }
-    let (scheme, rest) = origin.split_once("://")?;
-    let scheme = scheme.to_ascii_lowercase();
-    let default_port = match scheme.as_str() {
-        "http" => "80",
-        "https" => "443",
-        _ => return None,
-    };
-    if rest.is_empty() || rest.contains(['/', '?', '#', '@']) || !check_host_opt(rest) {
+    let url = authority_url(origin)?;
+    matches!(url.scheme(), "http" | "https").then(|| url.origin().ascii_serialization())
+}
+
+/// `scheme://authority` and nothing more (no path, query, fragment or credentials), parsed.
+fn authority_url(text: &str) -> Option<url::Url> {
+    let (_, authority) = text.split_once("://")?;
+    if authority.is_empty() || authority.contains(['/', '?', '#', '@', ' ']) {
         return None;
     }
-    let rest = rest.to_ascii_lowercase();
-    let authority = match split_port(&rest) {
-        (host, Some(port)) if port == default_port => host.to_string(),
-        _ => rest,
-    };
-    Some(format!("{scheme}://{authority}"))
-}
-
-/// `host`, `host:port`, `[v6]` or `[v6]:port`.
-fn split_port(authority: &str) -> (&str, Option<&str>) {
-    if authority.starts_with('[') {
-        return match authority.rsplit_once("]:") {
-            Some((host, port)) => (&authority[..host.len() + 1], Some(port)),
-            None => (authority, None),
-        };
-    }
-    match authority.rsplit_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (authority, None),
-    }
-}
-
-fn check_host_opt(authority: &str) -> bool {
-    check_host(authority).is_some()
+    let url = url::Url::parse(text).ok()?;
+    url.host_str().is_some().then_some(url)
 }
 
 /// A `Host` value we can compare: a DNS name or IP, optionally with a port.
 fn check_host(authority: &str) -> Option<()> {
-    let (host, port) = split_port(authority);
-    if let Some(port) = port {
-        port.parse::<u16>().ok()?;
-    }
-    let ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        v6.parse::<std::net::Ipv6Addr>().is_ok()
-    } else {
-        !host.is_empty()
-            && host.len() <= 253
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-    };
-    ok.then_some(())
+    authority_url(&format!("http://{authority}")).map(drop)
 }
 
 fn parse_bool(v: &str) -> Option<bool> {

@@ -1,5 +1,5 @@
 //! `AP_REFUND_CONFIRM=true`: a refund is sent only after a person approved it through MCP
-//! elicitation. The question shows figures from Alipay (paid, already refunded, this refund), not
+//! elicitation ([`ElicitConfirm`], the MCP side of `crate::service::refunds::Confirm`). The question shows figures from Alipay (paid, already refunded, this refund), not
 //! from the model. Clients before 2026-07-28 are asked with `elicitation/create` during the call;
 //! 2026-07-28 clients get an input-required result and retry the call with the answer, which must
 //! come back with our request state and for the very same refund.
@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use alipay_openapi::Money;
+use async_trait::async_trait;
 use rmcp::RoleServer;
 use rmcp::model::{
     ElicitRequest, ElicitRequestParams, ElicitationAction, ElicitationSchema, InputRequest,
@@ -16,17 +18,16 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use serde_json::Value;
 
-use crate::tools::guard::refusal;
-use crate::tools::outcome::ToolOutcome;
-use crate::tools::refund::RefundPlan;
+use crate::service::refunds::{Confirm, Decision, RefundPlan, RefundRequest};
 
 /// How long a person has to answer.
 const ANSWER_WITHIN: Duration = Duration::from_secs(600);
 const INPUT_KEY: &str = "confirmRefund";
 
 struct Pending {
-    fingerprint: String,
-    figures: (i64, i64),
+    /// The refund asked about: an answer is for this refund only.
+    refund: RefundRequest,
+    figures: (Money, Money),
     asked: Instant,
 }
 
@@ -38,43 +39,35 @@ pub struct PendingConfirmations {
 }
 
 impl PendingConfirmations {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
+        // A panic elsewhere cannot leave this map half-written: take it as it is.
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn insert(&self, plan: &RefundPlan) -> String {
         let id = format!("refund-confirm-{:032x}", rand::random::<u128>());
-        if let Ok(mut p) = self.pending.lock() {
-            p.retain(|_, v| v.asked.elapsed() < ANSWER_WITHIN);
-            p.insert(
-                id.clone(),
-                Pending {
-                    fingerprint: plan.fingerprint(),
-                    figures: plan.figures(),
-                    asked: Instant::now(),
-                },
-            );
-        }
+        let mut pending = self.lock();
+        pending.retain(|_, v| v.asked.elapsed() < ANSWER_WITHIN);
+        pending.insert(
+            id.clone(),
+            Pending {
+                refund: plan.request.clone(),
+                figures: plan.figures(),
+                asked: Instant::now(),
+            },
+        );
         id
     }
 
     fn take(&self, id: &str) -> Option<Pending> {
-        self.pending
-            .lock()
-            .ok()?
+        self.lock()
             .remove(id)
             .filter(|p| p.asked.elapsed() < ANSWER_WITHIN)
     }
 }
 
-pub enum Decision {
-    Approved,
-    Refused(ToolOutcome),
-    Ask(InputRequiredResult),
-}
-
 fn declined(why: &str) -> Decision {
-    Decision::Refused(refusal(
-        "AP_REFUND_CONFIRM",
-        format!("the refund was not approved: {why}"),
-        None,
-    ))
+    Decision::Refused(format!("the refund was not approved: {why}"))
 }
 
 fn question(plan: &RefundPlan) -> ElicitRequestParams {
@@ -104,55 +97,101 @@ fn approved(action: &ElicitationAction, content: Option<&Value>) -> Result<(), &
     }
 }
 
-pub async fn confirm_refund(
+/// Asks through the MCP request being served.
+pub struct ElicitConfirm<'a> {
+    pub confirmations: &'a PendingConfirmations,
+    pub ctx: &'a RequestContext<RoleServer>,
+    /// What a 2026-07-28 client sent back with its retry.
+    pub state: Option<String>,
+    pub responses: Option<InputResponses>,
+    /// The question for a 2026-07-28 client, once asked.
+    pub question: Mutex<Option<InputRequiredResult>>,
+}
+
+impl ElicitConfirm<'_> {
+    pub fn take_question(&self) -> Option<InputRequiredResult> {
+        self.question
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+}
+
+#[async_trait]
+impl Confirm for ElicitConfirm<'_> {
+    async fn ask(&self, plan: &RefundPlan) -> Decision {
+        match confirm_refund(
+            self.confirmations,
+            plan,
+            self.ctx,
+            self.state.clone(),
+            self.responses.clone(),
+        )
+        .await
+        {
+            Asked::Decided(decision) => decision,
+            Asked::Question(question) => {
+                *self.question.lock().unwrap_or_else(|p| p.into_inner()) = Some(question);
+                Decision::Asking
+            }
+        }
+    }
+}
+
+enum Asked {
+    Decided(Decision),
+    Question(InputRequiredResult),
+}
+
+async fn confirm_refund(
     confirmations: &PendingConfirmations,
     plan: &RefundPlan,
     ctx: &RequestContext<RoleServer>,
     state: Option<String>,
     responses: Option<InputResponses>,
-) -> Decision {
+) -> Asked {
     let can_elicit = ctx
         .client_capabilities()
         .is_some_and(|c| c.elicitation.is_some());
     if !can_elicit {
-        return Decision::Refused(refusal(
-            "AP_REFUND_CONFIRM",
+        return Asked::Decided(Decision::Refused(
             "every refund needs a person's approval, and this MCP client cannot ask one (it does not offer elicitation); refund from a client that does, or ask the operator".to_string(),
-            None,
         ));
     }
     let modern = ctx
         .protocol_version()
         .is_some_and(|v| v >= ProtocolVersion::V_2026_07_28);
     if !modern {
-        return match ctx
-            .peer
-            .create_elicitation_with_timeout(question(plan), Some(ANSWER_WITHIN))
-            .await
-        {
-            Ok(answer) => match approved(&answer.action, answer.content.as_ref()) {
-                Ok(()) => Decision::Approved,
-                Err(why) => declined(why),
+        return Asked::Decided(
+            match ctx
+                .peer
+                .create_elicitation_with_timeout(question(plan), Some(ANSWER_WITHIN))
+                .await
+            {
+                Ok(answer) => match approved(&answer.action, answer.content.as_ref()) {
+                    Ok(()) => Decision::Approved,
+                    Err(why) => declined(why),
+                },
+                Err(e) => declined(&format!("the question could not be asked ({e})")),
             },
-            Err(e) => declined(&format!("the question could not be asked ({e})")),
-        };
+        );
     }
     if let (Some(state), Some(responses)) = (state, responses)
         && let Some(pending) = confirmations.take(&state)
-        && pending.fingerprint == plan.fingerprint()
+        && pending.refund == plan.request
         && pending.figures == plan.figures()
     {
         let answer = responses.get(INPUT_KEY).cloned().unwrap_or(Value::Null);
         let action: Option<ElicitationAction> = answer
             .get("action")
             .and_then(|a| serde_json::from_value(a.clone()).ok());
-        return match action {
+        return Asked::Decided(match action {
             Some(action) => match approved(&action, answer.get("content")) {
                 Ok(()) => Decision::Approved,
                 Err(why) => declined(why),
             },
             None => declined("the answer was not an elicitation result"),
-        };
+        });
     }
     // First round, or an answer for another refund, or the figures changed since: ask (again).
     let mut requests = InputRequests::new();
@@ -160,7 +199,7 @@ pub async fn confirm_refund(
         INPUT_KEY.to_string(),
         InputRequest::Elicitation(ElicitRequest::new(question(plan))),
     );
-    Decision::Ask(InputRequiredResult::new(
+    Asked::Question(InputRequiredResult::new(
         Some(requests),
         Some(confirmations.insert(plan)),
     ))

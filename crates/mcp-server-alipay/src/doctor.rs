@@ -4,7 +4,7 @@
 use alipay_openapi::{Error, TradeQuery};
 
 use crate::config::{Config, Env};
-use crate::tools::outcome::{advice, alipay_message};
+use crate::tools::render::{advice, alipay_message};
 
 struct Report {
     failed: bool,

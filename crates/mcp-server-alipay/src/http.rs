@@ -82,7 +82,7 @@ pub async fn run(config: Config, addr: SocketAddr) -> ExitCode {
     };
 
     let sessions_stop = CancellationToken::new();
-    let gate = Arc::new(Gate::new(&settings, &token, app.clone()));
+    let gate = Arc::new(Gate::new(&settings, &token, local_addr, app.clone()));
     let router = router(app.clone(), &settings, hosts, gate.clone(), &sessions_stop);
 
     let accepting_stop = CancellationToken::new();
@@ -162,6 +162,21 @@ fn allowed_hosts(settings: &HttpSettings, addr: SocketAddr) -> Option<Vec<String
     Some(hosts)
 }
 
+/// The origins of a page served by this very server on loopback (`http://localhost:PORT`, …):
+/// not a foreign site, so not a DNS-rebinding attempt. Only when the server listens on loopback
+/// (or every address, loopback included).
+fn own_origins(addr: SocketAddr) -> Vec<String> {
+    let ip = addr.ip();
+    if !ip.is_loopback() && !ip.is_unspecified() {
+        return Vec::new();
+    }
+    let port = addr.port();
+    ["localhost", "127.0.0.1", "[::1]"]
+        .iter()
+        .filter_map(|host| normalize_origin(&format!("http://{host}:{port}")))
+        .collect()
+}
+
 fn router(
     app: Arc<App>,
     settings: &HttpSettings,
@@ -210,6 +225,7 @@ fn router(
 /// What every `/mcp` request passes before rmcp sees it.
 struct Gate {
     token_digest: [u8; 32],
+    /// `AP_HTTP_ALLOWED_ORIGINS`, and the server's own loopback origins.
     origins: Vec<String>,
     slots: Arc<Semaphore>,
     timeout: Duration,
@@ -219,10 +235,12 @@ struct Gate {
 }
 
 impl Gate {
-    fn new(settings: &HttpSettings, token: &str, app: Arc<App>) -> Self {
+    fn new(settings: &HttpSettings, token: &str, addr: SocketAddr, app: Arc<App>) -> Self {
+        let mut origins = settings.allowed_origins.clone();
+        origins.extend(own_origins(addr));
         Self {
             token_digest: Sha256::digest(token.as_bytes()).into(),
-            origins: settings.allowed_origins.clone(),
+            origins,
             slots: Arc::new(Semaphore::new(settings.max_concurrent)),
             timeout: settings.timeout,
             posts: Arc::new(AtomicUsize::new(0)),
@@ -404,6 +422,20 @@ mod tests {
                 .unwrap()
                 .contains(&"mcp.example.com".to_string())
         );
+        let own = own_origins("127.0.0.1:8080".parse().unwrap());
+        assert_eq!(
+            own,
+            [
+                "http://localhost:8080",
+                "http://127.0.0.1:8080",
+                "http://[::1]:8080"
+            ]
+        );
+        assert_eq!(
+            own_origins("0.0.0.0:80".parse().unwrap())[0],
+            "http://localhost"
+        );
+        assert!(own_origins("10.0.0.5:8080".parse().unwrap()).is_empty());
         let star = HttpSettings {
             allowed_hosts: Some(vec![]),
             ..HttpSettings::default()

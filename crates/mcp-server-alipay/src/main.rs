@@ -1,28 +1,11 @@
 //! `mcp-server-alipay`: the MCP server (stdio, or Streamable HTTP with `serve --http`), plus
-//! `emulator`, `doctor` and `keygen`.
-//! This file only wires the pieces together.
-
-mod app;
-mod config;
-mod confirm;
-mod doctor;
-mod http;
-mod instance;
-mod keygen;
-mod ledger;
-mod local;
-mod logging;
-mod mcp;
-mod notify_receiver;
-mod qr;
-mod resources;
-mod subscriptions;
-mod tools;
+//! `emulator`, `doctor` and `keygen`. This file only parses the command line and wires; everything
+//! else is in the library (`lib.rs`).
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use rmcp::ServiceExt as _;
+use mcp_server_alipay::{config, doctor, http, keygen, logging, stdio};
 
 #[derive(Parser)]
 #[command(
@@ -88,90 +71,8 @@ async fn serve(args: ServeArgs) -> ExitCode {
     if let Some(warning) = logging::init(&config) {
         eprintln!("mcp-server-alipay: {warning}");
     }
-    if let Some(addr) = args.http.or(config.http.listen) {
-        return http::run(config, addr).await;
+    match args.http.or(config.http.listen) {
+        Some(addr) => http::run(config, addr).await,
+        None => stdio::run(config).await,
     }
-    // Prod and sandbox: answer `initialize` and `tools/list` at once, they need only the
-    // configuration; the ledger and the HTTP client start beside them and the calls that need
-    // them wait. Local mode: the embedded gateway is up before the first answer, since a client
-    // may open a link or reach the gateway as soon as it has initialized.
-    let local = config.credentials.is_none();
-    let (served, ready) = mcp::Served::starting(&config);
-    let bound = match app::App::bind(config).await {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("mcp-server-alipay: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let start = async move {
-        let app = bound.start().await;
-        match &app {
-            Ok(app) => tracing::info!(
-                env = app.config.env.as_str(),
-                tools = app.config.tools.len(),
-                "serving MCP on stdio"
-            ),
-            Err(e) => eprintln!("mcp-server-alipay: {e}"),
-        }
-        ready.set(app.clone());
-        app
-    };
-    let starting = if local {
-        let app = start.await;
-        if app.is_err() {
-            return ExitCode::FAILURE;
-        }
-        tokio::spawn(async move { app })
-    } else {
-        tokio::spawn(start)
-    };
-    let start_failed = {
-        let served = served.clone();
-        async move {
-            if served.started().await.is_ok() {
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::pin!(start_failed);
-    let code = tokio::select! {
-        result = mcp::AlipayMcp::new(served.clone()).serve(rmcp::transport::stdio()) => match result {
-            Ok(running) => tokio::select! {
-                _ = running.waiting() => ExitCode::SUCCESS,
-                _ = terminated() => ExitCode::SUCCESS,
-                _ = &mut start_failed => ExitCode::FAILURE,
-            },
-            Err(e) => {
-                if served.started().await.is_ok() {
-                    eprintln!("mcp-server-alipay: MCP handshake failed: {e}");
-                }
-                ExitCode::FAILURE
-            }
-        },
-        _ = &mut start_failed => ExitCode::FAILURE,
-        _ = terminated() => ExitCode::SUCCESS,
-    };
-    if let Ok(Ok(app)) = starting.await {
-        app.shutdown().await;
-    }
-    code
-}
-
-/// SIGTERM or SIGINT.
-async fn terminated() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -1,31 +1,29 @@
-//! The MCP face of the server (rmcp): one plain async method per tool, each handing its raw
-//! arguments to the tool logic in `crate::tools`, which validates them itself so every error can
-//! name the field and rule. Unselected tools are removed from the router at start-up, so they are
-//! neither listed nor callable. Resources and subscriptions come from `crate::resources`.
+//! The MCP face of the server (rmcp): `tools/list` from the tool definitions (`crate::tools`),
+//! `tools/call` routed to the definition's call with its raw arguments (the tool validates them
+//! itself so every error can name the field and rule), and a person's approval of a refund asked
+//! through this request (`crate::confirm`). Unselected tools are neither listed nor callable.
+//! Resources and subscriptions come from `crate::resources` and `crate::subscriptions`.
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::handler::server::tool::{InputResponses, RequestState};
 use rmcp::model::{
-    CallToolResponse, CallToolResult, ContentBlock, Implementation, JsonObject,
-    ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams, ProtocolVersion,
-    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, ResourceContents,
-    ServerCapabilities, ServerConfig, SubscribeRequestParams, SubscriptionFilter,
-    UnsubscribeRequestParams,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
+    ResourceContents, ServerCapabilities, ServerConfig, SubscribeRequestParams, SubscriptionFilter,
+    Tool, ToolAnnotations, UnsubscribeRequestParams,
 };
 use rmcp::service::{RequestContext, SubscriptionContext};
-use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool, tool_handler, tool_router};
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 
 use crate::app::App;
 use crate::config::Config;
-use crate::confirm::{Decision, confirm_refund};
+use crate::confirm::ElicitConfirm;
 use crate::resources;
-use crate::tools::outcome::ToolOutcome;
-use crate::tools::refund::Prepared;
-use crate::tools::{ToolKind, close, list, pay, query, refund, refund_query};
+use crate::tools::render::ToolOutcome;
+use crate::tools::{CallContext, TOOLS, ToolDef, ToolReply};
 
 /// Protocol versions we speak: 2025-03-26 through 2026-07-28.
 const PROTOCOL_VERSIONS: &[ProtocolVersion] = &[
@@ -45,7 +43,8 @@ pub struct AlipayMcp {
 /// What every handler shares: what `initialize` and `tools/list` need (known from the
 /// configuration at once) and the [`App`], which may still be starting.
 pub struct Served {
-    tool_router: ToolRouter<AlipayMcp>,
+    /// The selected tools, and their `tools/list` entries (built once per process).
+    tools: Vec<(&'static ToolDef, Tool)>,
     instructions: String,
     app: tokio::sync::watch::Receiver<Option<Result<Arc<App>, String>>>,
 }
@@ -66,7 +65,11 @@ impl Served {
     pub fn starting(config: &Config) -> (Arc<Self>, AppReady) {
         let (tx, rx) = tokio::sync::watch::channel(None);
         let served = Self {
-            tool_router: AlipayMcp::selected_router(&config.tools),
+            tools: TOOLS
+                .into_iter()
+                .filter(|def| config.tools.contains(&def.kind))
+                .map(|def| (def, tool_of(def)))
+                .collect(),
             instructions: crate::app::instructions(config.env),
             app: rx,
         };
@@ -85,6 +88,14 @@ impl Served {
         self.app().await
     }
 
+    /// A selected tool, by name (unselected tools are neither listed nor callable).
+    fn tool(&self, name: &str) -> Option<&'static ToolDef> {
+        self.tools
+            .iter()
+            .find(|(d, _)| d.name == name)
+            .map(|(d, _)| *d)
+    }
+
     /// The app, once started.
     async fn app(&self) -> Result<Arc<App>, String> {
         let mut rx = self.app.clone();
@@ -100,16 +111,6 @@ impl Served {
     }
 }
 
-/// The started app, or the tool result saying why there is none.
-macro_rules! app_or_return {
-    ($self:ident) => {
-        match $self.served.app().await {
-            Ok(app) => app,
-            Err(e) => return CallToolResult::error(vec![ContentBlock::text(e)]).into(),
-        }
-    };
-}
-
 /// The started app, or an MCP error saying why there is none.
 async fn app_or_error(served: &Served) -> Result<Arc<App>, McpError> {
     served
@@ -118,184 +119,62 @@ async fn app_or_error(served: &Served) -> Result<Arc<App>, McpError> {
         .map_err(|e| McpError::internal_error(e, None))
 }
 
-fn schema(value: serde_json::Value) -> Arc<JsonObject> {
-    match value {
-        serde_json::Value::Object(map) => Arc::new(map),
-        _ => Arc::new(JsonObject::new()),
-    }
+/// `tools/list`'s entry for a definition.
+fn tool_of(def: &ToolDef) -> Tool {
+    let hints = def.hints;
+    Tool::new(def.name, def.description, Arc::new(def.input_schema()))
+        .with_title(def.title)
+        .with_raw_output_schema(Arc::new((def.output_schema)()))
+        .with_annotations(
+            ToolAnnotations::new()
+                .read_only(hints.read_only)
+                .destructive(hints.destructive)
+                .idempotent(hints.idempotent)
+                .open_world(hints.open_world),
+        )
 }
 
-#[tool_router]
 impl AlipayMcp {
     pub fn new(served: Arc<Served>) -> Self {
         Self { served }
     }
 
-    /// The router with only the selected tools (built once per process: schemas and all).
-    fn selected_router(tools: &[ToolKind]) -> ToolRouter<Self> {
-        let mut tool_router = Self::tool_router();
-        for kind in ToolKind::ALL {
-            if !tools.contains(&kind) {
-                tool_router.remove_route(kind.name());
-            }
-        }
-        tool_router
-    }
-
-    #[tool(
-        name = "create-mobile-alipay-payment",
-        title = "Create an Alipay payment link for phones",
-        description = ToolKind::MobilePay.description(),
-        input_schema = schema(ToolKind::MobilePay.input_schema()),
-        output_schema = schema(ToolKind::MobilePay.output_schema()),
-        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = true)
-    )]
-    async fn create_mobile_payment(&self, args: JsonObject) -> CallToolResult {
-        let app = app_or_return!(self);
-        into_result(pay::create_payment(&app, ToolKind::MobilePay, &args).await)
-    }
-
-    #[tool(
-        name = "create-web-page-alipay-payment",
-        title = "Create an Alipay payment link for desktop browsers",
-        description = ToolKind::WebPagePay.description(),
-        input_schema = schema(ToolKind::WebPagePay.input_schema()),
-        output_schema = schema(ToolKind::WebPagePay.output_schema()),
-        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = true)
-    )]
-    async fn create_web_page_payment(&self, args: JsonObject) -> CallToolResult {
-        let app = app_or_return!(self);
-        into_result(pay::create_payment(&app, ToolKind::WebPagePay, &args).await)
-    }
-
-    #[tool(
-        name = "create-qrcode-alipay-payment",
-        title = "Create an Alipay payment QR code",
-        description = ToolKind::QrPay.description(),
-        input_schema = schema(ToolKind::QrPay.input_schema()),
-        output_schema = schema(ToolKind::QrPay.output_schema()),
-        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = true)
-    )]
-    async fn create_qrcode_payment(&self, args: JsonObject) -> CallToolResult {
-        let app = app_or_return!(self);
-        into_result(pay::create_payment(&app, ToolKind::QrPay, &args).await)
-    }
-
-    #[tool(
-        name = "query-alipay-payment",
-        title = "Query an Alipay payment",
-        description = ToolKind::QueryPay.description(),
-        input_schema = schema(ToolKind::QueryPay.input_schema()),
-        output_schema = schema(ToolKind::QueryPay.output_schema()),
-        annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = true)
-    )]
-    async fn query_payment(&self, args: JsonObject) -> CallToolResult {
-        let app = app_or_return!(self);
-        into_result(query::query_payment(&app, &args).await)
-    }
-
-    #[tool(
-        name = "refund-alipay-payment",
-        title = "Refund an Alipay payment",
-        description = ToolKind::RefundPay.description(),
-        input_schema = schema(ToolKind::RefundPay.input_schema()),
-        output_schema = schema(ToolKind::RefundPay.output_schema()),
-        annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = true)
-    )]
-    async fn refund_payment(
+    /// Route one call to its tool.
+    async fn call(
         &self,
-        args: JsonObject,
+        request: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
-        RequestState(state): RequestState,
-        InputResponses(responses): InputResponses,
-    ) -> CallToolResponse {
-        let app = app_or_return!(self);
-        // One refund at a time per order: the remaining-amount check and the send stay together.
-        let order = args
-            .get("outTradeNo")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string();
-        let guard = app.refund_lock(&order).await;
-        let plan = match refund::prepare(&app, &args).await {
-            Prepared::Done(outcome) => return into_result(outcome).into(),
-            Prepared::Ready(plan) => *plan,
+    ) -> Result<CallToolResponse, McpError> {
+        // An unknown (or unselected) tool is a protocol error, as the MCP spec has it.
+        let Some(def) = self.served.tool(&request.name) else {
+            return Err(McpError::invalid_params("tool not found", None));
         };
-        if !app.config.guard.refund_confirm {
-            return into_result(refund::execute(&app, plan).await).into();
-        }
-        // A person may take minutes: other refunds of the order need not wait for them.
-        drop(guard);
-        let refused_by_person = || {
-            let tool = ToolKind::RefundPay.name();
-            crate::tools::guard::audit(&app, tool, &args, "refused: AP_REFUND_CONFIRM", "not sent");
+        let app = match self.served.app().await {
+            Ok(app) => app,
+            Err(e) => return Ok(CallToolResult::error(vec![ContentBlock::text(e)]).into()),
         };
-        match confirm_refund(&app.confirmations, &plan, &ctx, state, responses).await {
-            Decision::Approved => {}
-            Decision::Refused(outcome) => {
-                refused_by_person();
-                return into_result(outcome).into();
-            }
-            Decision::Ask(input) => return CallToolResponse::InputRequired(input),
-        }
-        // Approved: check again, with fresh figures, and send only what the person saw.
-        let _guard = app.refund_lock(&order).await;
-        let fresh = match refund::prepare(&app, &args).await {
-            Prepared::Done(outcome) => return into_result(outcome).into(),
-            Prepared::Ready(fresh) => *fresh,
+        let arguments = request.arguments.unwrap_or_default();
+        let confirm = ElicitConfirm {
+            confirmations: &app.confirmations,
+            ctx: &ctx,
+            state: request.request_state,
+            responses: request.input_responses,
+            question: Default::default(),
         };
-        if fresh.figures() != plan.figures() {
-            refused_by_person();
-            return into_result(crate::tools::guard::refusal(
-                "AP_REFUND_CONFIRM",
-                format!(
-                    "the order's figures changed while the person was deciding (paid {}, already refunded {} when asked; now {} and {}); call again to ask with the new figures",
-                    plan.paid, plan.already_refunded, fresh.paid, fresh.already_refunded
-                ),
-                None,
-            ))
-            .into();
-        }
-        into_result(refund::execute(&app, fresh).await).into()
-    }
-
-    #[tool(
-        name = "query-alipay-refund",
-        title = "Query an Alipay refund",
-        description = ToolKind::RefundQuery.description(),
-        input_schema = schema(ToolKind::RefundQuery.input_schema()),
-        output_schema = schema(ToolKind::RefundQuery.output_schema()),
-        annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = true)
-    )]
-    async fn query_refund(&self, args: JsonObject) -> CallToolResult {
-        let app = app_or_return!(self);
-        into_result(refund_query::refund_query(&app, &args).await)
-    }
-
-    #[tool(
-        name = "close-alipay-payment",
-        title = "Close an unpaid Alipay payment",
-        description = ToolKind::ClosePay.description(),
-        input_schema = schema(ToolKind::ClosePay.input_schema()),
-        output_schema = schema(ToolKind::ClosePay.output_schema()),
-        annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = true)
-    )]
-    async fn close_payment(&self, args: JsonObject) -> CallToolResult {
-        let app = app_or_return!(self);
-        into_result(close::close(&app, &args).await)
-    }
-
-    #[tool(
-        name = "list-alipay-orders",
-        title = "List recent Alipay orders",
-        description = ToolKind::ListOrders.description(),
-        input_schema = schema(ToolKind::ListOrders.input_schema()),
-        output_schema = schema(ToolKind::ListOrders.output_schema()),
-        annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
-    )]
-    async fn list_orders(&self, args: JsonObject) -> CallToolResult {
-        let app = app_or_return!(self);
-        into_result(list::list(&app, &args).await)
+        let call = CallContext {
+            services: &app.services,
+            confirm: &confirm,
+        };
+        Ok(match (def.call)(&call, &arguments).await {
+            ToolReply::Done(outcome) => into_result(outcome).into(),
+            ToolReply::AwaitingPerson => match confirm.take_question() {
+                Some(question) => CallToolResponse::InputRequired(question),
+                None => CallToolResult::error(vec![ContentBlock::text(
+                    "the refund's confirmation could not be asked; call again",
+                )])
+                .into(),
+            },
+        })
     }
 }
 
@@ -327,8 +206,33 @@ fn session_key(ctx: &RequestContext<RoleServer>) -> String {
         .to_string()
 }
 
-#[tool_handler(router = self.served.tool_router)]
 impl ServerHandler for AlipayMcp {
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(
+            self.served.tools.iter().map(|(_, t)| t.clone()).collect(),
+        ))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        self.call(request, ctx).await
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.served
+            .tools
+            .iter()
+            .find(|(d, _)| d.name == name)
+            .map(|(_, t)| t.clone())
+    }
+
     fn get_info(&self) -> ServerConfig {
         let capabilities = ServerCapabilities::builder()
             .enable_tools()
@@ -353,7 +257,9 @@ impl ServerHandler for AlipayMcp {
         _ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
         let app = app_or_error(&self.served).await?;
-        Ok(ListResourcesResult::with_all_items(resources::list(&app)))
+        Ok(ListResourcesResult::with_all_items(
+            resources::list(&app).await,
+        ))
     }
 
     async fn list_resource_templates(
@@ -372,7 +278,7 @@ impl ServerHandler for AlipayMcp {
         _ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
         let app = app_or_error(&self.served).await?;
-        let text = resources::read(&app, &request.uri)?;
+        let text = resources::read(&app, &request.uri).await?;
         Ok(ReadResourceResult::new(vec![
             ResourceContents::text(text, request.uri.clone()).with_mime_type("application/json"),
         ])

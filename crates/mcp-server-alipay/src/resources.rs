@@ -6,28 +6,31 @@ use rmcp::model::{Resource, ResourceTemplate};
 use serde_json::json;
 
 use crate::app::App;
-use crate::ledger::OrderFilter;
+use crate::domain::OutTradeNo;
+use crate::ledger::{LedgerError, OrderFilter};
 
 pub const ORDERS_URI: &str = "alipay://orders";
 const ORDER_PREFIX: &str = "alipay://orders/";
 const RECENT: usize = 50;
 
-pub fn order_uri(out_trade_no: &str) -> String {
+pub fn order_uri(out_trade_no: &OutTradeNo) -> String {
     format!("{ORDER_PREFIX}{out_trade_no}")
 }
 
-pub fn list(app: &App) -> Vec<Resource> {
+pub async fn list(app: &App) -> Vec<Resource> {
     let mut resources = vec![
         Resource::new(ORDERS_URI, "orders")
             .with_description("The most recent orders this server created, newest first")
             .with_mime_type("application/json"),
     ];
     let recent = app
+        .services
         .ledger
         .list_orders(&OrderFilter {
             limit: 20,
             ..Default::default()
         })
+        .await
         .unwrap_or_default();
     resources.extend(recent.into_iter().map(|o| {
         Resource::new(
@@ -37,7 +40,9 @@ pub fn list(app: &App) -> Vec<Resource> {
         .with_description(format!(
             "{} yuan, {}",
             o.total_amount,
-            o.trade_status.as_deref().unwrap_or("not opened yet")
+            o.trade_status
+                .as_ref()
+                .map_or("not opened yet", |s| s.as_str())
         ))
         .with_mime_type("application/json")
     }));
@@ -53,30 +58,40 @@ pub fn templates() -> Vec<ResourceTemplate> {
 }
 
 /// The JSON text of a resource.
-pub fn read(app: &App, uri: &str) -> Result<String, McpError> {
-    let ledger_error =
-        |e: crate::ledger::LedgerError| McpError::internal_error(e.to_string(), None);
+pub async fn read(app: &App, uri: &str) -> Result<String, McpError> {
+    let ledger_error = |e: LedgerError| McpError::internal_error(e.to_string(), None);
+    let ledger = &app.services.ledger;
     if uri == ORDERS_URI {
-        let orders = app
-            .ledger
+        let orders = ledger
             .list_orders(&OrderFilter {
                 limit: RECENT,
                 ..Default::default()
             })
+            .await
             .map_err(ledger_error)?;
         return Ok(json!({ "orders": orders }).to_string());
     }
+    // The URI goes back in `data` (SEP-2164), so a client can tell which read failed.
+    let data = || Some(json!({ "uri": uri }));
+    let not_found =
+        |no: &str| McpError::resource_not_found(format!("no order {no} in the ledger"), data());
     let Some(no) = uri.strip_prefix(ORDER_PREFIX) else {
         return Err(McpError::resource_not_found(
             format!("unknown resource {uri}; try {ORDERS_URI}"),
-            None,
+            data(),
         ));
     };
-    match app.ledger.order_detail(no).map_err(ledger_error)? {
-        Some(detail) => Ok(serde_json::to_string(&detail).unwrap_or_else(|_| "{}".into())),
-        None => Err(McpError::resource_not_found(
-            format!("no order {no} in the ledger"),
-            None,
-        )),
+    // A number that breaks Alipay's rule can name no order of ours.
+    let Some(out_trade_no) = OutTradeNo::parse(no) else {
+        return Err(not_found(no));
+    };
+    match ledger
+        .order_detail(&out_trade_no)
+        .await
+        .map_err(ledger_error)?
+    {
+        Some(detail) => serde_json::to_string(&detail)
+            .map_err(|e| McpError::internal_error(e.to_string(), None)),
+        None => Err(not_found(no)),
     }
 }

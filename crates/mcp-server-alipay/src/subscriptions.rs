@@ -22,19 +22,21 @@ pub struct Subscriptions {
     next_stream: AtomicU64,
 }
 
+/// A panic elsewhere cannot leave these maps half-written: take them as they are.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Subscriptions {
     pub fn subscribe(&self, uri: &str, session: String, peer: Peer<RoleServer>) {
-        if let Ok(mut legacy) = self.legacy.lock() {
-            let peers = legacy.entry(uri.to_string()).or_default();
-            peers.retain(|(s, p)| *s != session && !p.is_transport_closed());
-            peers.push((session, peer));
-        }
+        let mut legacy = lock(&self.legacy);
+        let peers = legacy.entry(uri.to_string()).or_default();
+        peers.retain(|(s, p)| *s != session && !p.is_transport_closed());
+        peers.push((session, peer));
     }
 
     pub fn unsubscribe(&self, uri: &str, session: &str) {
-        if let Ok(mut legacy) = self.legacy.lock()
-            && let Some(peers) = legacy.get_mut(uri)
-        {
+        if let Some(peers) = lock(&self.legacy).get_mut(uri) {
             peers.retain(|(s, _)| s != session);
         }
     }
@@ -42,34 +44,23 @@ impl Subscriptions {
     /// Register a listen stream; returns its id for [`Self::remove_stream`].
     pub fn add_stream(&self, sink: SubscriptionSink) -> u64 {
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut streams) = self.streams.lock() {
-            streams.insert(id, sink);
-        }
+        lock(&self.streams).insert(id, sink);
         id
     }
 
     pub fn remove_stream(&self, id: u64) {
-        if let Ok(mut streams) = self.streams.lock() {
-            streams.remove(&id);
-        }
+        lock(&self.streams).remove(&id);
     }
 
     /// Send `notifications/resources/updated` for `uri` to everyone subscribed to it.
     pub async fn resource_updated(&self, uri: &str) -> usize {
-        let peers: Vec<Peer<RoleServer>> = self
-            .legacy
-            .lock()
-            .map(|mut legacy| {
-                let peers = legacy.entry(uri.to_string()).or_default();
-                peers.retain(|(_, p)| !p.is_transport_closed());
-                peers.iter().map(|(_, p)| p.clone()).collect()
-            })
-            .unwrap_or_default();
-        let sinks: Vec<SubscriptionSink> = self
-            .streams
-            .lock()
-            .map(|s| s.values().cloned().collect())
-            .unwrap_or_default();
+        let peers: Vec<Peer<RoleServer>> = {
+            let mut legacy = lock(&self.legacy);
+            let peers = legacy.entry(uri.to_string()).or_default();
+            peers.retain(|(_, p)| !p.is_transport_closed());
+            peers.iter().map(|(_, p)| p.clone()).collect()
+        };
+        let sinks: Vec<SubscriptionSink> = lock(&self.streams).values().cloned().collect();
         let mut sent = 0;
         for peer in peers {
             if peer

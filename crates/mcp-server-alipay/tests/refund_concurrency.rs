@@ -1,6 +1,6 @@
 //! Refunds that race (the real binary, local mode): the same refund sent twice at once, two
 //! refunds of one order at once from one server and from two servers on one data dir, a resend of
-//! a refund whose outcome was lost, and one ledger per environment and app. However the calls
+//! a refund whose outcome was lost, and one ledger per environment, shared by apps that never see each other's orders. However the calls
 //! interleave, the gateway refunds at most what was paid, each `outRequestNo` moves money at most
 //! once, and a resend is the refund first recorded, not whatever the retry says.
 
@@ -202,7 +202,8 @@ async fn a_refused_resend_after_a_lost_answer_is_not_a_failure() {
     client.cancel().await.unwrap();
 }
 
-/// Local mode and a real app never share a ledger, and a ledger refuses a second app.
+/// Local mode and a real app never share a ledger; two apps on one data dir share its ledger file
+/// and never see each other's orders, even under the same order number.
 #[tokio::test]
 async fn each_environment_and_app_has_its_own_ledger() {
     let dir = TempDir::new("ledger-scope");
@@ -218,36 +219,73 @@ async fn each_environment_and_app_has_its_own_ledger() {
         env.insert("AP_APP_ID".into(), app_id.into());
         env.insert("AP_APP_KEY".into(), app_key.to_pkcs8_base64());
         env.insert("AP_PUB_KEY".into(), platform.public_key().to_spki_base64());
-        // Never contacted: listing reads the ledger only.
+        // Never contacted: listing reads the ledger, and a page link is signed locally.
         env.insert(
             "AP_GATEWAY_URL".into(),
             format!("http://127.0.0.1:{}/gateway.do", free_port()),
         );
         env
     };
-    let client = connect(&prod("2021000000000001")).await;
-    let listed = call(&client, "list-alipay-orders", json!({})).await;
-    assert!(!is_error(&listed), "{}", text(&listed));
+    let order = |amount: &str, title: &str| json!({"outTradeNo": "SCOPE_SHARED", "totalAmount": amount, "orderTitle": title});
+
+    let first = connect(&prod("2021000000000001")).await;
+    let listed_first = text(&call(&first, "list-alipay-orders", json!({})).await);
     assert!(
-        !text(&listed).contains("SCOPE_LOCAL"),
-        "local orders stay out of the real app's ledger: {}",
-        text(&listed)
+        !listed_first.contains("SCOPE_LOCAL"),
+        "local orders stay out of the real app's ledger: {listed_first}"
     );
-    client.cancel().await.unwrap();
+    let made = call(
+        &first,
+        "create-web-page-alipay-payment",
+        order("1.00", "app one"),
+    )
+    .await;
+    assert!(!is_error(&made), "{}", text(&made));
+    first.cancel().await.unwrap();
     assert!(dir.path().join("data/ledger.db").exists());
     assert!(dir.path().join("data/local/ledger.db").exists());
 
-    let output = std::process::Command::new(BIN)
-        .env_clear()
-        .envs(prod("2021000000000002"))
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{stderr}");
-    assert!(output.stdout.is_empty(), "nothing on stdout");
+    // Another app on the same data dir starts, and sees none of the first app's orders.
+    let second = connect(&prod("2021000000000002")).await;
+    let listed_second = text(&call(&second, "list-alipay-orders", json!({})).await);
     assert!(
-        stderr.contains("2021000000000001") && stderr.contains("AP_DATA_DIR"),
-        "names the app the ledger belongs to and what to change: {stderr}"
+        !listed_second.contains("SCOPE_SHARED"),
+        "another app's orders are not listed: {listed_second}"
     );
+    // The same number is a new order of this app, not a conflict with the other app's.
+    let made = call(
+        &second,
+        "create-web-page-alipay-payment",
+        order("2.00", "app two"),
+    )
+    .await;
+    assert!(!is_error(&made), "{}", text(&made));
+    assert_eq!(structured(&made)["existing"], false);
+    assert_eq!(structured(&made)["totalAmount"], "2.00");
+    second.cancel().await.unwrap();
+
+    // The first app still has exactly its own order under that number.
+    let first = connect(&prod("2021000000000001")).await;
+    let again = call(
+        &first,
+        "create-web-page-alipay-payment",
+        order("1.00", "app one"),
+    )
+    .await;
+    assert!(!is_error(&again), "{}", text(&again));
+    assert_eq!(structured(&again)["existing"], true);
+    let conflict = call(
+        &first,
+        "create-web-page-alipay-payment",
+        order("2.00", "app two"),
+    )
+    .await;
+    assert!(is_error(&conflict), "{}", text(&conflict));
+    assert_eq!(structured(&conflict)["error"]["kind"], "conflict");
+    let listed_first = text(&call(&first, "list-alipay-orders", json!({})).await);
+    assert!(
+        listed_first.contains("SCOPE_SHARED | 1.00") && !listed_first.contains("2.00"),
+        "{listed_first}"
+    );
+    first.cancel().await.unwrap();
 }

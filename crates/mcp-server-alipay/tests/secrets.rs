@@ -593,7 +593,7 @@ async fn start_proxy(upstream: String, wire: Arc<Mutex<Wire>>) -> String {
                 }
             }
             let mut request = http.request(
-                reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap(),
+                Method::from_bytes(method.as_str().as_bytes()).unwrap(),
                 format!("{upstream}{path}"),
             );
             if let Some(ct) = headers.get("content-type") {

@@ -16,9 +16,9 @@ use alipay_openapi::{
 };
 use serde_json::Value;
 
-pub const APP_ID: &str = "2021000000000001";
+pub(crate) const APP_ID: &str = "2021000000000001";
 
-pub fn keys_dir() -> PathBuf {
+pub(crate) fn keys_dir() -> PathBuf {
     PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../testdata/alipay-vectors/keys"
@@ -29,37 +29,37 @@ fn key_text(name: &str) -> String {
     std::fs::read_to_string(keys_dir().join(name)).expect("test key")
 }
 
-pub fn app_private() -> PrivateKey {
+pub(crate) fn app_private() -> PrivateKey {
     PrivateKey::load("app private", &key_text("app-private-pkcs8.pem")).unwrap()
 }
 
-pub fn app_public() -> PublicKey {
+pub(crate) fn app_public() -> PublicKey {
     PublicKey::load("app public", &key_text("app-public-spki.b64")).unwrap()
 }
 
-pub fn platform_key() -> PrivateKey {
+pub(crate) fn platform_key() -> PrivateKey {
     PrivateKey::load("platform", &key_text("alipay-private-pkcs8.pem")).unwrap()
 }
 
 /// A config with the vector app registered and a fast retry schedule.
-pub fn config() -> EmulatorConfig {
+pub(crate) fn config() -> EmulatorConfig {
     let mut config =
         EmulatorConfig::new(platform_key()).with_app(AppConfig::new(APP_ID, app_public()));
     config.notify_retry = vec![Duration::from_millis(50), Duration::from_millis(50)];
     config
 }
 
-pub struct Env {
+pub(crate) struct Env {
     pub emu: RunningEmulator,
     pub http: reqwest::Client,
     pub client: AlipayClient,
 }
 
-pub async fn start() -> Env {
+pub(crate) async fn start() -> Env {
     start_with(config()).await
 }
 
-pub async fn start_with(config: EmulatorConfig) -> Env {
+pub(crate) async fn start_with(config: EmulatorConfig) -> Env {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let emu = Emulator::start(config, listener).await.unwrap();
     let client = client_for(&emu, SignType::Rsa2, Duration::from_secs(5));
@@ -73,7 +73,11 @@ pub async fn start_with(config: EmulatorConfig) -> Env {
     }
 }
 
-pub fn client_for(emu: &RunningEmulator, sign_type: SignType, timeout: Duration) -> AlipayClient {
+pub(crate) fn client_for(
+    emu: &RunningEmulator,
+    sign_type: SignType,
+    timeout: Duration,
+) -> AlipayClient {
     let merchant = Merchant {
         app_id: APP_ID.into(),
         private_key: app_private(),
@@ -85,7 +89,7 @@ pub fn client_for(emu: &RunningEmulator, sign_type: SignType, timeout: Duration)
     AlipayClient::new(config).unwrap()
 }
 
-pub fn order(kind: PayKind, out_trade_no: &str, yuan: &str, subject: &str) -> PayOrder {
+pub(crate) fn order(kind: PayKind, out_trade_no: &str, yuan: &str, subject: &str) -> PayOrder {
     PayOrder {
         kind,
         out_trade_no: out_trade_no.into(),
@@ -99,7 +103,11 @@ pub fn order(kind: PayKind, out_trade_no: &str, yuan: &str, subject: &str) -> Pa
 }
 
 /// Common parameters + `biz_content`, signed with the app key.
-pub fn signed_params(method: &str, biz: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(crate) fn signed_params(
+    method: &str,
+    biz: &str,
+    extra: &[(&str, &str)],
+) -> Vec<(String, String)> {
     let mut params: Vec<(String, String)> = [
         ("method", method),
         ("app_id", APP_ID),
@@ -118,7 +126,7 @@ pub fn signed_params(method: &str, biz: &str, extra: &[(&str, &str)]) -> Vec<(St
 }
 
 /// Add `sign` over the parameters as they are.
-pub fn sign_params(params: &mut Vec<(String, String)>) {
+pub(crate) fn sign_params(params: &mut Vec<(String, String)>) {
     let content =
         alipay_openapi::sign_content(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let sign = app_private().sign(SignType::Rsa2, &content).unwrap();
@@ -126,7 +134,7 @@ pub fn sign_params(params: &mut Vec<(String, String)>) {
 }
 
 /// Set (or add) one parameter and sign again.
-pub fn with_param(
+pub(crate) fn with_param(
     mut params: Vec<(String, String)>,
     key: &str,
     value: &str,
@@ -140,7 +148,7 @@ pub fn with_param(
     params
 }
 
-pub fn form(params: &[(String, String)]) -> String {
+pub(crate) fn form(params: &[(String, String)]) -> String {
     let mut ser = form_urlencoded::Serializer::new(String::new());
     for (k, v) in params {
         ser.append_pair(k, v);
@@ -149,19 +157,19 @@ pub fn form(params: &[(String, String)]) -> String {
 }
 
 /// A raw gateway answer.
-pub struct Raw {
+pub(crate) struct Raw {
     pub status: u16,
     pub headers: reqwest::header::HeaderMap,
     pub body: String,
 }
 
 impl Env {
-    pub fn base(&self) -> String {
+    pub(crate) fn base(&self) -> String {
         self.emu.base_url()
     }
 
     /// POST the parameters as a form body.
-    pub async fn post_form(&self, params: &[(String, String)]) -> Raw {
+    pub(crate) async fn post_form(&self, params: &[(String, String)]) -> Raw {
         let response = self
             .http
             .post(self.emu.gateway_url())
@@ -177,11 +185,11 @@ impl Env {
     }
 
     /// GET a URL (a payment link, a cashier page).
-    pub async fn get(&self, url: &str) -> Raw {
+    pub(crate) async fn get(&self, url: &str) -> Raw {
         raw(self.http.get(url).send().await.unwrap()).await
     }
 
-    pub async fn control(
+    pub(crate) async fn control(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -202,7 +210,7 @@ impl Env {
         )
     }
 
-    pub async fn act(&self, out_trade_no: &str, action: &str) -> (u16, Value) {
+    pub(crate) async fn act(&self, out_trade_no: &str, action: &str) -> (u16, Value) {
         self.control(
             reqwest::Method::POST,
             &format!("/__emulator/apps/{APP_ID}/trades/{out_trade_no}/{action}"),
@@ -211,7 +219,7 @@ impl Env {
         .await
     }
 
-    pub async fn trade(&self, out_trade_no: &str) -> Value {
+    pub(crate) async fn trade(&self, out_trade_no: &str) -> Value {
         let (status, v) = self
             .control(
                 reqwest::Method::GET,
@@ -223,14 +231,14 @@ impl Env {
         v
     }
 
-    pub async fn fault(&self, spec: Value) {
+    pub(crate) async fn fault(&self, spec: Value) {
         let (status, v) = self
             .control(reqwest::Method::POST, "/__emulator/faults", Some(spec))
             .await;
         assert_eq!(status, 200, "{v}");
     }
 
-    pub async fn requests(&self) -> Vec<Value> {
+    pub(crate) async fn requests(&self) -> Vec<Value> {
         let (_, v) = self
             .control(reqwest::Method::GET, "/__emulator/requests", None)
             .await;
@@ -238,7 +246,7 @@ impl Env {
     }
 
     /// A signed link, opened (the buyer reaches the cashier): the trade is `WAIT_BUYER_PAY`.
-    pub async fn open_link(&self, kind: PayKind, out_trade_no: &str, yuan: &str) -> String {
+    pub(crate) async fn open_link(&self, kind: PayKind, out_trade_no: &str, yuan: &str) -> String {
         let url = self
             .client
             .payment_link(&order(kind, out_trade_no, yuan, "测试订单"))
@@ -250,7 +258,7 @@ impl Env {
     }
 
     /// An order opened and paid through the control API.
-    pub async fn paid(&self, kind: PayKind, out_trade_no: &str, yuan: &str) {
+    pub(crate) async fn paid(&self, kind: PayKind, out_trade_no: &str, yuan: &str) {
         self.open_link(kind, out_trade_no, yuan).await;
         let (status, v) = self.act(out_trade_no, "pay").await;
         assert_eq!(status, 200, "{v}");
@@ -267,10 +275,10 @@ async fn raw(response: reqwest::Response) -> Raw {
 }
 
 /// Poll `check` until it returns `Some`, failing after `limit` (a deadline, not a timing assertion).
-pub async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> T
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
+    Fut: Future<Output = Option<T>>,
 {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
@@ -287,18 +295,18 @@ where
 
 /// One notification as the receiver got it.
 #[derive(Clone, Debug)]
-pub struct Received {
+pub(crate) struct Received {
     pub content_type: String,
     pub body: Vec<u8>,
 }
 
 /// A local notify_url: answers from a script (status, body), then `200 success` for ever.
-pub struct Receiver {
+pub(crate) struct Receiver {
     pub url: String,
     pub received: Arc<Mutex<Vec<Received>>>,
 }
 
-pub async fn receiver(script: &[(u16, &str)]) -> Receiver {
+pub(crate) async fn receiver(script: &[(u16, &str)]) -> Receiver {
     use axum::body::Bytes;
     use axum::extract::State;
     use axum::http::{HeaderMap, StatusCode};
@@ -343,17 +351,17 @@ pub async fn receiver(script: &[(u16, &str)]) -> Receiver {
 }
 
 impl Receiver {
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.received.lock().unwrap().len()
     }
 
-    pub fn all(&self) -> Vec<Received> {
+    pub(crate) fn all(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }
 }
 
 /// A client that puts `notify_url` (and optionally `return_url`) on its links.
-pub fn client_with_urls(
+pub(crate) fn client_with_urls(
     emu: &RunningEmulator,
     notify_url: Option<&str>,
     return_url: Option<&str>,

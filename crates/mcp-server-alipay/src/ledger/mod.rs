@@ -1,52 +1,37 @@
 //! The order ledger: every order this server creates, every status it learns, every refund, every
-//! notification received, and an audit row for every money-moving call. Behind a small trait so a
-//! PostgreSQL backend can follow the SQLite one.
+//! notification received, and an audit row for every money-moving call; and what must hold across
+//! processes sharing it (which process is alive, one refund decision per order at a time, which
+//! orders changed). An async trait with no rules in it: the money rules are `crate::domain`
+//! functions, which a backend calls inside the transaction that records their outcome. SQLite is
+//! the embedded backend; every backend passes `conformance`.
 //!
-//! Durability rule: a tool reports an action as done only after the ledger committed it; the
-//! SQLite backend commits each call in its own transaction (WAL), so `kill -9` at any point loses
-//! nothing already reported.
+//! Durability rule: a tool reports an action as done only after the ledger committed it; each call
+//! commits in its own transaction, so `kill -9` at any point loses nothing already reported.
+//!
+//! Scope: a handle reads and writes the rows of one app in one environment ([`AppScope`]); every
+//! row records both, so one store may hold several apps, and an order or refund number of one app
+//! is never answered from another's.
 
+#[cfg(test)]
+mod conformance;
 mod sqlite;
 
-use alipay_openapi::{Amount, Money};
+use std::fmt;
+
+use alipay_openapi::{Amount, Money, TradeStatus};
+use async_trait::async_trait;
 use serde::Serialize;
 
+use crate::domain::refund::OverLimit;
+use crate::domain::{OrderKind, OutRequestNo, OutTradeNo, RefundState, StatusSource};
+
+pub use crate::domain::AppScope;
 pub use sqlite::SqliteLedger;
-
-/// Which tool created an order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum OrderKind {
-    #[serde(rename = "mobile")]
-    Mobile,
-    #[serde(rename = "webPage")]
-    WebPage,
-    #[serde(rename = "qrCode")]
-    QrCode,
-}
-
-impl OrderKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrderKind::Mobile => "mobile",
-            OrderKind::WebPage => "webPage",
-            OrderKind::QrCode => "qrCode",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "mobile" => Some(OrderKind::Mobile),
-            "webPage" => Some(OrderKind::WebPage),
-            "qrCode" => Some(OrderKind::QrCode),
-            _ => None,
-        }
-    }
-}
 
 /// An order about to be recorded.
 #[derive(Clone, Debug)]
 pub struct NewOrder {
-    pub out_trade_no: String,
+    pub out_trade_no: OutTradeNo,
     pub kind: OrderKind,
     pub amount: Amount,
     pub title: String,
@@ -58,111 +43,94 @@ pub struct NewOrder {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderRecord {
-    pub out_trade_no: String,
+    pub out_trade_no: OutTradeNo,
     pub kind: OrderKind,
     pub total_amount: Amount,
     pub title: String,
     pub link: String,
+    /// Beijing time, `yyyy-MM-dd HH:mm:ss`.
     pub created_at: String,
     /// The last trade status learned from Alipay (`None`: no trade yet).
-    pub trade_status: Option<String>,
+    pub trade_status: Option<TradeStatus>,
     pub trade_no: Option<String>,
-    /// Where the status came from: `query`, `notify`, `refund`, `close`, `reconcile`.
-    pub status_source: Option<String>,
+    pub status_source: Option<StatusSource>,
     pub status_at: Option<String>,
     /// Cumulative refunded amount as Alipay last reported it.
     pub refunded_amount: Money,
 }
 
 /// Something learned about an order's trade, from a verified gateway answer.
-#[derive(Clone, Debug)]
-pub struct StatusUpdate<'a> {
-    pub trade_status: &'a str,
-    pub trade_no: Option<&'a str>,
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusUpdate {
+    pub trade_status: TradeStatus,
+    pub trade_no: Option<String>,
     /// Cumulative refund (`refund_fee`), when the source reports it.
     pub refunded: Option<Money>,
-    pub source: &'a str,
+    pub source: StatusSource,
 }
 
-/// The state of one refund request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RefundState {
-    /// Recorded, being sent; outcome not yet known.
-    Pending,
-    /// Alipay confirmed it (`fund_change` Y or `REFUND_SUCCESS`).
-    Succeeded,
-    /// Alipay refused it; no money moved.
-    Failed,
-    /// Sent, answer lost: may or may not have happened.
-    Unknown,
-}
+/// A server process, as the refunds it sends record it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct InstanceId(pub String);
 
-impl RefundState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RefundState::Pending => "pending",
-            RefundState::Succeeded => "succeeded",
-            RefundState::Failed => "failed",
-            RefundState::Unknown => "unknown",
-        }
+impl InstanceId {
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
+}
 
-    fn parse(s: &str) -> Self {
-        match s {
-            "succeeded" => RefundState::Succeeded,
-            "failed" => RefundState::Failed,
-            "unknown" => RefundState::Unknown,
-            _ => RefundState::Pending,
-        }
+impl fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
 /// A refund about to be sent.
 #[derive(Clone, Debug)]
 pub struct NewRefund {
-    pub out_trade_no: String,
-    pub out_request_no: String,
+    pub out_trade_no: OutTradeNo,
+    pub out_request_no: OutRequestNo,
     pub amount: Amount,
     pub reason: Option<String>,
-    /// The server process sending it (`crate::instance`), so only a dead one's are reconciled.
-    pub owner: String,
+    /// The server process sending it, so only a dead one's are reconciled.
+    pub owner: InstanceId,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RefundRecord {
-    pub out_trade_no: String,
-    pub out_request_no: String,
+    pub out_trade_no: OutTradeNo,
+    pub out_request_no: OutRequestNo,
     pub refund_amount: Amount,
     pub reason: Option<String>,
     pub state: RefundState,
     pub trade_no: Option<String>,
     /// Alipay's cumulative `refund_fee` after this refund, when known.
     pub total_refunded: Option<Money>,
-    /// Beijing day (`yyyy-MM-dd`) the refund was first requested: what the daily limit counts.
+    /// Beijing day (`yyyy-MM-dd`) the refund was (last) begun: what the daily limit counts.
     pub day: String,
     pub created_at: String,
     pub updated_at: String,
     pub detail: Option<String>,
     /// The server process that last sent it.
     #[serde(skip)]
-    pub owner: Option<String>,
+    pub owner: Option<InstanceId>,
 }
 
 /// What Alipay said about a refund, to record.
-#[derive(Clone, Copy, Debug)]
-pub struct RefundOutcome<'a> {
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefundOutcome {
     pub state: RefundState,
-    pub trade_no: Option<&'a str>,
+    pub trade_no: Option<String>,
     /// Alipay's cumulative refund on the trade, when it said.
     pub total_refunded: Option<Money>,
-    pub detail: Option<&'a str>,
+    pub detail: Option<String>,
 }
 
-impl RefundOutcome<'_> {
+impl RefundOutcome {
     pub fn state(state: RefundState) -> Self {
-        RefundOutcome {
+        Self {
             state,
             trade_no: None,
             total_refunded: None,
@@ -171,51 +139,49 @@ impl RefundOutcome<'_> {
     }
 }
 
-/// What to do with a refund request, decided atomically.
+/// What became of a refund request, decided atomically by [`crate::domain::refund::decide_begin`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RefundBegin {
-    /// New: recorded as pending; send it.
+    /// New (or retried after a refusal): recorded as pending, owned by the sender; send it.
     Fresh,
-    /// Same number, same amount, not yet confirmed: send it again with the same number.
+    /// Same number, same amount, not yet confirmed: now owned by this sender; send it again.
     Retry(RefundRecord),
     /// Same number, same amount, already confirmed: answer from the record, send nothing.
     Replay(RefundRecord),
     /// Same number, different amount: refuse locally.
     Conflict(RefundRecord),
-    /// Would exceed the daily refund limit (`used` includes pending and unknown refunds).
-    OverDailyLimit { used: Money },
-    /// Would exceed what was paid minus what was (or may have been) refunded.
-    OverRemaining { refunded: Money },
+    /// Breaks a limit (in-flight refunds counted): refuse locally.
+    Over(OverLimit),
 }
 
-/// The limits a new refund (or a refund retried after it failed) is checked against, inside the
-/// transaction that records it, so two concurrent refunds cannot both pass.
-#[derive(Clone, Copy, Debug)]
-pub struct RefundLimits<'a> {
+/// The limits a new refund (or one retried after it failed) is checked against, inside the
+/// transaction that records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefundLimits {
     /// `AP_DAILY_REFUND_LIMIT`.
     pub daily: Option<Money>,
-    /// The Beijing day the refund counts against.
-    pub day: &'a str,
+    /// The Beijing day the refund counts against (`yyyy-MM-dd`).
+    pub day: String,
     /// What the buyer paid, from a verified trade query.
     pub paid: Money,
 }
 
-/// A verified notification, with the fields the ledger keeps.
+/// A verified notification about one of our orders, with the fields the ledger keeps.
 #[derive(Clone, Debug)]
 pub struct ReceivedNotification {
     pub notify_id: String,
-    pub out_trade_no: String,
-    pub trade_status: String,
+    pub out_trade_no: OutTradeNo,
+    pub trade_status: TradeStatus,
     pub trade_no: Option<String>,
     pub refunded: Option<Money>,
     /// A refund's notification names the refund (`out_biz_no`, our `outRequestNo`): Alipay's
     /// signed word that it was made.
-    pub refund_request_no: Option<String>,
-    /// Everything but `sign`, as `k=v&…` (sorted): a retry carries exactly the same.
+    pub refund_request_no: Option<OutRequestNo>,
+    /// Everything but `sign` and `notify_time`, as `k=v&…` (sorted): a retry carries exactly this.
     pub content: String,
 }
 
-/// The ledger's verdict on a verified, checked notification.
+/// The ledger's verdict on a verified notification.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NotifyApply {
     /// Recorded and applied.
@@ -225,16 +191,28 @@ pub enum NotifyApply {
     /// A known `notify_id` with different content.
     ReusedId,
     /// Older than what the ledger knows (e.g. `TRADE_SUCCESS` for a closed order).
-    Stale(String),
+    Stale {
+        incoming: TradeStatus,
+        known: Option<TradeStatus>,
+    },
+}
+
+/// Whether a received notification was taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotificationVerdict {
+    Accepted,
+    Rejected,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NotificationRecord {
     pub notify_id: Option<String>,
+    /// As the notification named it (a refused one may name no order of ours).
     pub out_trade_no: Option<String>,
-    pub trade_status: Option<String>,
-    pub verdict: String,
+    pub trade_status: Option<TradeStatus>,
+    pub verdict: NotificationVerdict,
     pub reason: Option<String>,
     pub received_at: String,
 }
@@ -249,14 +227,66 @@ pub struct OrderDetail {
     pub notifications: Vec<NotificationRecord>,
 }
 
-/// A filter for `list-alipay-orders`.
+/// Which orders `list_orders` keeps, by status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StatusFilter {
+    /// Orders Alipay has no trade for yet (the buyer never opened the link).
+    NotCreated,
+    Is(TradeStatus),
+}
+
+/// A filter for `list_orders`, newest first.
 #[derive(Clone, Debug, Default)]
 pub struct OrderFilter {
-    /// A trade status, or `NOT_CREATED` for orders Alipay has no trade for yet.
-    pub status: Option<String>,
+    pub status: Option<StatusFilter>,
     /// Beijing day `yyyy-MM-dd` the order was created.
     pub day: Option<String>,
     pub limit: usize,
+}
+
+/// What the audit row says was decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuditDecision {
+    /// Sent (or signed) as asked.
+    Allowed,
+    /// Answered from the ledger; nothing sent.
+    Replayed,
+    /// Refused before anything was sent, by the named rule.
+    Refused(String),
+}
+
+impl fmt::Display for AuditDecision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Allowed => f.write_str("allowed"),
+            Self::Replayed => f.write_str("replayed"),
+            Self::Refused(rule) => write!(f, "refused: {rule}"),
+        }
+    }
+}
+
+/// What the audit row says came of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditOutcome {
+    Succeeded,
+    Failed,
+    /// Sent; whether it happened is not known.
+    Unknown,
+    NotSent,
+    /// Alipay answered but the ledger could not record it.
+    Unrecorded,
+}
+
+impl AuditOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Unknown => "unknown",
+            Self::NotSent => "not sent",
+            Self::Unrecorded => "unrecorded",
+        }
+    }
 }
 
 /// One audit row: a money-moving tool call and what became of it.
@@ -265,19 +295,8 @@ pub struct AuditEntry<'a> {
     pub tool: &'a str,
     /// The arguments, as JSON, without secrets (tools take none).
     pub arguments: &'a serde_json::Value,
-    /// `allowed`, `replayed`, or `refused: <rule>`.
-    pub decision: &'a str,
-    pub outcome: &'a str,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("order ledger: {0}")]
-pub struct LedgerError(pub String);
-
-impl From<rusqlite::Error> for LedgerError {
-    fn from(e: rusqlite::Error) -> Self {
-        LedgerError(e.to_string())
-    }
+    pub decision: AuditDecision,
+    pub outcome: AuditOutcome,
 }
 
 /// Whether an order number was new.
@@ -287,80 +306,147 @@ pub enum CreateOrder {
     Existing(OrderRecord),
 }
 
+/// An order whose committed state changed (status, refund, notification): what subscribers of
+/// its resource, and anyone waiting on it, must hear.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderChanged {
+    pub out_trade_no: OutTradeNo,
+}
+
+/// Held while one refund decision is made on an order (released on drop).
+pub struct OrderLock(#[allow(dead_code)] Box<dyn Send + Sync>);
+
+impl OrderLock {
+    pub fn new(guard: impl Send + Sync + 'static) -> Self {
+        Self(Box::new(guard))
+    }
+}
+
+/// What went wrong in the ledger, by what a caller can do about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LedgerErrorKind {
+    /// The store cannot be reached or is busy now (locked, disk, connection); nothing changed.
+    Unavailable,
+    /// A write was sent but whether it committed is not known (the connection died at commit).
+    CommitOutcomeUnknown,
+    /// A constraint refused the write (another writer got there first); nothing changed.
+    Conflict,
+    /// A stored row cannot be read as what it should be.
+    Corrupt,
+    /// The store is not one this configuration may use (another environment's, an old layout).
+    Refused,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("order ledger: {message}")]
+pub struct LedgerError {
+    pub kind: LedgerErrorKind,
+    pub message: String,
+}
+
+impl LedgerError {
+    pub fn new(kind: LedgerErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// The storage seam. Every method is one transaction; none makes a money decision of its own.
+#[async_trait]
 pub trait Ledger: Send + Sync {
-    /// Bind the ledger to one environment and app the first time; refuse another one later, so an
-    /// order or refund number can never be answered from another app's (or local mode's) records.
-    fn claim(&self, env: &str, app_id: &str) -> Result<(), LedgerError>;
+    /// The scope this handle reads and writes.
+    fn scope(&self) -> &AppScope;
+    /// This process, as it registered itself when the ledger was opened.
+    fn instance(&self) -> &InstanceId;
+    /// Whether the process that registered `instance` still runs (its lease is held).
+    async fn is_alive(&self, instance: &InstanceId) -> Result<bool, LedgerError>;
+    /// Take the order's refund lock: one refund decision per order at a time, across every
+    /// process sharing the store.
+    async fn lock_order(&self, out_trade_no: &OutTradeNo) -> Result<OrderLock, LedgerError>;
+    /// Orders whose committed state changed, by any writer this backend can hear.
+    fn changes(&self) -> tokio::sync::broadcast::Receiver<OrderChanged>;
+
     /// Record a new order, or return the one already recorded under that number (unchanged).
-    fn create_order(&self, order: &NewOrder) -> Result<CreateOrder, LedgerError>;
-    fn order(&self, out_trade_no: &str) -> Result<Option<OrderRecord>, LedgerError>;
-    /// Apply a status learned from a verified gateway answer. Returns true when it changed.
-    fn update_status(
+    async fn create_order(&self, order: &NewOrder) -> Result<CreateOrder, LedgerError>;
+    async fn order(&self, out_trade_no: &OutTradeNo) -> Result<Option<OrderRecord>, LedgerError>;
+    /// Apply a status learned from a verified gateway answer (and raise the reported refund total,
+    /// which only grows). Returns true when the status changed.
+    async fn update_status(
         &self,
-        out_trade_no: &str,
-        update: &StatusUpdate<'_>,
+        out_trade_no: &OutTradeNo,
+        update: &StatusUpdate,
     ) -> Result<bool, LedgerError>;
-    /// Decide, atomically, what to do with a refund request: replay, resend with the same number,
-    /// refuse, or record it as pending (checking the daily limit and the refundable remainder).
-    fn begin_refund(
+    async fn list_orders(&self, filter: &OrderFilter) -> Result<Vec<OrderRecord>, LedgerError>;
+
+    /// Decide with [`crate::domain::refund::decide_begin`], atomically, and record the decision:
+    /// a fresh refund as pending, a retry as now the sender's.
+    async fn begin_refund(
         &self,
         refund: &NewRefund,
-        limits: &RefundLimits<'_>,
+        limits: &RefundLimits,
     ) -> Result<RefundBegin, LedgerError>;
-    /// Record a refund's outcome; returns the state the ledger holds afterwards. A confirmed refund
-    /// is never downgraded by a later, less certain answer; any other outcome applies only while
-    /// the refund is still unsettled and, when `sender` is given, still that sender's (another
-    /// process may have taken it over with a resend). `Succeeded` always applies: Alipay said so.
-    fn finish_refund(
+    /// Record a refund's outcome where [`crate::domain::refund::may_record`] allows (raising the
+    /// order's reported refund total in any case); returns the state held afterwards, `None` when
+    /// there is no such refund.
+    async fn finish_refund(
         &self,
-        out_trade_no: &str,
-        out_request_no: &str,
-        outcome: &RefundOutcome<'_>,
-        sender: Option<&str>,
+        out_trade_no: &OutTradeNo,
+        out_request_no: &OutRequestNo,
+        outcome: &RefundOutcome,
+        sender: Option<&InstanceId>,
     ) -> Result<Option<RefundState>, LedgerError>;
-    fn refunds(&self, out_trade_no: &str) -> Result<Vec<RefundRecord>, LedgerError>;
-    /// Refunds whose outcome is not settled (pending or unknown), for reconciliation.
-    fn unsettled_refunds(&self) -> Result<Vec<RefundRecord>, LedgerError>;
-    /// What was, or may have been, refunded on a trade besides `except_request`: Alipay's last
-    /// reported total or our confirmed refunds, whichever is more, plus our refunds in flight.
-    fn refunded_before(
+    async fn refund(
         &self,
-        out_trade_no: &str,
-        except_request: &str,
+        out_trade_no: &OutTradeNo,
+        out_request_no: &OutRequestNo,
+    ) -> Result<Option<RefundRecord>, LedgerError>;
+    async fn refunds(&self, out_trade_no: &OutTradeNo) -> Result<Vec<RefundRecord>, LedgerError>;
+    /// Refunds whose outcome is not settled (pending or unknown), oldest first.
+    async fn unsettled_refunds(&self) -> Result<Vec<RefundRecord>, LedgerError>;
+    /// What was, or may have been, refunded on a trade besides `except`
+    /// ([`crate::domain::refund::RefundFacts::refunded`]).
+    async fn refunded_besides(
+        &self,
+        out_trade_no: &OutTradeNo,
+        except: &OutRequestNo,
     ) -> Result<Money, LedgerError>;
-    /// Sum of the refunds requested on `day` that may have moved money.
-    fn refunded_on(&self, day: &str) -> Result<Money, LedgerError>;
-    fn apply_notification(&self, n: &ReceivedNotification) -> Result<NotifyApply, LedgerError>;
-    /// Record a notification that was refused (the reason is kept; nothing else changes).
-    fn reject_notification(
+    /// Sum of the refunds begun on a Beijing `day` that may have moved money.
+    async fn refunded_on_day(&self, day: &str) -> Result<Money, LedgerError>;
+
+    /// Judge with [`crate::domain::notify::verdict`] and, if taken, record and apply it; a
+    /// refund's notification settles its refund as succeeded.
+    async fn apply_notification(
+        &self,
+        n: &ReceivedNotification,
+    ) -> Result<NotifyApply, LedgerError>;
+    /// Record a notification that was refused (the reason is kept, cut to a sane length; nothing
+    /// else changes).
+    async fn reject_notification(
         &self,
         notify_id: Option<&str>,
         out_trade_no: Option<&str>,
         reason: &str,
     ) -> Result<(), LedgerError>;
-    fn notifications(&self, out_trade_no: &str) -> Result<Vec<NotificationRecord>, LedgerError>;
-    fn list_orders(&self, filter: &OrderFilter) -> Result<Vec<OrderRecord>, LedgerError>;
-    fn audit(&self, entry: &AuditEntry<'_>) -> Result<(), LedgerError>;
+    async fn notifications(
+        &self,
+        out_trade_no: &OutTradeNo,
+    ) -> Result<Vec<NotificationRecord>, LedgerError>;
+    async fn audit(&self, entry: &AuditEntry<'_>) -> Result<(), LedgerError>;
 
-    fn order_detail(&self, out_trade_no: &str) -> Result<Option<OrderDetail>, LedgerError> {
-        let Some(order) = self.order(out_trade_no)? else {
+    async fn order_detail(
+        &self,
+        out_trade_no: &OutTradeNo,
+    ) -> Result<Option<OrderDetail>, LedgerError> {
+        let Some(order) = self.order(out_trade_no).await? else {
             return Ok(None);
         };
         Ok(Some(OrderDetail {
-            refunds: self.refunds(out_trade_no)?,
-            notifications: self.notifications(out_trade_no)?,
+            refunds: self.refunds(out_trade_no).await?,
+            notifications: self.notifications(out_trade_no).await?,
             order,
         }))
-    }
-}
-
-/// Progress of a trade: a status never moves backwards by a notification.
-pub fn status_rank(status: Option<&str>) -> u8 {
-    match status {
-        None => 0,
-        Some("WAIT_BUYER_PAY") => 1,
-        Some("TRADE_SUCCESS") => 2,
-        Some("TRADE_CLOSED" | "TRADE_FINISHED") => 3,
-        Some(_) => 1,
     }
 }

@@ -1,17 +1,29 @@
-//! The tools: which exist, how `AP_SELECT_TOOLS` picks them, and their logic. The MCP layer
-//! (`crate::mcp`) only routes calls here; nothing in this module knows about rmcp.
+//! The tools. Each tool is one definition ([`ToolDef`]: name, `AP_SELECT_TOOLS` key, title,
+//! description, annotations, argument fields, output type) beside its parser, its call into
+//! `crate::service` and its rendering, in one file; [`TOOLS`] lists them in the reference's order.
+//! Nothing here knows rmcp: `crate::mcp` turns definitions into `tools/list` and routes calls.
 
 pub mod args;
 pub mod close;
-pub mod guard;
+pub mod create;
 pub mod list;
-pub mod outcome;
-pub mod pay;
 pub mod query;
 pub mod refund;
 pub mod refund_query;
-mod refund_report;
-pub mod schema;
+pub mod render;
+#[cfg(test)]
+mod schema_check;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use schemars::JsonSchema;
+use serde_json::{Map, Value};
+
+use crate::service::Services;
+use crate::service::refunds::Confirm;
+use crate::tools::args::Field;
+use crate::tools::render::ToolOutcome;
 
 /// Every tool, in the reference's order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -26,72 +38,137 @@ pub enum ToolKind {
     ListOrders,
 }
 
+/// MCP tool annotations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hints {
+    pub read_only: bool,
+    pub destructive: bool,
+    pub idempotent: bool,
+    pub open_world: bool,
+}
+
+/// What a call may need besides its arguments.
+pub struct CallContext<'a> {
+    pub services: &'a Services,
+    /// Asks a person to approve a refund (`AP_REFUND_CONFIRM`).
+    pub confirm: &'a dyn Confirm,
+}
+
+/// How a call ended.
+#[derive(Debug)]
+pub enum ToolReply {
+    Done(ToolOutcome),
+    /// A person was asked (the input-required flow); the MCP layer returns the question.
+    AwaitingPerson,
+}
+
+pub type CallFuture<'a> = Pin<Box<dyn Future<Output = ToolReply> + Send + 'a>>;
+
+/// One tool, completely.
+pub struct ToolDef {
+    pub kind: ToolKind,
+    pub name: &'static str,
+    /// Its `AP_SELECT_TOOLS` key.
+    pub select_key: &'static str,
+    pub title: &'static str,
+    /// The reference's description, word for word where it has the tool.
+    pub description: &'static str,
+    pub hints: Hints,
+    pub fields: &'static [Field],
+    /// Its argument parser, result dropped: what `schema_check` holds the input schema to.
+    pub validate: fn(&Map<String, Value>) -> Result<(), args::ArgError>,
+    /// The schema of its structured output, from the output type.
+    pub output_schema: fn() -> Map<String, Value>,
+    pub call: for<'a> fn(&'a CallContext<'a>, &'a Map<String, Value>) -> CallFuture<'a>,
+}
+
+impl ToolDef {
+    pub fn input_schema(&self) -> Map<String, Value> {
+        args::input_schema(self.fields)
+    }
+}
+
+/// Every tool, in the reference's order.
+pub const TOOLS: [&ToolDef; 8] = [
+    &create::MOBILE,
+    &create::WEB_PAGE,
+    &query::DEF,
+    &refund::DEF,
+    &refund_query::DEF,
+    &close::DEF,
+    &create::QR_CODE,
+    &list::DEF,
+];
+
+/// The output schema of `T` as it serialises (draft 2020-12, every subschema inlined so clients
+/// that resolve no `$ref` read it whole).
+pub fn output_schema_of<T: JsonSchema>() -> Map<String, Value> {
+    let mut settings = schemars::generate::SchemaSettings::draft2020_12().for_serialize();
+    settings.inline_subschemas = true;
+    let schema = settings.into_generator().into_root_schema_for::<T>();
+    match serde_json::to_value(schema) {
+        Ok(Value::Object(mut map)) => {
+            // The wrapper type's name and doc are noise to a model.
+            map.remove("title");
+            map.remove("description");
+            map
+        }
+        _ => Map::new(),
+    }
+}
+
+/// Box a tool's async call.
+pub fn boxed<'a>(f: impl Future<Output = ToolReply> + Send + 'a) -> CallFuture<'a> {
+    Box::pin(f)
+}
+
 impl ToolKind {
-    pub const ALL: [ToolKind; 8] = [
-        ToolKind::MobilePay,
-        ToolKind::WebPagePay,
-        ToolKind::QueryPay,
-        ToolKind::RefundPay,
-        ToolKind::RefundQuery,
-        ToolKind::ClosePay,
-        ToolKind::QrPay,
-        ToolKind::ListOrders,
+    pub const ALL: [Self; 8] = [
+        Self::MobilePay,
+        Self::WebPagePay,
+        Self::QueryPay,
+        Self::RefundPay,
+        Self::RefundQuery,
+        Self::ClosePay,
+        Self::QrPay,
+        Self::ListOrders,
     ];
+
+    pub fn def(self) -> &'static ToolDef {
+        TOOLS
+            .into_iter()
+            .find(|d| d.kind == self)
+            .unwrap_or(TOOLS[0])
+    }
 
     /// The MCP tool name.
     pub fn name(self) -> &'static str {
-        match self {
-            ToolKind::MobilePay => "create-mobile-alipay-payment",
-            ToolKind::WebPagePay => "create-web-page-alipay-payment",
-            ToolKind::QueryPay => "query-alipay-payment",
-            ToolKind::RefundPay => "refund-alipay-payment",
-            ToolKind::RefundQuery => "query-alipay-refund",
-            ToolKind::ClosePay => "close-alipay-payment",
-            ToolKind::QrPay => "create-qrcode-alipay-payment",
-            ToolKind::ListOrders => "list-alipay-orders",
-        }
-    }
-
-    /// The `AP_SELECT_TOOLS` key.
-    pub fn key(self) -> &'static str {
-        match self {
-            ToolKind::MobilePay => "mobilePay",
-            ToolKind::WebPagePay => "webPagePay",
-            ToolKind::QueryPay => "queryPay",
-            ToolKind::RefundPay => "refundPay",
-            ToolKind::RefundQuery => "refundQuery",
-            ToolKind::ClosePay => "closePay",
-            ToolKind::QrPay => "qrPay",
-            ToolKind::ListOrders => "listOrders",
-        }
+        self.def().name
     }
 
     /// Tools that only read: all that `AP_READ_ONLY=true` leaves.
     pub fn is_read_only(self) -> bool {
-        matches!(
-            self,
-            ToolKind::QueryPay | ToolKind::RefundQuery | ToolKind::ListOrders
-        )
+        self.def().hints.read_only
     }
 
     /// Parse `AP_SELECT_TOOLS`: `all`, or a comma list of short keys or full names.
-    pub fn select(spec: &str) -> Result<Vec<ToolKind>, String> {
+    pub fn select(spec: &str) -> Result<Vec<Self>, String> {
         if spec.trim() == "all" {
             return Ok(Self::ALL.to_vec());
         }
         let mut chosen = Vec::new();
         for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let tool = Self::ALL
+            let tool = TOOLS
                 .into_iter()
-                .find(|t| t.key() == item || t.name() == item)
+                .find(|t| t.select_key == item || t.name == item)
                 .ok_or_else(|| {
                     format!(
                         "unknown tool {item:?}; valid: all, or a comma list of {}",
                         Self::valid_names()
                     )
                 })?;
-            if !chosen.contains(&tool) {
-                chosen.push(tool);
+            if !chosen.contains(&tool.kind) {
+                chosen.push(tool.kind);
             }
         }
         if chosen.is_empty() {
@@ -104,9 +181,9 @@ impl ToolKind {
     }
 
     fn valid_names() -> String {
-        Self::ALL
+        TOOLS
             .iter()
-            .map(|t| format!("{} ({})", t.key(), t.name()))
+            .map(|t| format!("{} ({})", t.select_key, t.name))
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -133,5 +210,20 @@ mod tests {
             ToolKind::select("MobilePay").is_err(),
             "keys are case-sensitive"
         );
+    }
+
+    #[test]
+    fn every_kind_has_exactly_one_definition() {
+        for kind in ToolKind::ALL {
+            assert_eq!(
+                TOOLS.iter().filter(|d| d.kind == kind).count(),
+                1,
+                "{kind:?}"
+            );
+        }
+        let mut names: Vec<_> = TOOLS.iter().map(|d| d.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), TOOLS.len());
     }
 }

@@ -1,41 +1,106 @@
-//! `query-alipay-payment`.
+//! `query-alipay-payment`: what Alipay says of an order now (`alipay.trade.query`). A link the
+//! buyer has not opened yet has no trade at Alipay: said as such, not as an error.
 
-use alipay_openapi::{Error, TradeQuery};
-use serde_json::{Map, Value, json};
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::{Map, Value};
 
-use crate::app::App;
-use crate::ledger::StatusUpdate;
-use crate::tools::ToolKind;
-use crate::tools::args::QueryArgs;
-use crate::tools::outcome::{ToolOutcome, alipay_message, error_json, failure_text};
+use crate::domain::OutTradeNo;
+use crate::service::orders::{self, Queried};
+use crate::tools::args::{ArgError, Field, FieldKind, RawArgs};
+use crate::tools::render::{ErrorOut, ToolOutcome, WithError, alipay_message, failure_text};
+use crate::tools::{CallContext, CallFuture, Hints, ToolDef, ToolKind, ToolReply, boxed};
 
-pub async fn query_payment(app: &App, raw: &Map<String, Value>) -> ToolOutcome {
-    let tool = ToolKind::QueryPay.name();
-    let args = match QueryArgs::parse(raw) {
-        Ok(a) => a,
-        Err(e) => return ToolOutcome::bad_argument(tool, &e),
-    };
-    let no = &args.out_trade_no;
-    let result = app
-        .client
-        .execute(&TradeQuery::by_out_trade_no(no.as_str()))
-        .await;
-    tracing::info!(tool, out_trade_no = %no, ok = result.is_ok(), "queried");
-    let known = || matches!(app.ledger.order(no), Ok(Some(_)));
-    match result {
-        Ok(q) => {
-            let status = q.trade_status.as_ref().map(|s| s.as_str().to_string());
-            if let Some(s) = &status {
-                let update = StatusUpdate {
-                    trade_status: s,
-                    trade_no: q.trade_no.as_deref(),
-                    refunded: None,
-                    source: "query",
-                };
-                if let Err(e) = app.ledger.update_status(no, &update) {
-                    tracing::error!(out_trade_no = %no, error = %e, "cannot record the queried status");
-                }
+const FIELDS: &[Field] = &[Field::required(
+    "outTradeNo",
+    FieldKind::Number,
+    "商户订单号",
+)];
+
+pub const DEF: ToolDef = ToolDef {
+    kind: ToolKind::QueryPay,
+    name: "query-alipay-payment",
+    select_key: "queryPay",
+    title: "Query an Alipay payment",
+    description: "查询一笔支付宝订单，并返回带有订单信息的文本",
+    hints: Hints {
+        read_only: true,
+        destructive: false,
+        idempotent: true,
+        open_world: true,
+    },
+    fields: FIELDS,
+    validate: |raw| parse(raw).map(drop),
+    output_schema: crate::tools::output_schema_of::<QueryOutput>,
+    call: call_tool,
+};
+
+pub fn parse(raw: &Map<String, Value>) -> Result<OutTradeNo, ArgError> {
+    RawArgs::new(raw, FIELDS)?.order_no("outTradeNo")
+}
+
+/// What a payment query answers.
+#[derive(Clone, Debug, Default, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryOutput {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub out_trade_no: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trade_status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paid: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_amount: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub buyer_pay_amount: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trade_no: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send_pay_date: Option<String>,
+    /// The link was created but the buyer has not opened or paid it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub awaiting_buyer: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub_msg: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorOut>,
+}
+
+impl WithError for QueryOutput {
+    fn with_error(self, error: ErrorOut) -> Self {
+        Self {
+            error: Some(error),
+            ..self
+        }
+    }
+}
+
+fn call_tool<'a>(ctx: &'a CallContext<'a>, raw: &'a Map<String, Value>) -> CallFuture<'a> {
+    boxed(async move {
+        let no = match parse(raw) {
+            Ok(no) => no,
+            Err(e) => {
+                return ToolReply::Done(ToolOutcome::bad_argument(
+                    DEF.name,
+                    &e,
+                    QueryOutput::default(),
+                ));
             }
+        };
+        ToolReply::Done(render(&no, &orders::query(ctx.services, &no).await))
+    })
+}
+
+pub fn render(no: &OutTradeNo, queried: &Queried) -> ToolOutcome {
+    let about = QueryOutput {
+        out_trade_no: Some(no.to_string()),
+        ..QueryOutput::default()
+    };
+    match queried {
+        Queried::Found(q) => {
+            let status = q.trade_status.as_ref().map(|s| s.as_str().to_string());
             let total = q.total_amount.map(|m| m.to_string());
             ToolOutcome::ok(
                 format!(
@@ -44,40 +109,34 @@ pub async fn query_payment(app: &App, raw: &Map<String, Value>) -> ToolOutcome {
                     total.as_deref().unwrap_or(""),
                     q.trade_no.as_deref().unwrap_or("")
                 ),
-                json!({
-                    "outTradeNo": no,
-                    "tradeStatus": status,
-                    "paid": q.trade_status.as_ref().is_some_and(|s| s.is_paid()),
-                    "totalAmount": total,
-                    "buyerPayAmount": q.buyer_pay_amount.map(|m| m.to_string()),
-                    "tradeNo": q.trade_no,
-                    "sendPayDate": q.send_pay_date,
-                    "awaitingBuyer": false,
-                }),
+                &QueryOutput {
+                    paid: Some(q.trade_status.as_ref().is_some_and(|s| s.is_paid())),
+                    trade_status: status,
+                    total_amount: total,
+                    buyer_pay_amount: q.buyer_pay_amount.map(|m| m.to_string()),
+                    trade_no: q.trade_no.clone(),
+                    send_pay_date: q.send_pay_date.clone(),
+                    awaiting_buyer: Some(false),
+                    ..about
+                },
             )
         }
-        Err(Error::Business(g))
-            if g.sub_code.as_deref() == Some("ACQ.TRADE_NOT_EXIST") && known() =>
-        {
-            // Alipay creates the trade only when the buyer opens the link: not an error.
-            ToolOutcome::ok(
-                format!(
-                    "交易尚未创建: 买家还没有打开或支付这个支付链接 (Alipay: {}). The buyer has not opened or paid the link yet; query again after they pay.",
-                    alipay_message(&g)
-                ),
-                json!({
-                    "outTradeNo": no,
-                    "tradeStatus": null,
-                    "paid": false,
-                    "awaitingBuyer": true,
-                    "subCode": g.sub_code,
-                    "subMsg": g.sub_msg,
-                }),
-            )
-        }
-        Err(e) => ToolOutcome::error(
-            failure_text("交易查询失败", &e, "Query again; nothing was changed."),
-            json!({ "outTradeNo": no, "error": error_json(&e) }),
+        Queried::NotOpenedYet(g) => ToolOutcome::ok(
+            format!(
+                "交易尚未创建: 买家还没有打开或支付这个支付链接 (Alipay: {}). The buyer has not opened or paid the link yet; query again after they pay.",
+                alipay_message(g)
+            ),
+            &QueryOutput {
+                paid: Some(false),
+                awaiting_buyer: Some(true),
+                sub_code: g.sub_code.clone(),
+                sub_msg: g.sub_msg.clone(),
+                ..about
+            },
+        ),
+        Queried::Failed(e) => ToolOutcome::error(
+            failure_text("交易查询失败", e, "Query again; nothing was changed."),
+            &about.with_error(ErrorOut::gateway(e)),
         ),
     }
 }

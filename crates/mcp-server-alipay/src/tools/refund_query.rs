@@ -1,135 +1,134 @@
-//! `query-alipay-refund`, and the settling of refunds a dead process left unsettled.
+//! `query-alipay-refund`: whether a refund was made (`alipay.trade.fastpay.refund.query`): success
+//! only on `REFUND_SUCCESS` (or the business fields, on older answers).
 
-use std::sync::Arc;
+use alipay_openapi::{Error, RefundQueryResponse};
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::{Map, Value};
 
-use alipay_openapi::{Error, RefundQuery, RefundQueryResponse};
-use serde_json::{Map, Value, json};
+use crate::domain::{OutRequestNo, OutTradeNo};
+use crate::service::refund_query;
+use crate::tools::args::{ArgError, Field, FieldKind, RawArgs};
+use crate::tools::render::{ErrorOut, ToolOutcome, WithError, failure_text};
+use crate::tools::{CallContext, CallFuture, Hints, ToolDef, ToolKind, ToolReply, boxed};
 
-use crate::app::App;
-use crate::ledger::{RefundOutcome, RefundState};
-use crate::tools::ToolKind;
-use crate::tools::args::RefundQueryArgs;
-use crate::tools::outcome::{ToolOutcome, error_json, failure_text, with_fields};
+const FIELDS: &[Field] = &[
+    Field::required("outRequestNo", FieldKind::Number, "退款请求号"),
+    Field::required("outTradeNo", FieldKind::Number, "商户订单号"),
+];
 
-/// A signed `alipay.trade.fastpay.refund.query`.
-pub async fn query(
-    app: &App,
-    out_trade_no: &str,
-    out_request_no: &str,
-) -> Result<RefundQueryResponse, Error> {
-    app.client
-        .execute(&RefundQuery {
-            out_trade_no: out_trade_no.to_string(),
-            out_request_no: out_request_no.to_string(),
-            query_options: None,
-        })
-        .await
+pub const DEF: ToolDef = ToolDef {
+    kind: ToolKind::RefundQuery,
+    name: "query-alipay-refund",
+    select_key: "refundQuery",
+    title: "Query an Alipay refund",
+    description: "查询一笔支付宝退款，并返回退款状态和退款金额",
+    hints: Hints {
+        read_only: true,
+        destructive: false,
+        idempotent: true,
+        open_world: true,
+    },
+    fields: FIELDS,
+    validate: |raw| parse(raw).map(drop),
+    output_schema: crate::tools::output_schema_of::<RefundQueryOutput>,
+    call: call_tool,
+};
+
+pub fn parse(raw: &Map<String, Value>) -> Result<(OutTradeNo, OutRequestNo), ArgError> {
+    let args = RawArgs::new(raw, FIELDS)?;
+    let out_request_no = args.request_no("outRequestNo")?;
+    Ok((args.order_no("outTradeNo")?, out_request_no))
 }
 
-pub async fn refund_query(app: &App, raw: &Map<String, Value>) -> ToolOutcome {
-    let tool = ToolKind::RefundQuery.name();
-    let args = match RefundQueryArgs::parse(raw) {
-        Ok(a) => a,
-        Err(e) => return ToolOutcome::bad_argument(tool, &e),
-    };
-    let result = query(app, &args.out_trade_no, &args.out_request_no).await;
-    tracing::info!(tool, out_trade_no = %args.out_trade_no, out_request_no = %args.out_request_no, ok = result.is_ok(), "refund queried");
-    let with = |extra: Value| {
-        with_fields(
-            json!({ "outTradeNo": args.out_trade_no, "outRequestNo": args.out_request_no }),
-            extra,
-        )
+/// What a refund query answers.
+#[derive(Clone, Debug, Default, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefundQueryOutput {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub out_trade_no: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub out_request_no: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refunded: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refund_status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refund_amount: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_amount: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trade_no: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorOut>,
+}
+
+impl WithError for RefundQueryOutput {
+    fn with_error(self, error: ErrorOut) -> Self {
+        Self {
+            error: Some(error),
+            ..self
+        }
+    }
+}
+
+fn call_tool<'a>(ctx: &'a CallContext<'a>, raw: &'a Map<String, Value>) -> CallFuture<'a> {
+    boxed(async move {
+        let (no, req) = match parse(raw) {
+            Ok(p) => p,
+            Err(e) => {
+                return ToolReply::Done(ToolOutcome::bad_argument(
+                    DEF.name,
+                    &e,
+                    RefundQueryOutput::default(),
+                ));
+            }
+        };
+        let result = refund_query::query(ctx.services, &no, &req).await;
+        ToolReply::Done(render(&no, &req, &result))
+    })
+}
+
+pub fn render(
+    no: &OutTradeNo,
+    req: &OutRequestNo,
+    result: &Result<RefundQueryResponse, Error>,
+) -> ToolOutcome {
+    let about = RefundQueryOutput {
+        out_trade_no: Some(no.to_string()),
+        out_request_no: Some(req.to_string()),
+        ..RefundQueryOutput::default()
     };
     match result {
-        Ok(q) if q.refund_succeeded() => {
-            // A refund we hold as unsettled is settled by this verified answer.
-            let settled = RefundOutcome {
-                trade_no: q.trade_no.as_deref(),
-                ..RefundOutcome::state(RefundState::Succeeded)
-            };
-            let _ = app.ledger.finish_refund(&args.out_trade_no, &args.out_request_no, &settled, None);
-            ToolOutcome::ok(
-                format!(
-                    "查询到退款成功, 退款交易: {}, 退款金额: {}, 退款状态: REFUND_SUCCESS",
-                    q.trade_no.as_deref().unwrap_or(""),
-                    q.refund_amount.map(|m| m.to_string()).unwrap_or_default()
-                ),
-                with(json!({
-                    "refunded": true,
-                    "refundStatus": "REFUND_SUCCESS",
-                    "refundAmount": q.refund_amount.map(|m| m.to_string()),
-                    "totalAmount": q.total_amount.map(|m| m.to_string()),
-                    "tradeNo": q.trade_no,
-                })),
-            )
-        }
+        Ok(q) if q.refund_succeeded() => ToolOutcome::ok(
+            format!(
+                "查询到退款成功, 退款交易: {}, 退款金额: {}, 退款状态: REFUND_SUCCESS",
+                q.trade_no.as_deref().unwrap_or(""),
+                q.refund_amount.map(|m| m.to_string()).unwrap_or_default()
+            ),
+            &RefundQueryOutput {
+                refunded: Some(true),
+                refund_status: Some("REFUND_SUCCESS".into()),
+                refund_amount: q.refund_amount.map(|m| m.to_string()),
+                total_amount: q.total_amount.map(|m| m.to_string()),
+                trade_no: q.trade_no.clone(),
+                ..about
+            },
+        ),
         Ok(q) => ToolOutcome::ok(
             format!(
                 "未查询到退款成功. 退款状态: {}",
                 q.refund_status.as_deref().unwrap_or("未知 (Alipay has no refund with this outRequestNo; if you just refunded, query again in a few seconds)")
             ),
-            with(json!({ "refunded": false, "refundStatus": q.refund_status })),
+            &RefundQueryOutput {
+                refunded: Some(false),
+                refund_status: q.refund_status.clone(),
+                ..about
+            },
         ),
         Err(e) => ToolOutcome::error(
-            failure_text("退款查询失败", &e, "Query again; nothing was changed."),
-            with(json!({ "error": error_json(&e) })),
+            failure_text("退款查询失败", e, "Query again; nothing was changed."),
+            &about.with_error(ErrorOut::gateway(e)),
         ),
     }
-}
-
-/// How long after its last send a refund Alipay does not know is taken as never arrived. A request
-/// in flight reaches Alipay within the client timeout; this leaves a wide margin beyond it.
-const NEVER_ARRIVED_AFTER_SECS: i64 = 300;
-
-/// After a restart: settle refunds whose outcome was never recorded (a process died between
-/// sending and recording), so the ledger agrees with Alipay. A refund another live server (on the
-/// same data dir) is sending right now is left to it; one Alipay does not know yet stays unknown
-/// (still counted against every limit) until it is old enough to be sure it never arrived.
-pub async fn reconcile(app: Arc<App>) {
-    let unsettled = match app.ledger.unsettled_refunds() {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read unsettled refunds");
-            return;
-        }
-    };
-    for r in unsettled {
-        let sender = r.owner.clone().unwrap_or_default();
-        if sender == app.instance.token()
-            || crate::instance::is_alive(&app.config.data_dir, &sender)
-        {
-            continue;
-        }
-        let (no, req) = (&r.out_trade_no, &r.out_request_no);
-        // One refund decision per order at a time, as the refund tool takes it.
-        let _order = app.refund_lock(no).await;
-        let (state, trade_no, detail) = match query(&app, no, req).await {
-            Ok(q) if q.refund_succeeded() => (RefundState::Succeeded, q.trade_no, "reconciled"),
-            Ok(_) if age_secs(&r.updated_at) > Some(NEVER_ARRIVED_AFTER_SECS) => (
-                RefundState::Failed,
-                None,
-                "reconciled: Alipay has no such refund",
-            ),
-            Ok(_) => (RefundState::Unknown, None, "reconciled: not at Alipay yet"),
-            Err(e) => {
-                tracing::warn!(out_trade_no = %no, error = %e, "cannot reconcile a refund now");
-                continue;
-            }
-        };
-        let settled = RefundOutcome {
-            state,
-            trade_no: trade_no.as_deref(),
-            total_refunded: None,
-            detail: Some(detail),
-        };
-        // Only while the dead sender still holds it: a resend by a live process owns it now.
-        let stored = app.ledger.finish_refund(no, req, &settled, Some(&sender));
-        tracing::info!(out_trade_no = %no, out_request_no = %req, outcome = settled.state.as_str(), stored = ?stored, "unsettled refund reconciled");
-    }
-}
-
-/// Seconds since a ledger timestamp (Beijing `yyyy-MM-dd HH:mm:ss`).
-fn age_secs(timestamp: &str) -> Option<i64> {
-    let then = alipay_openapi::time::parse_timestamp(timestamp)?;
-    Some((chrono::Utc::now() - then.with_timezone(&chrono::Utc)).num_seconds())
 }

@@ -15,13 +15,13 @@ use rmcp::transport::TokioChildProcess;
 use rmcp::{ClientHandler, ServiceExt as _};
 use serde_json::Value;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_mcp-server-alipay");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_mcp-server-alipay");
 
 /// A scratch directory removed on drop.
-pub struct TempDir(pub PathBuf);
+pub(crate) struct TempDir(pub PathBuf);
 
 impl TempDir {
-    pub fn new(tag: &str) -> Self {
+    pub(crate) fn new(tag: &str) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "mcp-alipay-{tag}-{}-{}",
             std::process::id(),
@@ -34,7 +34,7 @@ impl TempDir {
         Self(dir)
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }
@@ -46,7 +46,7 @@ impl Drop for TempDir {
 }
 
 /// A free loopback port (bound then released).
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -55,7 +55,7 @@ pub fn free_port() -> u16 {
 }
 
 /// The environment of a local-mode server in `dir`: only what a stdio client would pass.
-pub fn local_env(dir: &Path, port: u16) -> HashMap<String, String> {
+pub(crate) fn local_env(dir: &Path, port: u16) -> HashMap<String, String> {
     let mut env = HashMap::new();
     env.insert("HOME".into(), dir.display().to_string());
     env.insert("PATH".into(), std::env::var("PATH").unwrap_or_default());
@@ -70,7 +70,7 @@ pub fn local_env(dir: &Path, port: u16) -> HashMap<String, String> {
 
 /// How a test client answers the server's elicitation requests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Elicit {
+pub(crate) enum Elicit {
     /// The client does not offer elicitation.
     Unsupported,
     Accept,
@@ -79,7 +79,7 @@ pub enum Elicit {
 
 /// A client that records resource updates and answers elicitation as told.
 #[derive(Clone)]
-pub struct EventClient {
+pub(crate) struct EventClient {
     pub version: ProtocolVersion,
     pub elicit: Elicit,
     pub updates: tokio::sync::mpsc::UnboundedSender<String>,
@@ -125,10 +125,10 @@ impl ClientHandler for EventClient {
     }
 }
 
-pub type EventSession = RunningService<RoleClient, EventClient>;
+pub(crate) type EventSession = RunningService<RoleClient, EventClient>;
 
 /// Spawn the server and connect an [`EventClient`]: a legacy handshake, or (2026-07-28) none.
-pub async fn connect_events(
+pub(crate) async fn connect_events(
     env: &HashMap<String, String>,
     version: ProtocolVersion,
     elicit: Elicit,
@@ -169,10 +169,10 @@ pub async fn connect_events(
 }
 
 /// Poll `check` until it is true or `secs` pass.
-pub async fn eventually<F, Fut>(secs: u64, mut check: F) -> bool
+pub(crate) async fn eventually<F, Fut>(secs: u64, mut check: F) -> bool
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
+    Fut: Future<Output = bool>,
 {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
     while tokio::time::Instant::now() < deadline {
@@ -185,7 +185,7 @@ where
 }
 
 #[derive(Clone)]
-pub struct TestClient {
+pub(crate) struct TestClient {
     pub version: ProtocolVersion,
 }
 
@@ -199,14 +199,17 @@ impl ClientHandler for TestClient {
     }
 }
 
-pub type Client = RunningService<RoleClient, TestClient>;
+pub(crate) type Client = RunningService<RoleClient, TestClient>;
 
 /// Spawn the server with exactly `env` and complete the MCP handshake.
-pub async fn connect(env: &HashMap<String, String>) -> Client {
+pub(crate) async fn connect(env: &HashMap<String, String>) -> Client {
     connect_with(env, ProtocolVersion::V_2025_06_18).await
 }
 
-pub async fn connect_with(env: &HashMap<String, String>, version: ProtocolVersion) -> Client {
+pub(crate) async fn connect_with(
+    env: &HashMap<String, String>,
+    version: ProtocolVersion,
+) -> Client {
     let mut cmd = tokio::process::Command::new(BIN);
     cmd.env_clear().envs(env);
     let (transport, _stderr) = TokioChildProcess::builder(cmd)
@@ -219,7 +222,7 @@ pub async fn connect_with(env: &HashMap<String, String>, version: ProtocolVersio
         .expect("MCP handshake")
 }
 
-pub async fn call<H: ClientHandler>(
+pub(crate) async fn call<H: ClientHandler>(
     client: &RunningService<RoleClient, H>,
     tool: &str,
     args: Value,
@@ -233,7 +236,7 @@ pub async fn call<H: ClientHandler>(
         .unwrap_or_else(|e| panic!("{tool}: {e}"))
 }
 
-pub fn text(result: &CallToolResult) -> String {
+pub(crate) fn text(result: &CallToolResult) -> String {
     result
         .content
         .iter()
@@ -242,11 +245,11 @@ pub fn text(result: &CallToolResult) -> String {
         .join("\n")
 }
 
-pub fn is_error(result: &CallToolResult) -> bool {
+pub(crate) fn is_error(result: &CallToolResult) -> bool {
     result.is_error == Some(true)
 }
 
-pub fn structured(result: &CallToolResult) -> &Value {
+pub(crate) fn structured(result: &CallToolResult) -> &Value {
     result
         .structured_content
         .as_ref()
@@ -254,7 +257,7 @@ pub fn structured(result: &CallToolResult) -> &Value {
 }
 
 /// Create a web-page order of `amount`, open its link on the gateway and pay it: the gateway.
-pub async fn paid_order<H: ClientHandler>(
+pub(crate) async fn paid_order<H: ClientHandler>(
     client: &RunningService<RoleClient, H>,
     no: &str,
     amount: &str,
@@ -274,7 +277,7 @@ pub async fn paid_order<H: ClientHandler>(
 }
 
 /// The link inside `[点击完成支付](…)`, the way clients of the reference extract it.
-pub fn link_of(result: &CallToolResult) -> String {
+pub(crate) fn link_of(result: &CallToolResult) -> String {
     let t = text(result);
     let start = t.find("[点击完成支付](").expect("markdown link") + "[点击完成支付](".len();
     let end = t[start..].find(')').expect("closing parenthesis") + start;
@@ -282,13 +285,13 @@ pub fn link_of(result: &CallToolResult) -> String {
 }
 
 /// `http://127.0.0.1:PORT` of the gateway a link points at.
-pub fn gateway_base(link: &str) -> String {
+pub(crate) fn gateway_base(link: &str) -> String {
     let end = link.find("/gateway.do").expect("gateway path");
     link[..end].to_string()
 }
 
 /// A query parameter of a link, decoded.
-pub fn link_param(link: &str, name: &str) -> Option<String> {
+pub(crate) fn link_param(link: &str, name: &str) -> Option<String> {
     let query = link.split_once('?')?.1;
     form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == name)
@@ -296,7 +299,7 @@ pub fn link_param(link: &str, name: &str) -> Option<String> {
 }
 
 /// The embedded gateway's control API.
-pub struct Gateway {
+pub(crate) struct Gateway {
     pub base: String,
     pub app_id: String,
     http: reqwest::Client,
@@ -304,7 +307,7 @@ pub struct Gateway {
 
 impl Gateway {
     /// The gateway at `base` (`http://127.0.0.1:PORT`), for app `app_id`.
-    pub fn new(base: &str, app_id: &str) -> Self {
+    pub(crate) fn new(base: &str, app_id: &str) -> Self {
         Self {
             base: base.trim_end_matches('/').to_string(),
             app_id: app_id.to_string(),
@@ -312,7 +315,7 @@ impl Gateway {
         }
     }
 
-    pub fn from_link(link: &str) -> Self {
+    pub(crate) fn from_link(link: &str) -> Self {
         Self {
             base: gateway_base(link),
             app_id: link_param(link, "app_id").expect("app_id"),
@@ -321,13 +324,13 @@ impl Gateway {
     }
 
     /// Open a link the way a browser does.
-    pub async fn open(&self, link: &str) -> String {
+    pub(crate) async fn open(&self, link: &str) -> String {
         let response = self.http.get(link).send().await.unwrap();
         assert!(response.status().is_success(), "{}", response.status());
         response.text().await.unwrap()
     }
 
-    pub async fn control(&self, action: &str, out_trade_no: &str) -> reqwest::Response {
+    pub(crate) async fn control(&self, action: &str, out_trade_no: &str) -> reqwest::Response {
         self.http
             .post(format!(
                 "{}/__emulator/apps/{}/trades/{out_trade_no}/{action}",
@@ -338,7 +341,7 @@ impl Gateway {
             .unwrap()
     }
 
-    pub async fn pay(&self, out_trade_no: &str) {
+    pub(crate) async fn pay(&self, out_trade_no: &str) {
         let r = self.control("pay", out_trade_no).await;
         assert!(
             r.status().is_success(),
@@ -348,7 +351,7 @@ impl Gateway {
         );
     }
 
-    pub async fn trade(&self, out_trade_no: &str) -> Value {
+    pub(crate) async fn trade(&self, out_trade_no: &str) -> Value {
         self.http
             .get(format!(
                 "{}/__emulator/apps/{}/trades/{out_trade_no}",
@@ -364,7 +367,7 @@ impl Gateway {
     }
 
     /// Every request logged by the gateway, oldest first.
-    pub async fn requests(&self) -> Vec<Value> {
+    pub(crate) async fn requests(&self) -> Vec<Value> {
         let log: Value = serde_json::from_str(
             &self
                 .http
@@ -384,7 +387,7 @@ impl Gateway {
     }
 
     /// How many requests for `method` reached /gateway.do so far.
-    pub async fn count_method(&self, method: &str) -> usize {
+    pub(crate) async fn count_method(&self, method: &str) -> usize {
         self.requests()
             .await
             .iter()
@@ -393,7 +396,7 @@ impl Gateway {
     }
 
     /// Inject a fault (`POST /__emulator/faults`).
-    pub async fn fault(&self, fault: Value) {
+    pub(crate) async fn fault(&self, fault: Value) {
         let r = self
             .http
             .post(format!("{}/__emulator/faults", self.base))
@@ -406,7 +409,7 @@ impl Gateway {
     }
 
     /// Remove every fault not yet used up (`DELETE /__emulator/faults`).
-    pub async fn clear_faults(&self) {
+    pub(crate) async fn clear_faults(&self) {
         let r = self
             .http
             .delete(format!("{}/__emulator/faults", self.base))
@@ -417,7 +420,7 @@ impl Gateway {
     }
 
     /// Faults still armed (`GET /__emulator/faults`).
-    pub async fn faults(&self) -> Vec<Value> {
+    pub(crate) async fn faults(&self) -> Vec<Value> {
         let v: Value = self
             .http
             .get(format!("{}/__emulator/faults", self.base))
@@ -432,7 +435,7 @@ impl Gateway {
     }
 
     /// Every order of the app, as the gateway sees it.
-    pub async fn trades(&self) -> Vec<Value> {
+    pub(crate) async fn trades(&self) -> Vec<Value> {
         let v: Value = self
             .http
             .get(format!(
@@ -450,7 +453,7 @@ impl Gateway {
     }
 
     /// How many requests reached /gateway.do so far.
-    pub async fn request_count(&self) -> usize {
+    pub(crate) async fn request_count(&self) -> usize {
         let log: Value = self
             .http
             .get(format!("{}/__emulator/requests", self.base))

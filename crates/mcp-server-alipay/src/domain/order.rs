@@ -1,0 +1,150 @@
+//! Orders: which tool made one, where a status came from, the rule that an order number always
+//! means one order, and the rule that a trade never moves backwards.
+
+use alipay_openapi::{Amount, TradeStatus};
+use serde::Serialize;
+
+/// Which tool created an order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum OrderKind {
+    #[serde(rename = "mobile")]
+    Mobile,
+    #[serde(rename = "webPage")]
+    WebPage,
+    #[serde(rename = "qrCode")]
+    QrCode,
+}
+
+impl OrderKind {
+    pub const ALL: [Self; 3] = [Self::Mobile, Self::WebPage, Self::QrCode];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mobile => "mobile",
+            Self::WebPage => "webPage",
+            Self::QrCode => "qrCode",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The Alipay method that makes this kind of order.
+    pub fn method(self) -> &'static str {
+        match self {
+            Self::Mobile => alipay_openapi::PayKind::Wap.method(),
+            Self::WebPage => alipay_openapi::PayKind::Page.method(),
+            Self::QrCode => <alipay_openapi::TradePrecreate as alipay_openapi::ApiRequest>::METHOD,
+        }
+    }
+}
+
+/// Where an order's status was learned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusSource {
+    /// A signed `alipay.trade.query` answer.
+    Query,
+    /// A verified notification.
+    Notify,
+    /// A confirmed refund's answer.
+    Refund,
+    /// A signed `alipay.trade.close` answer.
+    Close,
+    /// The start-up settlement of unsettled refunds.
+    Reconcile,
+}
+
+impl StatusSource {
+    pub const ALL: [Self; 5] = [
+        Self::Query,
+        Self::Notify,
+        Self::Refund,
+        Self::Close,
+        Self::Reconcile,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Query => "query",
+            Self::Notify => "notify",
+            Self::Refund => "refund",
+            Self::Close => "close",
+            Self::Reconcile => "reconcile",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// How far a trade has come: a status never moves backwards by a notification (`TRADE_SUCCESS`
+/// cannot reopen a closed or finished trade). `None` is "no trade yet" (the buyer has not opened
+/// the link). A status this server does not know ranks as waiting.
+pub fn progress(status: Option<&TradeStatus>) -> u8 {
+    match status {
+        None => 0,
+        Some(TradeStatus::WaitBuyerPay) => 1,
+        Some(TradeStatus::TradeSuccess) => 2,
+        Some(TradeStatus::TradeClosed | TradeStatus::TradeFinished) => 3,
+        Some(_) => 1,
+    }
+}
+
+/// What an order is asked to be, to compare with what its number already means.
+#[derive(Clone, Copy, Debug)]
+pub struct OrderTerms<'a> {
+    pub kind: OrderKind,
+    pub amount: Amount,
+    pub title: &'a str,
+}
+
+/// The same number again: the same order if nothing differs (it is returned unchanged), else a
+/// conflict (refused before anything is signed).
+pub fn same_order(existing: OrderTerms<'_>, asked: OrderTerms<'_>) -> bool {
+    existing.kind == asked.kind && existing.amount == asked.amount && existing.title == asked.title
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trade_never_moves_backwards() {
+        let rank = |s: &str| progress(Some(&TradeStatus::from(s)));
+        assert_eq!(progress(None), 0);
+        assert!(rank("WAIT_BUYER_PAY") < rank("TRADE_SUCCESS"));
+        assert!(rank("TRADE_SUCCESS") < rank("TRADE_CLOSED"));
+        assert_eq!(rank("TRADE_CLOSED"), rank("TRADE_FINISHED"));
+        assert_eq!(rank("SOMETHING_NEW"), rank("WAIT_BUYER_PAY"));
+    }
+
+    #[test]
+    fn an_order_number_means_one_order() {
+        let terms = |kind, fen, title| OrderTerms {
+            kind,
+            amount: Amount::from_fen(fen).unwrap(),
+            title,
+        };
+        let first = terms(OrderKind::WebPage, 8880, "插画");
+        assert!(same_order(first, terms(OrderKind::WebPage, 8880, "插画")));
+        assert!(!same_order(first, terms(OrderKind::WebPage, 8881, "插画")));
+        assert!(!same_order(first, terms(OrderKind::WebPage, 8880, "插画 ")));
+        assert!(!same_order(first, terms(OrderKind::Mobile, 8880, "插画")));
+    }
+
+    #[test]
+    fn kinds_and_sources_read_back() {
+        for k in OrderKind::ALL {
+            assert_eq!(OrderKind::parse(k.as_str()), Some(k));
+        }
+        for s in StatusSource::ALL {
+            assert_eq!(StatusSource::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(OrderKind::parse("desktop"), None);
+        assert_eq!(OrderKind::WebPage.method(), "alipay.trade.page.pay");
+        assert_eq!(OrderKind::QrCode.method(), "alipay.trade.precreate");
+    }
+}

@@ -1,0 +1,328 @@
+//! The SQLite ledger (`AP_DATA_DIR/ledger.db`; `sandbox/` and `local/` below it for those
+//! environments): one file per environment, any number of apps in it (every row names its app).
+//! WAL, one transaction per call, a busy timeout so two server processes on one data dir wait for
+//! each other instead of failing. SQLite's calls block, so each runs on tokio's blocking pool,
+//! never on an async worker.
+//!
+//! Across processes sharing the file: liveness by lock files (`liveness`), the refund decision by
+//! SQLite's single writer (`begin_refund` checks and records in one IMMEDIATE transaction), and
+//! `changes()` hears this handle's writes only (SQLite has no way to tell another process).
+
+mod liveness;
+mod ops;
+mod rows;
+mod schema;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use alipay_openapi::Money;
+use async_trait::async_trait;
+use rusqlite::Connection;
+use tokio::sync::broadcast;
+
+use self::liveness::{Instance, OrderLocks};
+use self::rows::{Fail, Res};
+use super::*;
+
+/// How many changes a slow subscriber may fall behind before it is told it lagged.
+const CHANGES_CAPACITY: usize = 1024;
+
+pub struct SqliteLedger {
+    /// `None` once the handle is dropped (closed on the blocking pool).
+    conn: Arc<Mutex<Option<Connection>>>,
+    scope: AppScope,
+    instance: Instance,
+    instances_dir: PathBuf,
+    locks: OrderLocks,
+    changes: broadcast::Sender<OrderChanged>,
+}
+
+/// How long a call waits for another writer (in this process or another) before it gives up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Switch to WAL. On a new file that another process is switching at the same moment SQLite says
+/// "locked" at once, without waiting (the busy timeout does not cover a journal-mode change), so
+/// wait here, as long as the busy timeout would.
+fn wal(conn: &Connection) -> Res<()> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
+fn open_file(path: &Path, scope: &AppScope) -> Res<Connection> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            rows::fail(
+                LedgerErrorKind::Unavailable,
+                format!("cannot create {}: {e}", dir.display()),
+            )
+        })?;
+    }
+    let mut conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // WAL + NORMAL: a committed transaction survives a process crash (kill -9); only an OS crash
+    // could lose the last commits, which fsync-per-commit would cost every call to prevent.
+    wal(&conn)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    schema::migrate(&mut conn, scope)?;
+    Ok(conn)
+}
+
+impl SqliteLedger {
+    /// Open (creating, or migrating) the ledger at `path` as `scope`, and register this process in
+    /// `instances_dir` for as long as the handle lives.
+    pub async fn open(
+        path: &Path,
+        scope: AppScope,
+        instances_dir: &Path,
+    ) -> Result<Self, LedgerError> {
+        let (path, instances_dir) = (path.to_path_buf(), instances_dir.to_path_buf());
+        tokio::task::spawn_blocking(move || {
+            let conn = open_file(&path, &scope).map_err(Fail::into_ledger)?;
+            let instance = Instance::register(&instances_dir)?;
+            Ok(Self {
+                conn: Arc::new(Mutex::new(Some(conn))),
+                scope,
+                instance,
+                instances_dir,
+                locks: OrderLocks::default(),
+                changes: broadcast::channel(CHANGES_CAPACITY).0,
+            })
+        })
+        .await
+        .map_err(|e| {
+            LedgerError::new(
+                LedgerErrorKind::Unavailable,
+                format!("opening the ledger failed: {e}"),
+            )
+        })?
+    }
+
+    /// Run `f` on the connection, on the blocking pool.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection, &AppScope) -> Res<T> + Send + 'static,
+    ) -> Result<T, LedgerError> {
+        let (conn, scope) = (self.conn.clone(), self.scope.clone());
+        tokio::task::spawn_blocking(move || {
+            // A panic mid-call rolled its transaction back (the transaction's drop), so the
+            // connection is sound even if the lock is poisoned.
+            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            let conn = conn.as_mut().ok_or_else(|| {
+                LedgerError::new(LedgerErrorKind::Unavailable, "the ledger is closed")
+            })?;
+            f(conn, &scope).map_err(Fail::into_ledger)
+        })
+        .await
+        .map_err(|e| {
+            LedgerError::new(
+                LedgerErrorKind::CommitOutcomeUnknown,
+                format!("a ledger call ended before it answered ({e}); whether it committed is not known"),
+            )
+        })?
+    }
+
+    /// Tell subscribers an order's committed state changed.
+    fn changed(&self, out_trade_no: &OutTradeNo, changed: bool) {
+        if changed {
+            // No subscriber is no error.
+            let _ = self.changes.send(OrderChanged {
+                out_trade_no: out_trade_no.clone(),
+            });
+        }
+    }
+}
+
+impl Drop for SqliteLedger {
+    fn drop(&mut self) {
+        // Closing the last connection checkpoints the WAL (file I/O): on the blocking pool too,
+        // when there is one.
+        let conn = self.conn.clone();
+        let close = move || drop(conn.lock().unwrap_or_else(PoisonError::into_inner).take());
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(close)),
+            Err(_) => close(),
+        }
+    }
+}
+
+#[async_trait]
+impl Ledger for SqliteLedger {
+    fn scope(&self) -> &AppScope {
+        &self.scope
+    }
+
+    fn instance(&self) -> &InstanceId {
+        self.instance.id()
+    }
+
+    async fn is_alive(&self, instance: &InstanceId) -> Result<bool, LedgerError> {
+        let (dir, token) = (self.instances_dir.clone(), instance.0.clone());
+        tokio::task::spawn_blocking(move || liveness::is_alive(&dir, &token))
+            .await
+            .map_err(|e| {
+                LedgerError::new(
+                    LedgerErrorKind::Unavailable,
+                    format!("checking an instance failed: {e}"),
+                )
+            })
+    }
+
+    async fn lock_order(&self, out_trade_no: &OutTradeNo) -> Result<OrderLock, LedgerError> {
+        Ok(self.locks.lock(out_trade_no).await)
+    }
+
+    fn changes(&self) -> broadcast::Receiver<OrderChanged> {
+        self.changes.subscribe()
+    }
+
+    async fn create_order(&self, order: &NewOrder) -> Result<CreateOrder, LedgerError> {
+        let order = order.clone();
+        self.run(move |c, s| ops::create_order(c, s, &order)).await
+    }
+
+    async fn order(&self, out_trade_no: &OutTradeNo) -> Result<Option<OrderRecord>, LedgerError> {
+        let no = out_trade_no.clone();
+        self.run(move |c, s| ops::order(c, s, &no)).await
+    }
+
+    async fn update_status(
+        &self,
+        out_trade_no: &OutTradeNo,
+        update: &StatusUpdate,
+    ) -> Result<bool, LedgerError> {
+        let (no, update) = (out_trade_no.clone(), update.clone());
+        let (status_changed, changed) = self
+            .run(move |c, s| ops::update_status(c, s, &no, &update))
+            .await?;
+        self.changed(out_trade_no, changed);
+        Ok(status_changed)
+    }
+
+    async fn list_orders(&self, filter: &OrderFilter) -> Result<Vec<OrderRecord>, LedgerError> {
+        let filter = filter.clone();
+        self.run(move |c, s| ops::list_orders(c, s, &filter)).await
+    }
+
+    async fn begin_refund(
+        &self,
+        refund: &NewRefund,
+        limits: &RefundLimits,
+    ) -> Result<RefundBegin, LedgerError> {
+        let (r, limits) = (refund.clone(), limits.clone());
+        let (begin, changed) = self
+            .run(move |c, s| ops::begin_refund(c, s, &r, &limits))
+            .await?;
+        self.changed(&refund.out_trade_no, changed);
+        Ok(begin)
+    }
+
+    async fn finish_refund(
+        &self,
+        out_trade_no: &OutTradeNo,
+        out_request_no: &OutRequestNo,
+        outcome: &RefundOutcome,
+        sender: Option<&InstanceId>,
+    ) -> Result<Option<RefundState>, LedgerError> {
+        let (no, req, outcome) = (
+            out_trade_no.clone(),
+            out_request_no.clone(),
+            outcome.clone(),
+        );
+        let sender = sender.map(|s| s.0.clone());
+        let (held, changed) = self
+            .run(move |c, s| ops::finish_refund(c, s, &no, &req, &outcome, sender.as_deref()))
+            .await?;
+        self.changed(out_trade_no, changed);
+        Ok(held)
+    }
+
+    async fn refund(
+        &self,
+        out_trade_no: &OutTradeNo,
+        out_request_no: &OutRequestNo,
+    ) -> Result<Option<RefundRecord>, LedgerError> {
+        let (no, req) = (out_trade_no.clone(), out_request_no.clone());
+        self.run(move |c, s| ops::refund(c, s, &no, &req)).await
+    }
+
+    async fn refunds(&self, out_trade_no: &OutTradeNo) -> Result<Vec<RefundRecord>, LedgerError> {
+        let no = out_trade_no.clone();
+        self.run(move |c, s| ops::refunds(c, s, &no)).await
+    }
+
+    async fn unsettled_refunds(&self) -> Result<Vec<RefundRecord>, LedgerError> {
+        self.run(|c, s| ops::unsettled_refunds(c, s)).await
+    }
+
+    async fn refunded_besides(
+        &self,
+        out_trade_no: &OutTradeNo,
+        except: &OutRequestNo,
+    ) -> Result<Money, LedgerError> {
+        let (no, except) = (out_trade_no.clone(), except.clone());
+        self.run(move |c, s| ops::refunded_besides(c, s, &no, &except))
+            .await
+    }
+
+    async fn refunded_on_day(&self, day: &str) -> Result<Money, LedgerError> {
+        let day = day.to_string();
+        self.run(move |c, s| ops::day_used(c, s, &day)).await
+    }
+
+    async fn apply_notification(
+        &self,
+        n: &ReceivedNotification,
+    ) -> Result<NotifyApply, LedgerError> {
+        let notification = n.clone();
+        let (apply, changed) = self
+            .run(move |c, s| ops::apply_notification(c, s, &notification))
+            .await?;
+        self.changed(&n.out_trade_no, changed);
+        Ok(apply)
+    }
+
+    async fn reject_notification(
+        &self,
+        notify_id: Option<&str>,
+        out_trade_no: Option<&str>,
+        reason: &str,
+    ) -> Result<(), LedgerError> {
+        let (id, no) = (
+            notify_id.map(str::to_string),
+            out_trade_no.map(str::to_string),
+        );
+        let reason = reason.to_string();
+        self.run(move |c, s| ops::reject_notification(c, s, id.as_deref(), no.as_deref(), &reason))
+            .await
+    }
+
+    async fn notifications(
+        &self,
+        out_trade_no: &OutTradeNo,
+    ) -> Result<Vec<NotificationRecord>, LedgerError> {
+        let no = out_trade_no.clone();
+        self.run(move |c, s| ops::notifications(c, s, &no)).await
+    }
+
+    async fn audit(&self, entry: &AuditEntry<'_>) -> Result<(), LedgerError> {
+        let row = ops::AuditRow::of(entry);
+        self.run(move |c, s| ops::audit(c, s, &row)).await
+    }
+}

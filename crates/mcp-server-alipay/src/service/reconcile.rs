@@ -1,0 +1,91 @@
+//! After a restart: settle refunds whose outcome was never recorded (a process died between
+//! sending and recording), so the ledger agrees with Alipay. A refund another live server is
+//! sending right now is left to it; one Alipay does not know yet stays unknown (still counted
+//! against every limit) until it is old enough to be sure it never arrived.
+
+use crate::domain::RefundState;
+use crate::ledger::RefundOutcome;
+use crate::service::Services;
+use crate::service::refund_query::ask as ask_refund;
+
+/// How long after its last send a refund Alipay does not know is taken as never arrived. A request
+/// in flight reaches Alipay within the client timeout; this leaves a wide margin beyond it.
+pub const NEVER_ARRIVED_AFTER_SECS: i64 = 300;
+
+/// What one pass did, for the log and for tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    pub settled: usize,
+    pub left_to_live_senders: usize,
+    pub not_reachable: usize,
+}
+
+pub async fn reconcile(svc: &Services) -> Reconciled {
+    let mut done = Reconciled::default();
+    let unsettled = match svc.ledger.unsettled_refunds().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read unsettled refunds");
+            return done;
+        }
+    };
+    for r in unsettled {
+        let Some(sender) = r.owner.clone() else {
+            // Recorded before refunds knew their sender: nobody else can be sending it.
+            settle_one(svc, &r, None, &mut done).await;
+            continue;
+        };
+        let alive =
+            sender == *svc.ledger.instance() || svc.ledger.is_alive(&sender).await.unwrap_or(true);
+        if alive {
+            done.left_to_live_senders += 1;
+            continue;
+        }
+        settle_one(svc, &r, Some(&sender), &mut done).await;
+    }
+    done
+}
+
+async fn settle_one(
+    svc: &Services,
+    r: &crate::ledger::RefundRecord,
+    sender: Option<&crate::ledger::InstanceId>,
+    done: &mut Reconciled,
+) {
+    let (no, req) = (&r.out_trade_no, &r.out_request_no);
+    // One refund decision per order at a time, as the refund flow takes it.
+    let Ok(_order) = svc.ledger.lock_order(no).await else {
+        done.not_reachable += 1;
+        return;
+    };
+    let (state, trade_no, detail) = match ask_refund(svc, no, req).await {
+        Ok(q) if q.refund_succeeded() => (RefundState::Succeeded, q.trade_no, "reconciled"),
+        Ok(_) if age_secs(&r.updated_at) > Some(NEVER_ARRIVED_AFTER_SECS) => (
+            RefundState::Failed,
+            None,
+            "reconciled: Alipay has no such refund",
+        ),
+        Ok(_) => (RefundState::Unknown, None, "reconciled: not at Alipay yet"),
+        Err(e) => {
+            tracing::warn!(out_trade_no = %no, error = %e, "cannot reconcile a refund now");
+            done.not_reachable += 1;
+            return;
+        }
+    };
+    let settled = RefundOutcome {
+        state,
+        trade_no,
+        total_refunded: None,
+        detail: Some(detail.into()),
+    };
+    // Only while the dead sender still holds it: a resend by a live process owns it now.
+    let stored = svc.ledger.finish_refund(no, req, &settled, sender).await;
+    tracing::info!(out_trade_no = %no, out_request_no = %req, outcome = state.as_str(), stored = ?stored, "unsettled refund reconciled");
+    done.settled += 1;
+}
+
+/// Seconds since a ledger timestamp (Beijing `yyyy-MM-dd HH:mm:ss`).
+fn age_secs(timestamp: &str) -> Option<i64> {
+    let then = alipay_openapi::time::parse_timestamp(timestamp)?;
+    Some((chrono::Utc::now() - then.with_timezone(&chrono::Utc)).num_seconds())
+}

@@ -1,0 +1,79 @@
+//! MCP on stdio: the default transport, for desktop clients that spawn the server. Never writes
+//! anything but JSON-RPC to stdout.
+
+use std::process::ExitCode;
+
+use rmcp::ServiceExt as _;
+
+use crate::app::App;
+use crate::config::Config;
+use crate::mcp::{AlipayMcp, Served};
+
+/// Serve one MCP session on stdin/stdout until it ends or SIGTERM/SIGINT.
+pub async fn run(config: Config) -> ExitCode {
+    // Prod and sandbox: answer `initialize` and `tools/list` at once, they need only the
+    // configuration; the ledger and the HTTP client start beside them and the calls that need
+    // them wait. Local mode: the embedded gateway is up before the first answer, since a client
+    // may open a link or reach the gateway as soon as it has initialized.
+    let local = config.credentials.is_none();
+    let (served, ready) = Served::starting(&config);
+    let bound = match App::bind(config).await {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("mcp-server-alipay: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let start = async move {
+        let app = bound.start().await;
+        match &app {
+            Ok(app) => tracing::info!(
+                env = app.config.env.as_str(),
+                tools = app.config.tools.len(),
+                "serving MCP on stdio"
+            ),
+            Err(e) => eprintln!("mcp-server-alipay: {e}"),
+        }
+        ready.set(app.clone());
+        app
+    };
+    let starting = if local {
+        let app = start.await;
+        if app.is_err() {
+            return ExitCode::FAILURE;
+        }
+        tokio::spawn(async move { app })
+    } else {
+        tokio::spawn(start)
+    };
+    let start_failed = {
+        let served = served.clone();
+        async move {
+            if served.started().await.is_ok() {
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::pin!(start_failed);
+    let code = tokio::select! {
+        result = AlipayMcp::new(served.clone()).serve(rmcp::transport::stdio()) => match result {
+            Ok(running) => tokio::select! {
+                _ = running.waiting() => ExitCode::SUCCESS,
+                _ = crate::terminated() => ExitCode::SUCCESS,
+                _ = &mut start_failed => ExitCode::FAILURE,
+            },
+            Err(e) => {
+                if served.started().await.is_ok() {
+                    eprintln!("mcp-server-alipay: MCP handshake failed: {e}");
+                }
+                ExitCode::FAILURE
+            }
+        },
+        _ = &mut start_failed => ExitCode::FAILURE,
+        _ = crate::terminated() => ExitCode::SUCCESS,
+    };
+    if let Ok(Ok(app)) = starting.await {
+        app.shutdown().await;
+    }
+    code
+}
