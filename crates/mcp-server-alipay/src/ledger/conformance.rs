@@ -813,6 +813,15 @@ pub(crate) async fn the_order_lock_serialises_its_holders(b: &dyn Backend) {
         .expect("released on drop")
         .unwrap();
     assert!(taken.load(Ordering::SeqCst));
+    // Across processes: a second handle on the same store waits for the first's holder.
+    let second: Arc<dyn Ledger> = store.open(&scope(APP)).await.into();
+    let a = no("A");
+    let held = l.lock_order(&a).await.unwrap();
+    let elsewhere = tokio::time::timeout(Duration::from_millis(300), second.lock_order(&a)).await;
+    assert!(elsewhere.is_err(), "another process's holder waits too");
+    drop(held);
+    let elsewhere = tokio::time::timeout(Duration::from_secs(5), second.lock_order(&a)).await;
+    drop(elsewhere.expect("released across processes").unwrap());
     // Many holders: each one's read-then-write of a shared count is never interleaved.
     let (count, inside) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let tasks: Vec<_> = (0..20)

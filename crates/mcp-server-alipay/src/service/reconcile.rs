@@ -15,8 +15,12 @@ pub const NEVER_ARRIVED_AFTER_SECS: i64 = 300;
 /// What one pass did, for the log and for tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Reconciled {
+    /// Now succeeded or failed in the ledger.
     pub settled: usize,
+    /// Looked up, but still not known (Alipay does not know it yet, or another sender took it).
+    pub still_unknown: usize,
     pub left_to_live_senders: usize,
+    /// Not looked up or not recorded now (the gateway or the ledger failed); tried next time.
     pub not_reachable: usize,
 }
 
@@ -81,7 +85,11 @@ async fn settle_one(
     // Only while the dead sender still holds it: a resend by a live process owns it now.
     let stored = svc.ledger.finish_refund(no, req, &settled, sender).await;
     tracing::info!(out_trade_no = %no, out_request_no = %req, outcome = state.as_str(), stored = ?stored, "unsettled refund reconciled");
-    done.settled += 1;
+    match stored {
+        Ok(Some(state)) if !state.in_flight() => done.settled += 1,
+        Ok(_) => done.still_unknown += 1,
+        Err(_) => done.not_reachable += 1,
+    }
 }
 
 /// Seconds since a ledger timestamp (Beijing `yyyy-MM-dd HH:mm:ss`).

@@ -1,7 +1,7 @@
 //! What SQLite cannot say across processes, said with files beside it: which server processes are
 //! alive (each holds an exclusive lock on its own file in the instances directory for as long as it
 //! runs; the operating system releases it when the process dies, even by `kill -9`), and the
-//! per-order refund lock within this process.
+//! per-order refund lock across every process sharing the data dir.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -76,21 +76,92 @@ pub(super) fn is_alive(dir: &Path, token: &str) -> bool {
     }
 }
 
-/// One refund decision per order at a time within this process. Across processes sharing the
-/// file there is no such lock, and none is needed for the money rules: SQLite serialises every
-/// writer, and `begin_refund` checks and records in one IMMEDIATE transaction, so that check is
-/// the cross-process lock.
-#[derive(Default)]
-pub(super) struct OrderLocks(Mutex<HashMap<OutTradeNo, Arc<tokio::sync::Mutex<()>>>>);
+/// How many lock files the order locks are spread over: orders that share one wait for each
+/// other briefly, which is harmless; a file per order would pile up forever.
+const ORDER_LOCK_STRIPES: u64 = 64;
+
+/// One refund decision per order at a time, in this process (a tokio mutex, so waiters cost no
+/// thread) and across processes sharing the data dir (an exclusive lock on one of
+/// [`ORDER_LOCK_STRIPES`] files, taken on the blocking pool; the operating system releases it when
+/// a holder dies). The money rules do not depend on it — SQLite serialises writers and
+/// `begin_refund` checks and records in one IMMEDIATE transaction — but two servers must not send
+/// one number at once, nor change a plan's figures while its approval is being checked.
+pub(super) struct OrderLocks {
+    dir: PathBuf,
+    in_process: Mutex<HashMap<OutTradeNo, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// FNV-1a: stable across processes and releases (the std hasher is neither).
+fn stripe(out_trade_no: &OutTradeNo) -> u64 {
+    let hash = out_trade_no
+        .as_str()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    hash % ORDER_LOCK_STRIPES
+}
 
 impl OrderLocks {
-    pub(super) async fn lock(&self, out_trade_no: &OutTradeNo) -> OrderLock {
-        let lock = {
-            let mut locks = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+    pub(super) fn new(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            in_process: Mutex::default(),
+        }
+    }
+
+    pub(super) async fn lock(&self, out_trade_no: &OutTradeNo) -> Result<OrderLock, LedgerError> {
+        let local = {
+            let mut locks = self
+                .in_process
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             // Forget locks nobody holds or waits for, so the map stays small.
             locks.retain(|_, l| Arc::strong_count(l) > 1);
             locks.entry(out_trade_no.clone()).or_default().clone()
         };
-        OrderLock::new(lock.lock_owned().await)
+        let local = local.lock_owned().await;
+        let path = self.dir.join(format!("{:02}.lock", stripe(out_trade_no)));
+        let dir = self.dir.clone();
+        let file = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir)?;
+            let file = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)?;
+            file.lock()?;
+            Ok::<_, std::io::Error>(file)
+        })
+        .await
+        .map_err(|e| LedgerError::new(LedgerErrorKind::Unavailable, format!("order lock: {e}")))?
+        .map_err(|e| {
+            LedgerError::new(
+                LedgerErrorKind::Unavailable,
+                format!(
+                    "AP_DATA_DIR: cannot take the order lock in {}: {e}",
+                    self.dir.display()
+                ),
+            )
+        })?;
+        Ok(OrderLock::new((local, file)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stripes_are_stable_and_spread() {
+        let no = |s: &str| OutTradeNo::parse(s).unwrap();
+        assert_eq!(
+            stripe(&no("ILLUSTRATION_0001")),
+            stripe(&no("ILLUSTRATION_0001"))
+        );
+        let used: std::collections::HashSet<u64> =
+            (0..1000).map(|i| stripe(&no(&format!("MCP{i}")))).collect();
+        assert!(used.len() > 50, "{}", used.len());
+        assert!(used.iter().all(|s| *s < ORDER_LOCK_STRIPES));
     }
 }

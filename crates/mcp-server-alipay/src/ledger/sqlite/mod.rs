@@ -4,8 +4,9 @@
 //! each other instead of failing. SQLite's calls block, so each runs on tokio's blocking pool,
 //! never on an async worker.
 //!
-//! Across processes sharing the file: liveness by lock files (`liveness`), the refund decision by
-//! SQLite's single writer (`begin_refund` checks and records in one IMMEDIATE transaction), and
+//! Across processes sharing the file: liveness and the per-order refund lock by lock files
+//! (`liveness`), the refund decision by SQLite's single writer (`begin_refund` checks and records
+//! in one IMMEDIATE transaction), and
 //! `changes()` hears this handle's writes only (SQLite has no way to tell another process).
 
 mod liveness;
@@ -96,12 +97,16 @@ impl SqliteLedger {
         tokio::task::spawn_blocking(move || {
             let conn = open_file(&path, &scope).map_err(Fail::into_ledger)?;
             let instance = Instance::register(&instances_dir)?;
+            let order_locks = instances_dir
+                .parent()
+                .unwrap_or(&instances_dir)
+                .join("order-locks");
             Ok(Self {
                 conn: Arc::new(Mutex::new(Some(conn))),
                 scope,
                 instance,
                 instances_dir,
-                locks: OrderLocks::default(),
+                locks: OrderLocks::new(order_locks),
                 changes: broadcast::channel(CHANGES_CAPACITY).0,
             })
         })
@@ -185,7 +190,7 @@ impl Ledger for SqliteLedger {
     }
 
     async fn lock_order(&self, out_trade_no: &OutTradeNo) -> Result<OrderLock, LedgerError> {
-        Ok(self.locks.lock(out_trade_no).await)
+        self.locks.lock(out_trade_no).await
     }
 
     fn changes(&self) -> broadcast::Receiver<OrderChanged> {
