@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Interop: Alipay's official Python SDK (alipay-sdk-python, from PyPI, in a venv) against the
 # alipay-emulator binary: page pay link -> pay -> query (SDK signature check on) -> refund -> refund
-# query, notifications and return_url verified with the SDK's own function. Fails loudly.
+# query, notifications and return_url verified with the SDK's own function, then a 智易收
+# alipay.aipay.trade.precreate through the SDK's model classes, paid and queried. Fails loudly.
 #
 # Usage: bash .ci/emulator-python-sdk.sh [path/to/alipay-emulator]
 #   Without a path the binary is built with cargo (CARGO_TARGET_DIR is honoured).

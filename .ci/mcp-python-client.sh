@@ -94,4 +94,8 @@ echo "mcp-python-client: $("$venv/bin/python" -c 'from importlib.metadata import
 if ! "$venv/bin/python" "$root/.ci/interop/mcp_python_client.py" "$bin" --modes "$modes"; then
   die "the Python MCP SDK client disagrees with the server (see above)"
 fi
+# --- waiting for a payment: wait-for-alipay-payment over stdio and Streamable HTTP ---------------
+if ! "$venv/bin/python" "$root/.ci/interop/mcp_python_wait.py" "$bin"; then
+  die "the Python MCP SDK client disagrees with the server on wait-for-alipay-payment (see above)"
+fi
 echo "mcp-python-client: OK ($((SECONDS - start))s)"

@@ -12,6 +12,11 @@ disagrees with it:
      signature function (verify_with_rsa over get_sign_content of all fields but sign/sign_type)
   7. the SDK's POST form variant (page_execute default), paid through the cashier's button, and the
      signed return_url parameters verified with the SDK
+  7b. the model's time_expire: the link opens in time; once the emulator's clock (moved with
+     POST /__emulator/clock) passes it, the pay button is refused and the trade is TRADE_CLOSED
+  7c. 智易收 alipay.aipay.trade.precreate through the SDK's own model and request classes
+     (AlipayAipayTradePrecreateModel / Request; execute() verifies the answer): pay_url opens the
+     cashier, pic_url is a PNG, paid through the control API, queried with the SDK, notified
   8. negative controls: a wrong Alipay public key makes execute() fail; a tampered notification
      does not verify (so the checks above can fail)
 
@@ -19,6 +24,7 @@ Run by .ci/emulator-python-sdk.sh, which starts the emulator and passes its JSON
 """
 
 import argparse
+import datetime
 import http.client
 import http.server
 import json
@@ -33,15 +39,18 @@ from html.parser import HTMLParser
 import rsa
 from alipay.aop.api.AlipayClientConfig import AlipayClientConfig
 from alipay.aop.api.DefaultAlipayClient import DefaultAlipayClient
+from alipay.aop.api.domain.AlipayAipayTradePrecreateModel import AlipayAipayTradePrecreateModel
 from alipay.aop.api.domain.AlipayTradeFastpayRefundQueryModel import AlipayTradeFastpayRefundQueryModel
 from alipay.aop.api.domain.AlipayTradePagePayModel import AlipayTradePagePayModel
 from alipay.aop.api.domain.AlipayTradeQueryModel import AlipayTradeQueryModel
 from alipay.aop.api.domain.AlipayTradeRefundModel import AlipayTradeRefundModel
 from alipay.aop.api.exception.Exception import ResponseException
+from alipay.aop.api.request.AlipayAipayTradePrecreateRequest import AlipayAipayTradePrecreateRequest
 from alipay.aop.api.request.AlipayTradeFastpayRefundQueryRequest import AlipayTradeFastpayRefundQueryRequest
 from alipay.aop.api.request.AlipayTradePagePayRequest import AlipayTradePagePayRequest
 from alipay.aop.api.request.AlipayTradeQueryRequest import AlipayTradeQueryRequest
 from alipay.aop.api.request.AlipayTradeRefundRequest import AlipayTradeRefundRequest
+from alipay.aop.api.response.AlipayAipayTradePrecreateResponse import AlipayAipayTradePrecreateResponse
 from alipay.aop.api.response.AlipayTradeFastpayRefundQueryResponse import AlipayTradeFastpayRefundQueryResponse
 from alipay.aop.api.response.AlipayTradeQueryResponse import AlipayTradeQueryResponse
 from alipay.aop.api.response.AlipayTradeRefundResponse import AlipayTradeRefundResponse
@@ -270,6 +279,91 @@ def main():
     params = dict(urllib.parse.parse_qsl(urllib.parse.urlparse(location).query, keep_blank_values=True))
     check(sdk_verify(params, alipay_public_key), "the SDK's verify_with_rsa accepts the return_url parameters")
     check(params["method"] == "alipay.trade.page.pay.return" and params["out_trade_no"] == form_trade_no, "return_url: method and order")
+
+    # 7b. time_expire as the SDK's model sends it, against the emulator's clock.
+    expiring_trade_no = "PYE_" + run
+    model = AlipayTradePagePayModel()
+    model.out_trade_no = expiring_trade_no
+    model.total_amount = "1.00"
+    model.subject = "Python SDK 限时订单"
+    model.product_code = "FAST_INSTANT_TRADE_PAY"
+    status, _, body = http_request(base + "/__emulator/clock")
+    emulator_now = datetime.datetime.strptime(json.loads(body)["now"], "%Y-%m-%d %H:%M:%S")
+    model.time_expire = (emulator_now + datetime.timedelta(minutes=5)).strftime("%Y-%m-%d %H:%M:%S")
+    link = client.page_execute(AlipayTradePagePayRequest(biz_model=model), http_method="GET")
+    check("time_expire" in urllib.parse.unquote_plus(link), "page_execute GET put time_expire in biz_content")
+    status, _, page = http_request(link)
+    check(status == 200 and "错误代码" not in page, "a link with time_expire 5 minutes out opens the cashier")
+    action = page.split('<form method="post" action="', 1)[1].split('"', 1)[0]
+    status, _, body = http_request(
+        base + "/__emulator/clock", data=json.dumps({"advance_seconds": 600}).encode("utf-8"), method="POST"
+    )
+    check(status == 200 and json.loads(body)["offset_seconds"] == 600, "the emulator's clock moved 10 minutes")
+    status, _, page = http_request(base + action, data=b"", follow=False)
+    check(status == 200 and "错误代码 ACQ.TRADE_HAS_CLOSE" in page, "past time_expire the pay button is refused: ACQ.TRADE_HAS_CLOSE")
+    expired_query = AlipayTradeQueryModel()
+    expired_query.out_trade_no = expiring_trade_no
+    response = AlipayTradeQueryResponse()
+    response.parse_response_content(client.execute(AlipayTradeQueryRequest(biz_model=expired_query)))
+    check(response.is_success() and response.trade_status == "TRADE_CLOSED", "query after time_expire: TRADE_CLOSED")
+
+    # 7c. 智易收 (alipay.aipay.trade.precreate) with the SDK's model and request classes.
+    agent_trade_no = "PYA_" + run
+    agent = AlipayAipayTradePrecreateModel()
+    agent.out_trade_no = agent_trade_no
+    agent.amount = "12.34"
+    agent.agent_name = "Python SDK 智能体"
+    agent.agent_id = "py_agent_01"
+    agent.request_channel_source = "mcp_0.1.0"
+    agent_request = AlipayAipayTradePrecreateRequest(biz_model=agent)
+    agent_request.notify_url = notify_url
+    content = client.execute(agent_request)
+    response = AlipayAipayTradePrecreateResponse()
+    response.parse_response_content(content)
+    check(response.is_success(), "alipay.aipay.trade.precreate answered 10000 and its signature verified in the SDK")
+    check(response.out_trade_no == agent_trade_no, "aipay precreate: out_trade_no is ours")
+    pay_url, pic_url = response.pay_url or "", response.pic_url or ""
+    check(pay_url.startswith(base + "/qr/"), "aipay precreate: pay_url is the emulator's cashier: " + pay_url)
+    with urllib.request.urlopen(pic_url, timeout=30) as image:
+        picture = image.read()
+        image_type = image.headers.get("Content-Type", "")
+    check(
+        image_type == "image/png" and picture.startswith(b"\x89PNG\r\n\x1a\n") and len(picture) > 200,
+        "aipay precreate: pic_url is a PNG (%d bytes)" % len(picture),
+    )
+    status, _, page = http_request(pay_url)
+    check(status == 200 and "12.34" in page and "Python SDK 智能体" in page, "pay_url opens a cashier with the amount and the agent")
+    status, _, body = http_request(
+        "%s/__emulator/apps/%s/trades/%s/pay" % (base, args.app_id, agent_trade_no), data=b"", method="POST"
+    )
+    agent_trade = json.loads(body)
+    check(
+        status == 200 and agent_trade["trade_status"] == "TRADE_SUCCESS" and agent_trade["method"] == "alipay.aipay.trade.precreate",
+        "aipay order paid through the control API",
+    )
+    agent_query = AlipayTradeQueryModel()
+    agent_query.out_trade_no = agent_trade_no
+    response = AlipayTradeQueryResponse()
+    response.parse_response_content(client.execute(AlipayTradeQueryRequest(biz_model=agent_query)))
+    check(
+        response.is_success() and response.trade_status == "TRADE_SUCCESS" and response.total_amount == "12.34",
+        "alipay.trade.query of the aipay order: TRADE_SUCCESS, total_amount 12.34",
+    )
+    deadline = time.time() + 30
+    agent_notes = []
+    while time.time() < deadline and not agent_notes:
+        with NotifyReceiver.lock:
+            bodies = [b for _, b in NotifyReceiver.received]
+        agent_notes = [
+            f
+            for f in (dict(urllib.parse.parse_qsl(b.decode("utf-8"), keep_blank_values=True)) for b in bodies)
+            if f.get("out_trade_no") == agent_trade_no
+        ]
+        time.sleep(0.05)
+    check(
+        len(agent_notes) == 1 and agent_notes[0]["trade_status"] == "TRADE_SUCCESS" and sdk_verify(agent_notes[0], alipay_public_key),
+        "the aipay payment notification arrived and the SDK's verify_with_rsa accepts it",
+    )
 
     # 8. Negative controls: the checks above can fail.
     wrong = make_client(gateway, args.app_id, app_private_key, open(args.wrong_public_key_file).read().strip())

@@ -65,6 +65,7 @@ fn link(args: &[String]) -> Result<String, String> {
         timeout_express: None,
         query_options: None,
         amount_style: AmountStyle::Number,
+        time_expire: None,
     };
     client.payment_link(&order).map_err(|e| e.to_string())
 }

@@ -2,12 +2,13 @@
 //! answer object. Writing, signing and fault injection happen in `router.rs`.
 
 use alipay_openapi::{
-    ApiRequest, GatewayRequest, RefundQuery, TradeClose, TradePrecreate, TradeQuery, TradeRefund,
+    AipayTradePrecreate, ApiRequest, GatewayRequest, RefundQuery, TradeClose, TradePrecreate,
+    TradeQuery, TradeRefund,
 };
 use chrono::{DateTime, FixedOffset};
 
 use crate::answer::Fields;
-use crate::biz;
+use crate::biz::{self, Moments};
 use crate::checks::Accepted;
 use crate::codes::Failure;
 use crate::model::Product;
@@ -18,12 +19,13 @@ use crate::trades::{self, Ctx};
 type Handler = fn(&Shared, &Ctx<'_>, &Accepted<'_>, &GatewayRequest) -> Result<Fields, Failure>;
 
 /// The JSON APIs, each named by `alipay-openapi`'s `ApiRequest::METHOD`.
-const APIS: [(&str, Handler); 5] = [
+const APIS: [(&str, Handler); 6] = [
     (<TradeQuery as ApiRequest>::METHOD, query),
     (<TradeRefund as ApiRequest>::METHOD, refund),
     (<RefundQuery as ApiRequest>::METHOD, refund_query),
     (<TradeClose as ApiRequest>::METHOD, close),
     (<TradePrecreate as ApiRequest>::METHOD, precreate),
+    (<AipayTradePrecreate as ApiRequest>::METHOD, agent_precreate),
 ];
 
 /// The `method`s of the JSON APIs (the page APIs are `checks::PAGE_METHODS`).
@@ -37,13 +39,15 @@ pub(crate) const JSON_METHODS: [&str; APIS.len()] = {
     methods
 };
 
-/// Run a checked JSON API request and return its answer object.
+/// Run a checked JSON API request and return its answer object. Expiries up to `now` are
+/// applied first, so a query, refund or close sees a trade whose time ran out as closed.
 pub(crate) fn answer(
     shared: &Shared,
     accepted: &Accepted<'_>,
     request: &GatewayRequest,
     now: DateTime<FixedOffset>,
 ) -> Fields {
+    crate::expiry::catch_up(shared, &now);
     let ctx = Ctx {
         app: accepted.app,
         now,
@@ -105,12 +109,35 @@ fn precreate(
     accepted: &Accepted<'_>,
     request: &GatewayRequest,
 ) -> Result<Fields, Failure> {
+    // Handled at once: `time_expire` is held against the emulator's now, as Alipay holds it
+    // against its own.
+    let at = Moments {
+        issued: ctx.now,
+        now: ctx.now,
+    };
     let order = biz::new_order(
         request,
         &accepted.biz,
         Product::Precreate,
         accepted.sign_type,
+        at,
     )?;
+    Ok(shared.mutate(|s| trades::precreate(s, ctx, order, &shared.base_url)))
+}
+
+/// `alipay.aipay.trade.precreate` (智易收): the order, then the same trade machine as precreate.
+fn agent_precreate(
+    shared: &Shared,
+    ctx: &Ctx<'_>,
+    accepted: &Accepted<'_>,
+    request: &GatewayRequest,
+) -> Result<Fields, Failure> {
+    // Handled at once, as precreate.
+    let at = Moments {
+        issued: ctx.now,
+        now: ctx.now,
+    };
+    let order = biz::agent_order(request, &accepted.biz, accepted.sign_type, at)?;
     Ok(shared.mutate(|s| trades::precreate(s, ctx, order, &shared.base_url)))
 }
 

@@ -4,7 +4,7 @@
 
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 
-use crate::model::Product;
+use crate::model::{Agent, Product};
 
 /// What the cashier shows.
 pub(crate) struct CashierView<'a> {
@@ -16,6 +16,8 @@ pub(crate) struct CashierView<'a> {
     pub app_id: &'a str,
     pub out_trade_no: &'a str,
     pub trade_no: Option<&'a str>,
+    /// A 智易收 order's agent.
+    pub agent: Option<&'a Agent>,
     /// Where the pay button posts.
     pub pay_action: &'a str,
     /// The mobile cashier URL a phone would open by scanning (page pay shows it as a QR code).
@@ -95,6 +97,13 @@ pub(crate) fn cashier_page(view: &CashierView<'_>) -> String {
         meta.push_str(&format!(
             "<br>支付宝交易号：<span id=\"trade-no\">{}</span>",
             text(trade_no)
+        ));
+    }
+    if let Some(agent) = view.agent {
+        meta.push_str(&format!(
+            "<br>智能体：<span id=\"agent\">{}</span>（{}）",
+            text(&agent.agent_name),
+            text(&agent.agent_id)
         ));
     }
     if let Some(body) = view.body.filter(|b| *b != view.subject) {
@@ -177,6 +186,41 @@ pub(crate) fn error_page(sub_code: &str, sub_msg: &str) -> String {
     page("支付宝 - 网上支付 安全快速！", false, &content)
 }
 
+/// Pixels per QR module of [`qr_png`].
+const PNG_SCALE: usize = 6;
+/// The standard quiet zone, in modules.
+const PNG_QUIET: usize = 4;
+
+/// A black-on-white PNG (1-bit greyscale) of the QR code of `url`; `None` when it cannot fit.
+pub(crate) fn qr_png(url: &str) -> Option<Vec<u8>> {
+    let code = qrcode::QrCode::new(url.as_bytes()).ok()?;
+    let modules = code.width();
+    let colors = code.to_colors();
+    let side = (modules + 2 * PNG_QUIET) * PNG_SCALE;
+    // One bit per pixel (1 = white), rows padded to whole bytes.
+    let row_bytes = side.div_ceil(8);
+    let mut pixels = vec![0xFF_u8; row_bytes * side];
+    for (i, color) in colors.iter().enumerate() {
+        if *color == qrcode::Color::Dark {
+            let (mx, my) = (i % modules + PNG_QUIET, i / modules + PNG_QUIET);
+            for y in my * PNG_SCALE..(my + 1) * PNG_SCALE {
+                for x in mx * PNG_SCALE..(mx + 1) * PNG_SCALE {
+                    pixels[y * row_bytes + x / 8] &= !(0x80 >> (x % 8));
+                }
+            }
+        }
+    }
+    let side = u32::try_from(side).ok()?;
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, side, side);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::One);
+    let mut writer = encoder.write_header().ok()?;
+    writer.write_image_data(&pixels).ok()?;
+    writer.finish().ok()?;
+    Some(out)
+}
+
 /// A QR code of `url` as inline SVG.
 fn qr_svg(url: &str) -> Option<String> {
     let code = qrcode::QrCode::new(url.as_bytes()).ok()?;
@@ -205,6 +249,7 @@ mod tests {
             app_id: "2021000000000001",
             out_trade_no: "A_1",
             trade_no: Some("2026112522001400000000000001"),
+            agent: None,
             pay_action: "/cashier/bax0abc/pay",
             mobile_url: "http://127.0.0.1:1/qr/bax0abc?a=1&b=2",
             desktop,

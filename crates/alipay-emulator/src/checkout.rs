@@ -1,10 +1,16 @@
 //! The buyer's side of a payment: opening a page-pay link (`alipay.trade.wap.pay` /
 //! `alipay.trade.page.pay`), opening a cashier URL (`/qr/{token}`, what a phone reaches by
-//! scanning), and the cashier's pay button (`POST /cashier/{token}/pay`).
+//! scanning, or a 智易收 order's `pay_url`), its QR image (`GET /qr/{token}/pic.png`, a 智易收
+//! order's `pic_url`), and the cashier's pay button (`POST /cashier/{token}/pay`).
 //!
 //! Opening a cashier counts as the buyer engaging (ALIPAY-PROTOCOL §2.8.2: the trade is created
 //! when the payer scans or logs in): the trade then exists as `WAIT_BUYER_PAY`. A link that was
 //! built but never opened leaves no trade, so `alipay.trade.query` answers `ACQ.TRADE_NOT_EXIST`.
+//!
+//! Expiry: a `time_expire` already over when the link was signed (by its `timestamp`, or now if
+//! earlier), or more than 15 days out, is `ACQ.INVALID_PARAMETER`; one that ran out while the link
+//! waited to be opened is enforced (`ACQ.TRADE_HAS_CLOSE`, nothing is created). The cashier and
+//! its pay button refuse an expired order the same way.
 
 use std::sync::Arc;
 
@@ -14,7 +20,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, FixedOffset};
 
-use crate::biz;
+use crate::biz::{self, Moments};
 use crate::cashier::{self, CashierView};
 use crate::checks::Accepted;
 use crate::codes::Failure;
@@ -44,7 +50,14 @@ pub(crate) fn open_link(
     let Some(product) = PayKind::from_method(&accepted.method).and_then(Product::from_kind) else {
         return failed(Failure::invalid_method());
     };
-    let order = match biz::new_order(request, &accepted.biz, product, accepted.sign_type) {
+    crate::expiry::catch_up(shared, &now);
+    // The request's `timestamp` passed the common checks, so it parses; the fallback is moot.
+    let issued = request
+        .non_empty("timestamp")
+        .and_then(alipay_openapi::time::parse_timestamp)
+        .unwrap_or(now);
+    let at = Moments { issued, now };
+    let order = match biz::new_order(request, &accepted.biz, product, accepted.sign_type, at) {
         Ok(order) => order,
         Err(failure) => return failed(failure),
     };
@@ -84,7 +97,7 @@ fn transition_failure(e: TransitionError) -> Failure {
 /// The cashier of the order with this token (desktop layout with a QR code, or phone layout).
 fn render_cashier(shared: &Shared, token: &str, desktop: bool) -> Response {
     let pay_action = format!("/cashier/{token}/pay");
-    let mobile_url = format!("{}/qr/{token}", shared.base_url);
+    let mobile_url = trades::cashier_url(&shared.base_url, token);
     shared.read(|store| {
         let Some(order) = store
             .key_by_token(token)
@@ -101,6 +114,7 @@ fn render_cashier(shared: &Shared, token: &str, desktop: bool) -> Response {
             app_id: &order.app_id,
             out_trade_no: &order.out_trade_no,
             trade_no: order.trade.as_ref().map(|t| t.trade_no.as_str()),
+            agent: order.agent.as_ref(),
             pay_action: &pay_action,
             mobile_url: &mobile_url,
             desktop,
@@ -127,11 +141,33 @@ pub(crate) async fn qr(State(shared): State<Arc<Shared>>, Path(token): Path<Stri
     };
     let ctx = Ctx {
         app,
-        now: alipay_openapi::time::beijing_now(),
+        now: shared.clock.now(),
     };
+    crate::expiry::catch_up(&shared, &ctx.now);
     match shared.mutate(|s| trades::scan(s, &ctx, &out_trade_no)) {
         Ok(()) => render_cashier(&shared, &token, false),
         Err(e) => error_response(&transition_failure(e)),
+    }
+}
+
+/// `GET /qr/{token}/pic.png`: a PNG of the QR code of the order's phone cashier (`/qr/{token}`).
+/// Only an image: fetching it opens nothing and creates no trade; the cashier it leads to is
+/// what refuses an expired or paid order.
+pub(crate) async fn qr_image(
+    State(shared): State<Arc<Shared>>,
+    Path(token): Path<String>,
+) -> Response {
+    if order_key(&shared, &token).is_none() {
+        return (
+            StatusCode::NOT_FOUND,
+            error_response(&Failure::business("ACQ.TRADE_NOT_EXIST")),
+        )
+            .into_response();
+    }
+    match cashier::qr_png(&trades::cashier_url(&shared.base_url, &token)) {
+        Some(png) => ([(header::CONTENT_TYPE, "image/png")], png).into_response(),
+        // A token and a loopback address always fit in a QR code.
+        None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
 
@@ -148,7 +184,8 @@ pub(crate) async fn pay(State(shared): State<Arc<Shared>>, Path(token): Path<Str
     let Some(app) = shared.apps.get(&app_id) else {
         return error_response(&Failure::invalid_app_id());
     };
-    let now = alipay_openapi::time::beijing_now();
+    let now = shared.clock.now();
+    crate::expiry::catch_up(&shared, &now);
     let ctx = Ctx { app, now };
     let paid = shared.mutate(|s| trades::pay(s, &ctx, &out_trade_no));
     match paid {

@@ -45,10 +45,13 @@ pub(crate) struct Rejected {
 }
 
 /// Run the checks.
+///
+/// `wall` is the real time (not the emulator's clock, which tests move): the `timestamp`
+/// tolerance compares the merchant's clock with it.
 pub(crate) fn check<'a>(
     shared: &'a Shared,
     request: &GatewayRequest,
-    now: &DateTime<FixedOffset>,
+    wall: &DateTime<FixedOffset>,
 ) -> Result<Accepted<'a>, Rejected> {
     let sign_type = request
         .non_empty("sign_type")
@@ -83,7 +86,7 @@ pub(crate) fn check<'a>(
     if sign_type_text.parse::<SignType>().is_err() {
         return Err(reject(Failure::invalid_signature_type(sign_type_text)));
     }
-    check_timestamp(shared, request, now).map_err(reject)?;
+    check_timestamp(shared, request, wall).map_err(reject)?;
     request
         .non_empty("version")
         .ok_or_else(|| reject(Failure::missing(Missing::Version)))?;

@@ -184,32 +184,43 @@ async fn serve(args: EmulatorArgs) -> Result<(), CliError> {
         serde_json::Value::from(running.gateway_url()),
         serde_json::Value::from(running.alipay_public_key().to_spki_base64()),
     );
+    // The handlers are installed before the line goes out: a caller may signal the moment it
+    // reads it, and a signal before the handlers would kill the process instead of stopping it.
+    let stop = shutdown_signal();
     println!("{line}"); // stdout-ok: the one machine-readable line callers wait for
-    wait_for_signal().await;
+    stop.await;
     tracing::info!("shutting down");
     running.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Install the SIGINT and SIGTERM handlers now and return the wait for either. (`ctrl_c()`
+/// installs its handler only when first polled, too late for the line above.)
+fn shutdown_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            match (interrupt, terminate) {
+                (Ok(mut interrupt), Ok(mut terminate)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

@@ -124,6 +124,18 @@ impl Failure {
         )
     }
 
+    /// `40004 ACQ.TRADE_HAS_CLOSE` for an order whose expiry (`time_expire`, or what its
+    /// `timeout_express` came to) has passed unpaid: the code Alipay's pay APIs document for a
+    /// closed trade ("更换商家订单号后，重新发起请求"); no dedicated expiry code is documented. The
+    /// text names the expiry so a person at the cashier sees why.
+    pub(crate) fn order_expired(expire_at: &str) -> Self {
+        Self::new(
+            BUSINESS,
+            "ACQ.TRADE_HAS_CLOSE",
+            &format!("交易已经关闭：订单已超过支付截止时间 {expire_at}，不能再支付"),
+        )
+    }
+
     /// A business failure (`40004`) with Alipay's text for the sub-code.
     pub(crate) fn business(sub_code: &str) -> Self {
         Self::new(BUSINESS, sub_code, business_sub_msg(sub_code))

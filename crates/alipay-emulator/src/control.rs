@@ -1,6 +1,7 @@
 //! The control API under `/__emulator/` (JSON in and out), for tests and tools: act as the buyer
-//! (scan, pay) or as time (close, finish), read trades, the request log and the keys, and inject
-//! faults. Errors are `{"error": "…"}` with 400, 404 or 409.
+//! (scan, pay) or as time (close, finish, or move the clock), read trades, the request log and
+//! the keys, and inject faults. Errors are `{"error": "…"}` with 400, 404 or 409. Reading or
+//! acting on trades applies expiry first, like any other touch.
 
 use std::sync::Arc;
 
@@ -10,8 +11,10 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::expiry;
 use crate::faults::FaultSpec;
 use crate::shared::{Shared, lock};
 use crate::trades::{self, Ctx, TransitionError};
@@ -107,6 +110,62 @@ pub(crate) async fn clear_faults(State(shared): State<Arc<Shared>>) -> Response 
     Json(json!({ "cleared": true })).into_response()
 }
 
+/// The clock as `GET`/`POST /__emulator/clock` answer it.
+fn clock_view(shared: &Shared) -> Response {
+    Json(json!({
+        "now": alipay_openapi::time::format_timestamp(&shared.clock.now()),
+        "offset_seconds": shared.clock.offset_seconds(),
+    }))
+    .into_response()
+}
+
+/// `GET /__emulator/clock`.
+pub(crate) async fn clock(State(shared): State<Arc<Shared>>) -> Response {
+    clock_view(&shared)
+}
+
+/// The body of `POST /__emulator/clock`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClockMove {
+    advance_seconds: u64,
+}
+
+/// `POST /__emulator/clock` `{"advance_seconds": N}`: time passes N seconds at once. The offset
+/// is saved with the state (under the store lock, so concurrent moves add up and persist in
+/// order); then expiries up to the new now are applied, and the notifier (woken by the save)
+/// sends the retries that came due.
+pub(crate) async fn move_clock(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    // An object only: serde would also read a struct from an array (`[60]`).
+    let parsed = serde_json::from_slice::<Value>(&body).and_then(|v| match v {
+        Value::Object(_) => serde_json::from_value::<ClockMove>(v),
+        other => Err(serde::de::Error::custom(format!(
+            "expected a JSON object, got {other}"
+        ))),
+    });
+    let request = match parsed {
+        Ok(request) => request,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "invalid clock move: {e}; expected {{\"advance_seconds\": N}} with N a whole number of seconds, 0 or more"
+                ),
+            );
+        }
+    };
+    let moved = shared.mutate(|store| {
+        let offset = shared.clock.advance(request.advance_seconds)?;
+        store.clock_offset_seconds = offset;
+        Ok::<_, crate::clock::TooFar>(offset)
+    });
+    if let Err(e) = moved {
+        return error(StatusCode::BAD_REQUEST, e.to_string());
+    }
+    expiry::catch_up(&shared, &shared.clock.now());
+    clock_view(&shared)
+}
+
 /// `GET /__emulator/apps/{app_id}/trades`.
 pub(crate) async fn list_trades(
     State(shared): State<Arc<Shared>>,
@@ -115,6 +174,7 @@ pub(crate) async fn list_trades(
     if !shared.apps.contains_key(&app_id) {
         return unknown_app(&app_id);
     }
+    expiry::catch_up(&shared, &shared.clock.now());
     let list: Vec<Value> = shared.read(|store| {
         store
             .orders
@@ -138,6 +198,7 @@ pub(crate) async fn trade(
     if !shared.apps.contains_key(&app_id) {
         return unknown_app(&app_id);
     }
+    expiry::catch_up(&shared, &shared.clock.now());
     view(&shared, &app_id, &out_trade_no)
 }
 
@@ -161,8 +222,9 @@ pub(crate) async fn act(
     };
     let ctx = Ctx {
         app,
-        now: alipay_openapi::time::beijing_now(),
+        now: shared.clock.now(),
     };
+    expiry::catch_up(&shared, &ctx.now);
     let result = match action.as_str() {
         "scan" => shared.mutate(|s| trades::scan(s, &ctx, &out_trade_no)),
         "pay" => shared.mutate(|s| trades::pay(s, &ctx, &out_trade_no)),

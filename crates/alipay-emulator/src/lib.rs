@@ -2,7 +2,8 @@
 //! codes, signed JSON answers for `alipay.trade.query`, `.refund`, `.fastpay.refund.query`,
 //! `.close` and `.precreate`, cashier pages for `alipay.trade.wap.pay` / `.page.pay`, a trade state
 //! machine, signed asynchronous notifications with retries, optional persistence, and a control
-//! API (`/__emulator/…`) for tests: act as the buyer, inspect trades and requests, inject faults.
+//! API (`/__emulator/…`) for tests: act as the buyer, move the clock (orders expire as on Alipay),
+//! inspect trades and requests, inject faults.
 //!
 //! Use it as a library ([`Emulator::start`]) or as the `alipay-emulator` binary ([`cli`]). All
 //! protocol work (keys, signatures, money, Beijing time) is `alipay-openapi`'s.
@@ -26,9 +27,11 @@ mod cashier;
 mod checkout;
 mod checks;
 pub mod cli;
+mod clock;
 mod codes;
 mod config;
 mod control;
+mod expiry;
 mod faults;
 #[doc(hidden)]
 pub mod fuzzing;

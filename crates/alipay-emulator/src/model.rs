@@ -4,7 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use alipay_openapi::{ApiRequest, Money, PayKind, SignType, TradePrecreate, TradeStatus};
+use alipay_openapi::{
+    AipayTradePrecreate, ApiRequest, Money, PayKind, SignType, TradePrecreate, TradeStatus,
+};
+use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 
 /// Which product created the order; it decides which states notify (ALIPAY-PROTOCOL §3.1).
@@ -17,6 +20,9 @@ pub(crate) enum Product {
     Page,
     /// `alipay.trade.precreate` (`FACE_TO_FACE_PAYMENT`, a QR code to scan).
     Precreate,
+    /// `alipay.aipay.trade.precreate` (智易收): a payment page (`pay_url`) and its QR image
+    /// (`pic_url`) for an order an AI agent takes.
+    AgentPay,
 }
 
 impl Product {
@@ -34,6 +40,7 @@ impl Product {
             Self::Wap => PayKind::Wap.method(),
             Self::Page => PayKind::Page.method(),
             Self::Precreate => <TradePrecreate as ApiRequest>::METHOD,
+            Self::AgentPay => <AipayTradePrecreate as ApiRequest>::METHOD,
         }
     }
 
@@ -42,16 +49,32 @@ impl Product {
             Self::Wap => PayKind::Wap.product_code(),
             Self::Page => PayKind::Page.product_code(),
             Self::Precreate => "FACE_TO_FACE_PAYMENT",
+            // Not documented for 智易收; shown by the control API only, never sent.
+            Self::AgentPay => "AGENT_PAY",
+        }
+    }
+
+    /// The product whose trade rules this one follows where Alipay's documentation is silent.
+    ///
+    /// 智易收 (`AgentPay`): whether its orders notify, can be refunded and can be closed is not
+    /// documented (research note §3.3, "Unknown"), so they behave like wap orders, decided here
+    /// and only here: they notify `TRADE_SUCCESS`, `TRADE_CLOSED` and `TRADE_FINISHED`, close
+    /// unpaid (`alipay.trade.close`, expiry), and refund partially and fully. Refund and close
+    /// have no product rules of their own, so [`Self::notifies`] is where it shows.
+    pub(crate) const fn trade_rules(self) -> Self {
+        match self {
+            Self::AgentPay => Self::Wap,
+            other => other,
         }
     }
 
     /// Alipay's defaults: wap notifies `TRADE_SUCCESS`, `TRADE_CLOSED` and `TRADE_FINISHED`;
     /// page pay only `TRADE_SUCCESS`. Precreate is treated like wap (its docs list the same
-    /// three states).
+    /// three states); 智易收 follows wap ([`Self::trade_rules`]).
     pub(crate) fn notifies(self, status: &TradeStatus) -> bool {
-        match self {
+        match self.trade_rules() {
             Self::Page => *status == TradeStatus::TradeSuccess,
-            Self::Wap | Self::Precreate => matches!(
+            Self::Wap | Self::Precreate | Self::AgentPay => matches!(
                 status,
                 TradeStatus::TradeSuccess | TradeStatus::TradeClosed | TradeStatus::TradeFinished
             ),
@@ -59,10 +82,21 @@ impl Product {
     }
 
     /// Wap and page links for one `out_trade_no` are the same order opened in two cashiers;
-    /// a precreate is a different product.
+    /// a precreate and a 智易收 order are each a product of their own.
     pub(crate) fn same_family(self, other: Self) -> bool {
-        (self == Self::Precreate) == (other == Self::Precreate)
+        match (self, other) {
+            (Self::Wap | Self::Page, Self::Wap | Self::Page) => true,
+            (a, b) => a == b,
+        }
     }
+}
+
+/// The agent of a 智易收 order (`alipay.aipay.trade.precreate`), as sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Agent {
+    pub agent_id: String,
+    pub agent_name: String,
+    pub request_channel_source: Option<String>,
 }
 
 /// An order as the merchant described it. It exists from the moment a link is opened or a
@@ -87,7 +121,33 @@ pub(crate) struct Order {
     pub token: String,
     /// `yyyy-MM-dd HH:mm:ss`, Beijing.
     pub created_at: String,
+    /// When the order stops being payable (`yyyy-MM-dd HH:mm:ss`, Beijing): its `time_expire`,
+    /// or what its `timeout_express` works out to. Set when the order is first seen and never
+    /// moved. `None`: it does not expire (state files from before expiry have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire_at: Option<String>,
+    /// A 智易收 order's agent (its `subject` is the agent's name); `None` for other products.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<Agent>,
     pub trade: Option<Trade>,
+}
+
+impl Order {
+    /// The order's expiry has come (`now` at or after `expire_at`).
+    pub(crate) fn is_expired(&self, now: &DateTime<FixedOffset>) -> bool {
+        self.expire_at
+            .as_deref()
+            .and_then(alipay_openapi::time::parse_timestamp)
+            .is_some_and(|at| at <= *now)
+    }
+
+    /// An opened, unpaid trade whose expiry has come: Alipay closes it.
+    pub(crate) fn expiry_due(&self, now: &DateTime<FixedOffset>) -> bool {
+        self.trade
+            .as_ref()
+            .is_some_and(|t| t.status == TradeStatus::WaitBuyerPay)
+            && self.is_expired(now)
+    }
 }
 
 /// A trade: created when the buyer opens the cashier (scan or login), then paid, refunded,
@@ -156,7 +216,8 @@ pub(crate) struct Notification {
     /// The fields without `notify_time`, `sign_type` and `sign`, which each attempt adds.
     pub fields: Vec<(String, String)>,
     pub state: DeliveryState,
-    /// Unix milliseconds of the next attempt (wall clock, so a restart resumes the schedule).
+    /// Unix milliseconds of the next attempt on the emulator's clock (real time plus its offset,
+    /// which is persisted too, so a restart resumes the schedule).
     pub next_attempt_ms: i64,
     pub attempts: Vec<Attempt>,
     pub created_at: String,
@@ -184,6 +245,10 @@ pub(crate) struct Store {
     pub notifications: Vec<Notification>,
     /// Numbers trades and notifications.
     pub seq: u64,
+    /// How far the emulator's clock is ahead of real time (`POST /__emulator/clock`); kept so a
+    /// restart does not move time back behind what was recorded.
+    #[serde(default)]
+    pub clock_offset_seconds: i64,
 }
 
 impl Store {
@@ -258,7 +323,7 @@ mod tests {
         assert!(Product::Page.notifies(&TradeStatus::TradeSuccess));
         assert!(!Product::Page.notifies(&TradeStatus::TradeClosed));
         assert!(!Product::Page.notifies(&TradeStatus::TradeFinished));
-        for p in [Product::Wap, Product::Precreate] {
+        for p in [Product::Wap, Product::Precreate, Product::AgentPay] {
             assert!(p.notifies(&TradeStatus::TradeSuccess));
             assert!(p.notifies(&TradeStatus::TradeClosed));
             assert!(p.notifies(&TradeStatus::TradeFinished));
@@ -266,6 +331,10 @@ mod tests {
         }
         assert!(Product::Wap.same_family(Product::Page));
         assert!(!Product::Wap.same_family(Product::Precreate));
+        assert!(!Product::AgentPay.same_family(Product::Wap));
+        assert!(!Product::AgentPay.same_family(Product::Precreate));
+        assert!(Product::AgentPay.same_family(Product::AgentPay));
+        assert_eq!(Product::AgentPay.trade_rules(), Product::Wap);
     }
 
     #[test]

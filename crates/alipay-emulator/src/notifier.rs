@@ -2,7 +2,9 @@
 //! request's `notify_url`, signed at each attempt (with that attempt's `notify_time`), success only
 //! on HTTP 200 with body exactly `success`, retries on the configured schedule, every attempt
 //! recorded. It runs as one background task; deliveries run concurrently and never block a
-//! request. Pending notifications are part of the state, so a restart resumes them.
+//! request. Pending notifications are part of the state, so a restart resumes them. The schedule
+//! and `notify_time` follow the emulator's clock: moving it forward (which wakes this task) makes
+//! the retries it passes due at once.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -41,7 +43,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let mut in_flight: HashSet<u64> = HashSet::new();
     let mut tasks: JoinSet<Outcome> = JoinSet::new();
     loop {
-        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now_ms = shared.clock.now_ms();
         let (due, next_ms) = due_deliveries(&shared, &in_flight, now_ms);
         if !due.is_empty() && client.is_none() {
             client = build_client(&shared);
@@ -90,7 +92,7 @@ fn due_deliveries(
     in_flight: &HashSet<u64>,
     now_ms: i64,
 ) -> (Vec<Delivery>, Option<i64>) {
-    let notify_time = alipay_openapi::time::timestamp_now();
+    let notify_time = alipay_openapi::time::format_timestamp(&shared.clock.now());
     shared.read(|store| {
         let mut due = Vec::new();
         let mut next: Option<i64> = None;
@@ -163,7 +165,7 @@ async fn deliver(client: reqwest::Client, delivery: Delivery) -> Outcome {
 /// Store an attempt and decide what comes next: delivered, another try later, or give up.
 fn record(shared: &Shared, outcome: Outcome) {
     let retry = &shared.notify_retry;
-    let now_ms = chrono::Utc::now().timestamp_millis();
+    let now_ms = shared.clock.now_ms();
     shared.mutate(|store| {
         let Some(n) = store.notifications.iter_mut().find(|n| n.id == outcome.id) else {
             return;

@@ -28,7 +28,10 @@ pub(crate) async fn gateway_do(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let now = alipay_openapi::time::beijing_now();
+    // The merchant's `timestamp` is held against the real clock (the merchant's did not move);
+    // everything the emulator records or decides runs on its own clock.
+    let wall = alipay_openapi::time::beijing_now();
+    let now = shared.clock.at(wall);
     let mut record = RequestRecord {
         time: alipay_openapi::time::format_timestamp(&now),
         http_method: method.to_string(),
@@ -66,7 +69,7 @@ pub(crate) async fn gateway_do(
         .as_deref()
         .is_some_and(|m| PAGE_METHODS.contains(&m));
 
-    let accepted = match checks::check(&shared, &request, &now) {
+    let accepted = match checks::check(&shared, &request, &wall) {
         Ok(accepted) => accepted,
         Err(rejected) => {
             record.verdict = rejected.failure.sub_code.clone();

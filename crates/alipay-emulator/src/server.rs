@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use crate::config::{EmulatorConfig, is_alipay_user_id};
 use crate::persist::{PersistError, StateFile};
 use crate::shared::Shared;
-use crate::{checkout, control, notifier, router};
+use crate::{checkout, control, expiry, notifier, router};
 
 /// How long `shutdown` waits for open connections before cutting them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -39,6 +39,7 @@ pub struct RunningEmulator {
     shared: Arc<Shared>,
     server: Option<JoinHandle<()>>,
     notifier: Option<JoinHandle<()>>,
+    sweeper: Option<JoinHandle<()>>,
 }
 
 impl Emulator {
@@ -77,12 +78,14 @@ impl Emulator {
             }
         });
         let notifier = tokio::spawn(notifier::run(shared.clone()));
+        let sweeper = tokio::spawn(expiry::run(shared.clone()));
         tracing::info!("alipay-emulator listening on {}", shared.base_url);
         Ok(RunningEmulator {
             addr,
             shared,
             server: Some(server),
             notifier: Some(notifier),
+            sweeper: Some(sweeper),
         })
     }
 }
@@ -129,8 +132,13 @@ fn routes(shared: Arc<Shared>) -> Router {
             get(router::gateway_do).post(router::gateway_do),
         )
         .route("/qr/{token}", get(checkout::qr))
+        .route("/qr/{token}/pic.png", get(checkout::qr_image))
         .route("/cashier/{token}/pay", post(checkout::pay))
         .route("/__emulator/keys", get(control::keys))
+        .route(
+            "/__emulator/clock",
+            get(control::clock).post(control::move_clock),
+        )
         .route("/__emulator/apps", get(control::apps))
         .route(
             "/__emulator/requests",
@@ -164,7 +172,8 @@ async fn index() -> Html<&'static str> {
         "<h1>alipay-emulator</h1><p>An offline Alipay OpenAPI v2 gateway. ",
         "Point an SDK at <code>/gateway.do</code>; the control API is under <code>/__emulator/</code> ",
         "(<a href=\"/__emulator/keys\">keys</a>, <a href=\"/__emulator/apps\">apps</a>, ",
-        "<a href=\"/__emulator/requests\">requests</a>, <a href=\"/__emulator/faults\">faults</a>).</p>"
+        "<a href=\"/__emulator/requests\">requests</a>, <a href=\"/__emulator/faults\">faults</a>, ",
+        "<a href=\"/__emulator/clock\">clock</a>).</p>"
     ))
 }
 
@@ -189,7 +198,7 @@ impl RunningEmulator {
     }
 
     /// Stop accepting, release held answers, let open requests finish (at most 10 s), stop the
-    /// notifier. Pending notifications stay in the state and resume on the next start.
+    /// notifier and the expiry sweep. Pending notifications stay in the state and resume on the next start.
     pub async fn shutdown(mut self) {
         self.shared.shutdown.cancel();
         if let Some(server) = self.server.take() {
@@ -201,6 +210,9 @@ impl RunningEmulator {
         }
         if let Some(notifier) = self.notifier.take() {
             let _ = notifier.await;
+        }
+        if let Some(sweeper) = self.sweeper.take() {
+            let _ = sweeper.await;
         }
     }
 }

@@ -12,6 +12,7 @@ use alipay_openapi::PrivateKey;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::config::AppConfig;
 use crate::faults::Faults;
 use crate::model::Store;
@@ -26,6 +27,8 @@ pub(crate) struct Shared {
     pub notify_timeout: Duration,
     /// `http://127.0.0.1:PORT`, for URLs the emulator hands out (qr_code, cashier).
     pub base_url: String,
+    /// The emulator's time: every timestamp, expiry and retry reads it.
+    pub clock: Clock,
     store: Mutex<Store>,
     state_file: Option<StateFile>,
     pub requests: Mutex<RequestLog>,
@@ -63,6 +66,7 @@ impl Shared {
             timestamp_skew,
             notify_timeout,
             base_url,
+            clock: Clock::new(store.clock_offset_seconds),
             store: Mutex::new(store),
             state_file,
             requests: Mutex::new(RequestLog::default()),

@@ -10,6 +10,14 @@
 //!
 //! Every function works on the in-memory [`Store`] under the caller's lock and queues the
 //! notifications the change causes; persisting and delivering is the caller's job.
+//!
+//! Expiry: an order may carry `expire_at` (its `time_expire`, or what its `timeout_express`
+//! works out to). From then on nobody can open or pay it, and an opened `WAIT_BUYER_PAY` trade
+//! closes as if by `close`, dated at its expiry ([`expire_order`]). Handlers apply expiry up to
+//! their `now` before they run (`expiry::catch_up`, also a background sweep); [`scan`], the door
+//! to paying, checks again by itself. A link never opened leaves no trade, expired or not.
+
+use std::collections::HashMap;
 
 use alipay_openapi::{Amount, SignType, TradeStatus};
 use chrono::{DateTime, FixedOffset};
@@ -19,7 +27,9 @@ use crate::answer::Fields;
 use crate::codes::Failure;
 use crate::config::AppConfig;
 use crate::ids;
-use crate::model::{DeliveryState, Notification, Order, Product, Refund, Store, Trade, yuan};
+use crate::model::{
+    Agent, DeliveryState, Notification, Order, Product, Refund, Store, Trade, yuan,
+};
 use crate::notice::{RefundNotice, notification_fields};
 
 /// The app a request is for, and the time it happens.
@@ -50,6 +60,10 @@ pub(crate) struct NewOrder {
     pub notify_url: Option<String>,
     pub return_url: Option<String>,
     pub sign_type: SignType,
+    /// `time_expire`, or what `timeout_express` works out to.
+    pub expire_at: Option<DateTime<FixedOffset>>,
+    /// A 智易收 order's agent.
+    pub agent: Option<Agent>,
 }
 
 /// How a request names a trade: `trade_no` wins when both are given (as Alipay documents).
@@ -71,30 +85,34 @@ pub(crate) enum TransitionError {
     },
 }
 
-/// Register (or re-enter) an order from a page link or a precreate. Re-using an `out_trade_no`:
-/// paid → `ACQ.TRADE_HAS_SUCCESS`, closed → `ACQ.TRADE_HAS_CLOSE`, different content →
+/// Register (or re-enter) an order from a page link or a precreate. An order whose expiry has
+/// already passed is not registered (`ACQ.TRADE_HAS_CLOSE`). Re-using an `out_trade_no`: paid →
+/// `ACQ.TRADE_HAS_SUCCESS`, closed or expired → `ACQ.TRADE_HAS_CLOSE`, different content →
 /// `ACQ.CONTEXT_INCONSISTENT`; identical → the same order (its notify/return URLs updated to the
-/// latest request's).
+/// latest request's; its expiry stays the first request's, as Alipay's timer started then).
 pub(crate) fn register_order(
     store: &mut Store,
     ctx: &Ctx<'_>,
     new: NewOrder,
 ) -> Result<String, Failure> {
     let app_id = ctx.app.app_id.clone();
+    expire_order(store, ctx, &new.out_trade_no);
     if let Some(existing) = store.order_mut(&app_id, &new.out_trade_no) {
-        if let Some(trade) = &existing.trade {
-            match trade.status {
-                TradeStatus::TradeSuccess | TradeStatus::TradeFinished => {
-                    return Err(Failure::business("ACQ.TRADE_HAS_SUCCESS"));
-                }
-                TradeStatus::TradeClosed => return Err(Failure::business("ACQ.TRADE_HAS_CLOSE")),
-                _ => {}
+        match existing.trade.as_ref().map(|t| &t.status) {
+            Some(TradeStatus::TradeSuccess | TradeStatus::TradeFinished) => {
+                return Err(Failure::business("ACQ.TRADE_HAS_SUCCESS"));
             }
+            Some(TradeStatus::TradeClosed) => return Err(closed_failure(existing, &ctx.now)),
+            None if existing.is_expired(&ctx.now) => {
+                return Err(closed_failure(existing, &ctx.now));
+            }
+            _ => {}
         }
         let same = existing.total_fen == new.total.fen()
             && existing.subject == new.subject
             && existing.body == new.body
-            && existing.product.same_family(new.product);
+            && existing.product.same_family(new.product)
+            && same_agent(existing.agent.as_ref(), new.agent.as_ref());
         if !same {
             return Err(Failure::business("ACQ.CONTEXT_INCONSISTENT"));
         }
@@ -107,6 +125,17 @@ pub(crate) fn register_order(
         existing.sign_type = new.sign_type;
         return Ok(existing.token.clone());
     }
+    if let Some(at) = new.expire_at
+        && at <= ctx.now
+    {
+        // A link opened after its time_expire: Alipay shows the order as closed and keeps nothing.
+        return Err(Failure::order_expired(
+            &alipay_openapi::time::format_timestamp(&at),
+        ));
+    }
+    let expire_at = new
+        .expire_at
+        .map(|at| alipay_openapi::time::format_timestamp(&at));
     let token = ids::cashier_token();
     let order = Order {
         app_id: app_id.clone(),
@@ -121,6 +150,8 @@ pub(crate) fn register_order(
         sign_type: new.sign_type,
         token: token.clone(),
         created_at: ctx.timestamp(),
+        expire_at,
+        agent: new.agent,
         trade: None,
     };
     store
@@ -131,18 +162,33 @@ pub(crate) fn register_order(
     Ok(token)
 }
 
+/// The same agent: its id and name (`request_channel_source` names the caller's version, which
+/// may change between a request and its retry).
+fn same_agent(a: Option<&Agent>, b: Option<&Agent>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.agent_id == b.agent_id && a.agent_name == b.agent_name,
+        (a, b) => a.is_none() && b.is_none(),
+    }
+}
+
 /// The buyer opened the cashier (scanned the QR code or logged in): the trade now exists,
-/// `WAIT_BUYER_PAY`. Re-opening an unpaid trade is fine; a paid or closed one is refused.
+/// `WAIT_BUYER_PAY`. Re-opening an unpaid trade is fine; a paid, closed or expired one is
+/// refused (an expired opened trade is closed first).
 pub(crate) fn scan(
     store: &mut Store,
     ctx: &Ctx<'_>,
     out_trade_no: &str,
 ) -> Result<(), TransitionError> {
+    expire_order(store, ctx, out_trade_no);
     let seq = store.seq + 1;
     let order = store
         .order_mut(&ctx.app.app_id, out_trade_no)
         .ok_or(TransitionError::NoOrder)?;
     match &order.trade {
+        None if order.is_expired(&ctx.now) => Err(TransitionError::NotAllowed {
+            status: TradeStatus::Other(NO_TRADE.into()),
+            failure: closed_failure(order, &ctx.now),
+        }),
         None => {
             order.trade = Some(Trade {
                 trade_no: ids::trade_no(&ctx.now, seq),
@@ -158,7 +204,7 @@ pub(crate) fn scan(
             Ok(())
         }
         Some(t) if t.status == TradeStatus::WaitBuyerPay => Ok(()),
-        Some(t) => Err(not_allowed_for_buyer(&t.status)),
+        Some(_) => Err(not_allowed_for_buyer(order, &ctx.now)),
     }
 }
 
@@ -178,17 +224,21 @@ pub(crate) fn pay(
 
 /// The unpaid trade closes (timeout, or the buyer gives up). An order whose cashier was never
 /// opened gets its trade created and closed, so the link can no longer be paid. Closing a closed
-/// trade again changes nothing; a paid trade cannot be closed this way (refund it).
+/// trade again changes nothing, nor does closing an expired order never opened (it is dead and
+/// has no trade); a paid trade cannot be closed this way (refund it).
 pub(crate) fn close_unpaid(
     store: &mut Store,
     ctx: &Ctx<'_>,
     out_trade_no: &str,
 ) -> Result<(), TransitionError> {
+    expire_order(store, ctx, out_trade_no);
     let order = store
         .order(&ctx.app.app_id, out_trade_no)
         .ok_or(TransitionError::NoOrder)?;
-    if order.trade.as_ref().map(|t| &t.status) == Some(&TradeStatus::TradeClosed) {
-        return Ok(());
+    match order.trade.as_ref().map(|t| &t.status) {
+        Some(TradeStatus::TradeClosed) => return Ok(()),
+        None if order.is_expired(&ctx.now) => return Ok(()),
+        _ => {}
     }
     scan(store, ctx, out_trade_no)?;
     let trade = trade_mut(store, ctx, out_trade_no)?;
@@ -234,15 +284,87 @@ fn trade_mut<'a>(
         .ok_or(TransitionError::NoOrder)
 }
 
-fn not_allowed_for_buyer(status: &TradeStatus) -> TransitionError {
-    let sub_code = match status {
-        TradeStatus::TradeClosed => "ACQ.TRADE_HAS_CLOSE",
-        _ => "ACQ.TRADE_HAS_SUCCESS",
+/// The status reported for an order that has no trade.
+const NO_TRADE: &str = "NO_TRADE";
+
+/// Why the buyer cannot go on with an order whose trade is paid or closed.
+fn not_allowed_for_buyer(order: &Order, now: &DateTime<FixedOffset>) -> TransitionError {
+    let status = order
+        .trade
+        .as_ref()
+        .map_or(TradeStatus::Other(NO_TRADE.into()), |t| t.status.clone());
+    let failure = match status {
+        TradeStatus::TradeClosed => closed_failure(order, now),
+        _ => Failure::business("ACQ.TRADE_HAS_SUCCESS"),
     };
-    TransitionError::NotAllowed {
-        status: status.clone(),
-        failure: Failure::business(sub_code),
+    TransitionError::NotAllowed { status, failure }
+}
+
+/// `ACQ.TRADE_HAS_CLOSE` for a closed or expired order; its text says so when the order ran out
+/// of time unpaid (a trade closed by a full refund was paid, so it did not expire).
+fn closed_failure(order: &Order, now: &DateTime<FixedOffset>) -> Failure {
+    let paid = order.trade.as_ref().is_some_and(Trade::was_paid);
+    match &order.expire_at {
+        Some(at) if !paid && order.is_expired(now) => Failure::order_expired(at),
+        _ => Failure::business("ACQ.TRADE_HAS_CLOSE"),
     }
+}
+
+/// Close the order's opened, unpaid trade if its expiry has come, as Alipay's timer does:
+/// `TRADE_CLOSED` dated at the expiry (not at the moment the emulator noticed), with the
+/// notification a close sends. Returns whether it closed something; an order never opened, or
+/// already paid or closed, is left alone.
+pub(crate) fn expire_order(store: &mut Store, ctx: &Ctx<'_>, out_trade_no: &str) -> bool {
+    let Some(order) = store.order_mut(&ctx.app.app_id, out_trade_no) else {
+        return false;
+    };
+    if !order.expiry_due(&ctx.now) {
+        return false;
+    }
+    let gmt_close = order.expire_at.clone();
+    let Some(trade) = order.trade.as_mut() else {
+        return false;
+    };
+    trade.status = TradeStatus::TradeClosed;
+    trade.gmt_close = gmt_close.or_else(|| Some(ctx.timestamp()));
+    queue_notification(store, ctx, out_trade_no, None);
+    true
+}
+
+/// `(app_id, out_trade_no)` of every opened trade due to expire by `now`, among the apps
+/// registered (an order of an app no longer registered cannot be closed: its notification could
+/// not be signed for a known seller). Cheap: unpaid trades only, no allocation when none is due.
+pub(crate) fn due_for_expiry(
+    store: &Store,
+    apps: &HashMap<String, AppConfig>,
+    now: &DateTime<FixedOffset>,
+) -> Vec<(String, String)> {
+    store
+        .orders
+        .iter()
+        .filter(|(app_id, _)| apps.contains_key(*app_id))
+        .flat_map(|(_, orders)| orders.values())
+        .filter(|o| o.expiry_due(now))
+        .map(|o| (o.app_id.clone(), o.out_trade_no.clone()))
+        .collect()
+}
+
+/// Close every trade in `due` (from [`due_for_expiry`]) whose expiry has come by `now`; returns
+/// how many closed.
+pub(crate) fn expire_all(
+    store: &mut Store,
+    apps: &HashMap<String, AppConfig>,
+    due: &[(String, String)],
+    now: &DateTime<FixedOffset>,
+) -> usize {
+    due.iter()
+        .filter(|(app_id, out_trade_no)| {
+            apps.get(app_id).is_some_and(|app| {
+                let ctx = Ctx { app, now: *now };
+                expire_order(store, &ctx, out_trade_no)
+            })
+        })
+        .count()
 }
 
 /// Queue a notification of the order's current trade state, when the order has a `notify_url`
@@ -514,15 +636,23 @@ pub(crate) fn close(store: &mut Store, ctx: &Ctx<'_>, target: &TradeRef) -> Fiel
     f
 }
 
-/// `alipay.trade.precreate`: registers the order (no trade until the QR code is scanned) and
-/// answers the cashier URL as `qr_code`.
+/// `alipay.trade.precreate` and `alipay.aipay.trade.precreate`: registers the order (no trade
+/// until the cashier is opened) and answers the phone cashier's URL: as `qr_code` (precreate), or
+/// as `pay_url` with `pic_url`, a PNG of its QR code (智易收).
 pub(crate) fn precreate(store: &mut Store, ctx: &Ctx<'_>, new: NewOrder, base_url: &str) -> Fields {
     let out_trade_no = new.out_trade_no.clone();
+    let product = new.product;
     match register_order(store, ctx, new) {
         Ok(token) => {
+            let cashier = cashier_url(base_url, &token);
             let mut f = Fields::success();
-            f.str("out_trade_no", &out_trade_no)
-                .str("qr_code", &format!("{base_url}/qr/{token}"));
+            f.str("out_trade_no", &out_trade_no);
+            if product == Product::AgentPay {
+                f.str("pay_url", &cashier)
+                    .str("pic_url", &qr_image_url(base_url, &token));
+            } else {
+                f.str("qr_code", &cashier);
+            }
             f
         }
         Err(failure) => {
@@ -531,6 +661,17 @@ pub(crate) fn precreate(store: &mut Store, ctx: &Ctx<'_>, new: NewOrder, base_ur
             f
         }
     }
+}
+
+/// The phone cashier of the order with this token: opening it is the buyer engaging.
+pub(crate) fn cashier_url(base_url: &str, token: &str) -> String {
+    format!("{base_url}/qr/{token}")
+}
+
+/// A PNG of the QR code of [`cashier_url`] (a 智易收 order's `pic_url`). Fetching it opens
+/// nothing.
+pub(crate) fn qr_image_url(base_url: &str, token: &str) -> String {
+    format!("{base_url}/qr/{token}/pic.png")
 }
 
 /// The order and trade as the control API shows them.
@@ -559,8 +700,10 @@ pub(crate) fn order_view(store: &Store, order: &Order, base_url: &str) -> Value 
         "total_amount": yuan(order.total_fen),
         "notify_url": order.notify_url,
         "return_url": order.return_url,
-        "cashier_url": format!("{base_url}/qr/{}", order.token),
+        "cashier_url": cashier_url(base_url, &order.token),
+        "agent": order.agent,
         "created_at": order.created_at,
+        "expire_at": order.expire_at,
         "trade_status": trade.map(|t| t.status.as_str().to_string()),
         "trade_no": trade.map(|t| t.trade_no.clone()),
         "buyer_id": trade.map(|t| t.buyer_id.clone()),
@@ -577,4 +720,180 @@ pub(crate) fn order_view(store: &Store, order: &Order, base_url: &str) -> Value 
         })).collect::<Vec<_>>()).unwrap_or_default(),
         "notifications": notifications,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alipay_openapi::time::parse_timestamp;
+
+    fn app() -> AppConfig {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../testdata/alipay-vectors/keys/app-public-spki.b64"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let key = alipay_openapi::PublicKey::load("app public", &text).unwrap();
+        AppConfig::new("2021000000000001", key)
+    }
+
+    fn at(text: &str) -> DateTime<FixedOffset> {
+        parse_timestamp(text).unwrap()
+    }
+
+    fn new_order(no: &str, product: Product, expire_at: &str) -> NewOrder {
+        NewOrder {
+            out_trade_no: no.into(),
+            product,
+            total: Amount::from_yuan_str("1").unwrap(),
+            subject: "s".into(),
+            body: None,
+            passback_params: None,
+            notify_url: Some("http://127.0.0.1:9/notify".into()),
+            return_url: None,
+            sign_type: SignType::Rsa2,
+            expire_at: Some(at(expire_at)),
+            agent: None,
+        }
+    }
+
+    fn status(store: &Store, no: &str) -> Option<TradeStatus> {
+        store
+            .order("2021000000000001", no)?
+            .trade
+            .as_ref()
+            .map(|t| t.status.clone())
+    }
+
+    #[test]
+    fn an_opened_trade_closes_at_its_expiry_on_the_next_touch_once() {
+        let app = app();
+        let mut store = Store::default();
+        let ctx = |now: &str| Ctx {
+            app: &app,
+            now: at(now),
+        };
+        let opened = ctx("2026-11-25 10:00:00");
+        register_order(
+            &mut store,
+            &opened,
+            new_order("E_1", Product::Wap, "2026-11-25 10:10:00"),
+        )
+        .unwrap();
+        scan(&mut store, &opened, "E_1").unwrap();
+        scan(&mut store, &ctx("2026-11-25 10:09:59"), "E_1").unwrap();
+        assert_eq!(status(&store, "E_1"), Some(TradeStatus::WaitBuyerPay));
+
+        // The first touch at or after the expiry closes it, dated at the expiry, and notifies.
+        let later = ctx("2026-11-25 10:30:00");
+        let err = pay(&mut store, &later, "E_1").unwrap_err();
+        let TransitionError::NotAllowed { status: s, failure } = err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(s, TradeStatus::TradeClosed);
+        assert_eq!(failure.sub_code, "ACQ.TRADE_HAS_CLOSE");
+        assert!(
+            failure.sub_msg.contains("2026-11-25 10:10:00"),
+            "{}",
+            failure.sub_msg
+        );
+        let trade = store
+            .order("2021000000000001", "E_1")
+            .unwrap()
+            .trade
+            .clone()
+            .unwrap();
+        assert_eq!(trade.gmt_close.as_deref(), Some("2026-11-25 10:10:00"));
+        assert_eq!(store.notifications.len(), 1);
+        let n = &store.notifications[0];
+        assert_eq!(n.trade_status, "TRADE_CLOSED");
+        assert!(
+            n.fields
+                .contains(&("gmt_close".into(), "2026-11-25 10:10:00".into()))
+        );
+
+        // Further touches change nothing and notify nothing more.
+        assert!(!expire_order(&mut store, &later, "E_1"));
+        assert!(scan(&mut store, &later, "E_1").is_err());
+        assert_eq!(close_unpaid(&mut store, &later, "E_1"), Ok(()));
+        let again = register_order(
+            &mut store,
+            &later,
+            new_order("E_1", Product::Wap, "2026-11-26 10:00:00"),
+        );
+        assert_eq!(again.unwrap_err().sub_code, "ACQ.TRADE_HAS_CLOSE");
+        assert_eq!(store.notifications.len(), 1);
+    }
+
+    #[test]
+    fn the_sweep_closes_due_trades_and_page_pay_closes_silently() {
+        let app = app();
+        let apps = HashMap::from([(app.app_id.clone(), app.clone())]);
+        let mut store = Store::default();
+        let start = Ctx {
+            app: &app,
+            now: at("2026-11-25 10:00:00"),
+        };
+        for (no, product, expiry) in [
+            ("S_PAGE", Product::Page, "2026-11-25 10:05:00"),
+            ("S_PRE", Product::Precreate, "2026-11-25 10:05:00"),
+            ("S_LATER", Product::Wap, "2026-11-25 11:00:00"),
+            ("S_UNOPENED", Product::Wap, "2026-11-25 10:05:00"),
+        ] {
+            register_order(&mut store, &start, new_order(no, product, expiry)).unwrap();
+            if no != "S_UNOPENED" {
+                scan(&mut store, &start, no).unwrap();
+            }
+        }
+        let now = at("2026-11-25 10:05:00");
+        let due = due_for_expiry(&store, &apps, &now);
+        assert_eq!(due.len(), 2, "{due:?}");
+        assert_eq!(expire_all(&mut store, &apps, &due, &now), 2);
+        assert!(due_for_expiry(&store, &apps, &now).is_empty());
+        assert_eq!(status(&store, "S_PAGE"), Some(TradeStatus::TradeClosed));
+        assert_eq!(status(&store, "S_PRE"), Some(TradeStatus::TradeClosed));
+        assert_eq!(status(&store, "S_LATER"), Some(TradeStatus::WaitBuyerPay));
+        // Never opened: nothing at Alipay, and it can no longer be opened.
+        assert_eq!(status(&store, "S_UNOPENED"), None);
+        let ctx = Ctx { app: &app, now };
+        let err = scan(&mut store, &ctx, "S_UNOPENED").unwrap_err();
+        assert!(
+            matches!(err, TransitionError::NotAllowed { ref failure, .. } if failure.sub_code == "ACQ.TRADE_HAS_CLOSE"),
+            "{err:?}"
+        );
+        assert_eq!(close_unpaid(&mut store, &ctx, "S_UNOPENED"), Ok(()));
+        assert_eq!(status(&store, "S_UNOPENED"), None);
+        // Page pay notifies TRADE_SUCCESS only; precreate notifies the close.
+        let notified: Vec<&str> = store
+            .notifications
+            .iter()
+            .map(|n| n.out_trade_no.as_str())
+            .collect();
+        assert_eq!(notified, ["S_PRE"]);
+        // Orders of an app no longer registered are left for when it is.
+        assert!(due_for_expiry(&store, &HashMap::new(), &at("2026-11-25 12:00:00")).is_empty());
+    }
+
+    #[test]
+    fn a_link_opened_after_its_expiry_registers_nothing() {
+        let app = app();
+        let mut store = Store::default();
+        let ctx = Ctx {
+            app: &app,
+            now: at("2026-11-25 10:05:00"),
+        };
+        let err = register_order(
+            &mut store,
+            &ctx,
+            new_order("L_1", Product::Wap, "2026-11-25 10:05:00"),
+        )
+        .unwrap_err();
+        assert_eq!(err.sub_code, "ACQ.TRADE_HAS_CLOSE");
+        assert!(
+            err.sub_msg.contains("支付截止时间 2026-11-25 10:05:00"),
+            "{}",
+            err.sub_msg
+        );
+        assert!(store.orders.is_empty());
+    }
 }

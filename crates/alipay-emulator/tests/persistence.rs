@@ -84,6 +84,7 @@ async fn trades_refunds_orders_and_pending_notifications_survive_a_restart() {
             subject: "未扫码".into(),
             body: None,
             timeout_express: None,
+            time_expire: None,
         })
         .await
         .unwrap();

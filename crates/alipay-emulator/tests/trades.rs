@@ -407,6 +407,7 @@ async fn control_actions_scan_pay_close_finish() {
             subject: "扫码".into(),
             body: None,
             timeout_express: None,
+            time_expire: None,
         })
         .await
         .unwrap();
@@ -460,6 +461,7 @@ async fn precreate_answers_a_cashier_url_and_guards_its_number() {
         subject: subject.into(),
         body: None,
         timeout_express: Some("15m".into()),
+        time_expire: None,
     };
     let first = env
         .client

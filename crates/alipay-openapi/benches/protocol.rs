@@ -54,6 +54,7 @@ fn bench(c: &mut Criterion) {
         timeout_express: None,
         query_options: Some(vec!["mcp_0.1.0".into()]),
         amount_style: AmountStyle::Number,
+        time_expire: None,
     };
     group.bench_function("payment_link", |b| {
         b.iter(|| client.payment_link(black_box(&order)).unwrap())

@@ -53,6 +53,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         timeout_express: None,
         query_options: Some(vec!["mcp_0.1.0".into()]),
         amount_style: AmountStyle::Number,
+        time_expire: None,
     };
 
     let first = client.payment_link(&order(0))?;

@@ -154,15 +154,25 @@ pub struct PayOrder {
     pub total_amount: Amount,
     pub subject: String,
     pub body: Option<String>,
-    /// `1m`–`15d`.
+    /// Relative expiry, `1m`–`15d` (`Nm`, `Nh`, `Nd`, or `1c` for "end of today"). Prefer
+    /// `time_expire`: this timer starts at a product-specific moment (for wap only once the
+    /// buyer confirms payment), so a link can stay payable far longer than it says.
     pub timeout_express: Option<String>,
     pub query_options: Option<Vec<String>>,
     pub amount_style: AmountStyle,
+    /// Absolute expiry, Beijing `yyyy-MM-dd HH:mm:ss` (see [`time::timestamp_in_minutes`]),
+    /// 1 minute to 15 days after the request. After it Alipay no longer lets the buyer pay and
+    /// closes an opened trade (`TRADE_CLOSED`). It wins over `timeout_express` when both are
+    /// sent. `None` or empty: not sent.
+    ///
+    /// [`time::timestamp_in_minutes`]: crate::time::timestamp_in_minutes
+    pub time_expire: Option<String>,
 }
 
 impl PayOrder {
     /// `biz_content` in the reference's key order: `out_trade_no, total_amount, subject,
-    /// product_code, body, timeout_express, query_options`.
+    /// product_code, body, timeout_express, query_options`, then `time_expire` (which the
+    /// reference does not send; appended so links without it stay byte-identical to its own).
     pub fn biz_content(&self) -> String {
         #[derive(Serialize)]
         struct Wire<'a> {
@@ -176,6 +186,8 @@ impl PayOrder {
             timeout_express: Option<&'a str>,
             #[serde(skip_serializing_if = "Option::is_none")]
             query_options: Option<&'a [String]>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            time_expire: Option<&'a str>,
         }
         let total_amount = match self.amount_style {
             AmountStyle::String => serde_json::Value::String(self.total_amount.to_string()),
@@ -194,6 +206,7 @@ impl PayOrder {
             body: self.body.as_deref().filter(|b| !b.is_empty()),
             timeout_express: self.timeout_express.as_deref().filter(|t| !t.is_empty()),
             query_options: self.query_options.as_deref(),
+            time_expire: self.time_expire.as_deref().filter(|t| !t.is_empty()),
         })
         // Unreachable: strings, a JSON scalar and a list of strings always serialise.
         .unwrap_or_else(|_| "{}".into())
@@ -368,8 +381,14 @@ pub struct TradePrecreate {
     pub subject: String,
     #[serde(skip_serializing_if = "is_none_or_empty")]
     pub body: Option<String>,
+    /// Relative expiry, `1m`–`15d`, counted from the precreate. Prefer `time_expire`.
     #[serde(skip_serializing_if = "is_none_or_empty")]
     pub timeout_express: Option<String>,
+    /// Absolute expiry, Beijing `yyyy-MM-dd HH:mm:ss`, 1 minute to 15 days after the request;
+    /// the QR code is dead after it and a scanned, unpaid trade closes (`TRADE_CLOSED`). Wins
+    /// over `timeout_express`. See [`PayOrder::time_expire`].
+    #[serde(skip_serializing_if = "is_none_or_empty")]
+    pub time_expire: Option<String>,
 }
 
 /// Success answer of `alipay.trade.precreate`.
@@ -386,5 +405,127 @@ impl ApiRequest for TradePrecreate {
     type Response = TradePrecreateResponse;
     fn out_trade_no(&self) -> Option<&str> {
         Some(&self.out_trade_no)
+    }
+}
+
+/// `alipay.aipay.trade.precreate` (智易收, "Agent收款单预下单"): a payment page and its QR code for
+/// an order an AI agent takes, for merchants with a personal account. Note the method's order:
+/// `aipay` comes before `trade`. The order's status is then read with `alipay.trade.query`.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct AipayTradePrecreate {
+    /// ≤ 64 letters, digits and `_`.
+    pub out_trade_no: String,
+    /// Yuan, written as a string with two decimals (`"88.80"`); this API's field is `amount`,
+    /// not `total_amount`.
+    pub amount: Amount,
+    /// The agent's name (智能体名称), ≤ 128 characters.
+    pub agent_name: String,
+    /// The agent ID the dev platform assigned, or the developer's own for a self-built agent.
+    pub agent_id: String,
+    /// The calling channel (请求渠道来源), e.g. `mcp_0.1.0`.
+    pub request_channel_source: String,
+    /// Absolute expiry, Beijing `yyyy-MM-dd HH:mm:ss`, 1 minute to 15 days after the request.
+    /// See [`PayOrder::time_expire`]. `None` or empty: not sent.
+    #[serde(skip_serializing_if = "is_none_or_empty")]
+    pub time_expire: Option<String>,
+}
+
+/// Success answer of `alipay.aipay.trade.precreate`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct AipayTradePrecreateResponse {
+    pub out_trade_no: Option<String>,
+    /// The payment page: the buyer opens it to pay.
+    pub pay_url: Option<String>,
+    /// An image of the payment page's QR code.
+    pub pic_url: Option<String>,
+}
+
+impl ApiRequest for AipayTradePrecreate {
+    const METHOD: &'static str = "alipay.aipay.trade.precreate";
+    const SENDS_NOTIFY_URL: bool = true;
+    type Response = AipayTradePrecreateResponse;
+    fn out_trade_no(&self) -> Option<&str> {
+        Some(&self.out_trade_no)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(time_expire: Option<&str>) -> PayOrder {
+        PayOrder {
+            kind: PayKind::Wap,
+            out_trade_no: "A_1".into(),
+            total_amount: Amount::from_yuan_str("1.50").unwrap(),
+            subject: "书".into(),
+            body: None,
+            timeout_express: Some("30m".into()),
+            query_options: Some(vec!["fund_bill_list".into()]),
+            amount_style: AmountStyle::String,
+            time_expire: time_expire.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn time_expire_comes_last_and_only_when_set() {
+        let base = r#"{"out_trade_no":"A_1","total_amount":"1.50","subject":"书","product_code":"QUICK_WAP_WAY","timeout_express":"30m","query_options":["fund_bill_list"]"#;
+        assert_eq!(order(None).biz_content(), format!("{base}}}"));
+        assert_eq!(order(Some("")).biz_content(), format!("{base}}}"));
+        assert_eq!(
+            order(Some("2026-11-25 10:30:00")).biz_content(),
+            format!(r#"{base},"time_expire":"2026-11-25 10:30:00"}}"#)
+        );
+
+        let mut precreate = TradePrecreate {
+            out_trade_no: "P_1".into(),
+            total_amount: Amount::from_yuan_str("2").unwrap(),
+            subject: "咖啡".into(),
+            body: None,
+            timeout_express: Some("15m".into()),
+            time_expire: Some("2026-11-25 10:30:00".into()),
+        };
+        assert_eq!(
+            precreate.biz_content(),
+            r#"{"out_trade_no":"P_1","total_amount":"2.00","subject":"咖啡","timeout_express":"15m","time_expire":"2026-11-25 10:30:00"}"#
+        );
+        precreate.time_expire = Some(String::new());
+        assert!(!precreate.biz_content().contains("time_expire"));
+    }
+
+    #[test]
+    fn aipay_precreate_writes_amount_as_a_yuan_string_in_the_documented_order() {
+        let mut request = AipayTradePrecreate {
+            out_trade_no: "AG_1".into(),
+            amount: Amount::from_yuan_str("88.8").unwrap(),
+            agent_name: "诗歌助手".into(),
+            agent_id: "agent_42".into(),
+            request_channel_source: "mcp_0.1.0".into(),
+            time_expire: None,
+        };
+        let base = r#"{"out_trade_no":"AG_1","amount":"88.80","agent_name":"诗歌助手","agent_id":"agent_42","request_channel_source":"mcp_0.1.0""#;
+        assert_eq!(request.biz_content(), format!("{base}}}"));
+        request.time_expire = Some(String::new());
+        assert_eq!(request.biz_content(), format!("{base}}}"));
+        request.time_expire = Some("2026-11-25 10:30:00".into());
+        assert_eq!(
+            request.biz_content(),
+            format!(r#"{base},"time_expire":"2026-11-25 10:30:00"}}"#)
+        );
+        assert_eq!(
+            <AipayTradePrecreate as ApiRequest>::METHOD,
+            "alipay.aipay.trade.precreate"
+        );
+        assert_eq!(request.out_trade_no(), Some("AG_1"));
+        const { assert!(AipayTradePrecreate::SENDS_NOTIFY_URL) };
+
+        let answer: AipayTradePrecreateResponse = serde_json::from_str(
+            r#"{"code":"10000","msg":"Success","out_trade_no":"AG_1","pay_url":"https://x/p","pic_url":"https://x/q.png"}"#,
+        )
+        .unwrap();
+        assert_eq!(answer.out_trade_no.as_deref(), Some("AG_1"));
+        assert_eq!(answer.pay_url.as_deref(), Some("https://x/p"));
+        assert_eq!(answer.pic_url.as_deref(), Some("https://x/q.png"));
     }
 }

@@ -21,9 +21,10 @@ pub mod time;
 
 pub use amount::{Amount, MAX_FEN, Money};
 pub use api::{
-    AmountStyle, ApiRequest, PayKind, PayOrder, RefundQuery, RefundQueryResponse, TradeClose,
-    TradeCloseResponse, TradePrecreate, TradePrecreateResponse, TradeQuery, TradeQueryResponse,
-    TradeRefund, TradeRefundResponse, TradeStatus,
+    AipayTradePrecreate, AipayTradePrecreateResponse, AmountStyle, ApiRequest, PayKind, PayOrder,
+    RefundQuery, RefundQueryResponse, TradeClose, TradeCloseResponse, TradePrecreate,
+    TradePrecreateResponse, TradeQuery, TradeQueryResponse, TradeRefund, TradeRefundResponse,
+    TradeStatus,
 };
 pub use client::{
     AlipayClient, ClientConfig, DEFAULT_MAX_RESPONSE_BYTES, PROD_GATEWAY, SANDBOX_GATEWAY,

@@ -1,10 +1,13 @@
 //! Alipay's clock: `yyyy-MM-dd HH:mm:ss` in Beijing time (UTC+8, no daylight saving), whatever the
 //! host's zone. SDKs that use host local time send wrong timestamps from UTC servers.
 
-use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone as _, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeDelta, TimeZone as _, Utc};
 
 /// The layout of every Alipay timestamp.
 pub const TIMESTAMP_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
+
+/// The longest expiry Alipay accepts (`time_expire` / `timeout_express`): 15 days, in minutes.
+pub const MAX_EXPIRY_MINUTES: u32 = 15 * 24 * 60;
 
 /// UTC+8.
 pub fn beijing() -> FixedOffset {
@@ -28,9 +31,38 @@ pub fn timestamp_now() -> String {
     format_timestamp(&Utc::now())
 }
 
+/// The timestamp `minutes` after `at`, in Beijing time: a `time_expire` value.
+///
+/// The fraction of a second is dropped, so the result is never later than `at + minutes`: an
+/// order sent with [`MAX_EXPIRY_MINUTES`] stays within Alipay's 15 days. The range (1 minute to
+/// 15 days) is the caller's to enforce; this only does the arithmetic, saturating at chrono's
+/// last representable instant instead of panicking.
+pub fn timestamp_after<Tz: chrono::TimeZone>(at: &DateTime<Tz>, minutes: u32) -> String {
+    let later = at
+        .to_utc()
+        .checked_add_signed(TimeDelta::minutes(i64::from(minutes)))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    format_timestamp(&later)
+}
+
+/// The timestamp `minutes` from now, in Beijing time: the `time_expire` of an order that should
+/// stop being payable then.
+pub fn timestamp_in_minutes(minutes: u32) -> String {
+    timestamp_after(&Utc::now(), minutes)
+}
+
 /// Read an Alipay timestamp (Beijing time). `None` unless exactly `yyyy-MM-dd HH:mm:ss`.
 pub fn parse_timestamp(text: &str) -> Option<DateTime<FixedOffset>> {
-    if text.len() != 19 {
+    // chrono's parser is lenient (one-digit fields, a space matching any run of whitespace), so
+    // the shape is checked byte by byte first: `yyyy-MM-dd HH:mm:ss`, ASCII digits only.
+    let shape_ok = text.len() == 19
+        && text.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            10 => b == b' ',
+            13 | 16 => b == b':',
+            _ => b.is_ascii_digit(),
+        });
+    if !shape_ok {
         return None;
     }
     let naive = NaiveDateTime::parse_from_str(text, TIMESTAMP_FORMAT).ok()?;
@@ -66,9 +98,36 @@ mod tests {
             "2026-13-25 10:20:30",
             "",
             "2026-11-25 10:20:30 ",
+            // 19 characters that chrono's lenient parser would take (one-digit fields, a space
+            // matching any run of whitespace, a sign).
+            "2026-11-5  10:20:30",
+            "2026-1-25  10:20:30",
+            "2026-11-25 1:2:3   ",
+            "+2026-11-2 10:20:30",
+            "２026-11-25 10:20:3",
         ] {
             assert!(parse_timestamp(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn expiry_timestamps_are_minutes_later_in_beijing_time() {
+        let utc = Utc.with_ymd_and_hms(2026, 11, 25, 15, 59, 30).unwrap();
+        assert_eq!(timestamp_after(&utc, 1), "2026-11-26 00:00:30");
+        assert_eq!(timestamp_after(&utc, 0), "2026-11-25 23:59:30");
+        assert_eq!(
+            timestamp_after(&utc, MAX_EXPIRY_MINUTES),
+            "2026-12-10 23:59:30"
+        );
+        // The fraction is dropped, never rounded up past the limit.
+        let with_fraction = utc + TimeDelta::milliseconds(999);
+        assert_eq!(timestamp_after(&with_fraction, 30), "2026-11-26 00:29:30");
+        assert!(timestamp_after(&DateTime::<Utc>::MAX_UTC, u32::MAX).len() >= 19);
+
+        let before = beijing_now();
+        let expiry = parse_timestamp(&timestamp_in_minutes(30)).unwrap();
+        let minutes = (expiry - before).num_seconds();
+        assert!((29 * 60..=30 * 60).contains(&minutes), "{minutes}");
     }
 
     #[test]

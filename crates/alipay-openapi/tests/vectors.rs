@@ -139,6 +139,7 @@ fn typed_requests_write_the_vector_biz_content() {
         timeout_express: None,
         query_options: None,
         amount_style: AmountStyle::String,
+        time_expire: None,
     };
     assert_eq!(order.biz_content(), biz("page pay, RSA2, Chinese title"));
 }
@@ -193,6 +194,7 @@ fn payment_links_are_byte_identical_to_the_node_sdk() {
             timeout_express: None,
             query_options: None,
             amount_style: AmountStyle::String,
+            time_expire: None,
         };
         assert_eq!(order.biz_content(), request.get("biz_content").unwrap());
         let merchant = Merchant {

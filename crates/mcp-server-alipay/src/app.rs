@@ -85,6 +85,13 @@ impl BoundApp {
         }
 
         let (client, local) = connect(&config).await?;
+        // The clock that expires orders: the embedded gateway's in local mode (tests move it).
+        let clock: Arc<dyn crate::service::GatewayClock> = match &local {
+            Some(gateway) => Arc::new(crate::service::EmulatorClock::new(
+                gateway.gateway_url().trim_end_matches("/gateway.do"),
+            )),
+            None => Arc::new(crate::service::SystemClock),
+        };
         // One ledger file per environment (local mode's lives with its keys); each row knows its
         // app, so apps sharing a data dir never see each other's orders.
         let ledger_path = config.env_dir().join("ledger.db");
@@ -93,15 +100,26 @@ impl BoundApp {
             app_id: client.config().merchant.app_id.clone(),
         };
         let ledger: Arc<dyn Ledger> = Arc::new(
-            SqliteLedger::open(&ledger_path, scope, &config.data_dir.join("instances"))
-                .await
-                .map_err(|e| format!("AP_DATA_DIR: {e} ({})", ledger_path.display()))?,
+            SqliteLedger::open(
+                &ledger_path,
+                scope.clone(),
+                &config.data_dir.join("instances"),
+            )
+            .await
+            .map_err(|e| format!("AP_DATA_DIR: {e} ({})", ledger_path.display()))?,
         );
         let services = Services {
             client,
             ledger,
             guard: config.guard.clone(),
             timeout: config.timeout,
+            order_ttl_minutes: config.order_ttl_minutes,
+            agent_id: config
+                .agent_id
+                .clone()
+                .unwrap_or_else(|| scope.app_id.clone()),
+            clock,
+            waits: Default::default(),
         };
         let app = Arc::new(App {
             config,
@@ -189,14 +207,24 @@ impl App {
 }
 
 /// What the model is told at initialisation (known from the configuration alone).
-pub fn instructions(env: Env) -> String {
+pub fn instructions(env: Env, tools: &[crate::tools::ToolKind]) -> String {
     let mut text = String::from(
         "Alipay (支付宝) payments. Create a payment link (create-mobile-alipay-payment for phones, \
-         create-web-page-alipay-payment for desktop browsers, create-qrcode-alipay-payment for a QR code), \
-         give it to the buyer, then check with query-alipay-payment or read the resource \
-         alipay://orders/{outTradeNo} (subscribe to hear the moment it is paid): TRADE_SUCCESS means paid. \
-         Refund with refund-alipay-payment; a retried refund must reuse its outRequestNo. Amounts are yuan \
-         with at most two decimals. Leave outTradeNo out to have the server mint a unique order number.",
+         create-web-page-alipay-payment for desktop browsers, create-qrcode-alipay-payment for a QR code) \
+         and give it to the buyer. ",
+    );
+    if tools.contains(&crate::tools::ToolKind::WaitPay) {
+        text.push_str(
+            "Then call wait-for-alipay-payment with its outTradeNo: it returns the moment the buyer pays \
+             (or after up to 50 s with the status; call it again until the order expires). ",
+        );
+    }
+    text.push_str(
+        "query-alipay-payment and the resource alipay://orders/{outTradeNo} (subscribe to hear of changes) \
+         say where it stands: TRADE_SUCCESS means paid. Refund with refund-alipay-payment; a retried refund \
+         must reuse its outRequestNo. Amounts are yuan with at most two decimals. Leave outTradeNo out to \
+         have the server mint a unique order number. Every order expires (expiresInMinutes, at most the \
+         operator's AP_ORDER_TTL_MINUTES).",
     );
     if env == Env::Local {
         text.push_str(" This server runs in LOCAL mode on an embedded Alipay gateway: no real money moves; links open a test cashier where anyone can click pay.");

@@ -12,6 +12,12 @@ use crate::tools::ToolKind;
 
 pub use crate::domain::Env;
 
+/// `AP_ORDER_TTL_MINUTES` when unset: long enough to pay, short enough that a link handed to a
+/// stranger does not stay payable for Alipay's default of 15 days.
+pub const DEFAULT_ORDER_TTL_MINUTES: u32 = 30;
+/// Alipay's longest `time_expire`: 15 days.
+pub const MAX_ORDER_TTL_MINUTES: u32 = 21_600;
+
 /// Credentials of a real Alipay application (prod or sandbox).
 #[derive(Clone, Debug)]
 pub struct Credentials {
@@ -39,6 +45,11 @@ pub struct Config {
     pub log_file: PathBuf,
     pub data_dir: PathBuf,
     pub local_port: u16,
+    /// `AP_ORDER_TTL_MINUTES`: how long every order stays payable (`time_expire`); a create may
+    /// ask for less, never more.
+    pub order_ttl_minutes: u32,
+    /// `AP_AGENT_ID`: the `agent_id` of 智易收 orders (`None`: the app id).
+    pub agent_id: Option<String>,
     /// `AP_NOTIFY_LISTEN`: where the notify receiver listens (local mode: on by default).
     pub notify_listen: Option<std::net::SocketAddr>,
     pub guard: Guardrails,
@@ -238,6 +249,32 @@ impl Config {
         let home = get("HOME")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("."));
+        let order_ttl_minutes = match get("AP_ORDER_TTL_MINUTES") {
+            None => DEFAULT_ORDER_TTL_MINUTES,
+            Some(v) => match v.parse::<u32>() {
+                Ok(m) if (1..=MAX_ORDER_TTL_MINUTES).contains(&m) => m,
+                _ => {
+                    return Err(err(
+                        "AP_ORDER_TTL_MINUTES",
+                        format!(
+                            "{v:?} is not a number of minutes between 1 and {MAX_ORDER_TTL_MINUTES} (15 days, Alipay's longest)"
+                        ),
+                    ));
+                }
+            },
+        };
+        let agent_id = get("AP_AGENT_ID")
+            .map(|id| {
+                if id.chars().count() > 64 || id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                    Err(err(
+                        "AP_AGENT_ID",
+                        "must be at most 64 characters, without spaces or control characters (the agent ID the agent platform assigned, or your own)",
+                    ))
+                } else {
+                    Ok(id)
+                }
+            })
+            .transpose()?;
         let local_port = match get("AP_LOCAL_PORT") {
             None => 8765,
             Some(v) => v.parse::<u16>().map_err(|_| {
@@ -277,7 +314,7 @@ impl Config {
             if tools.is_empty() {
                 return Err(err(
                     "AP_SELECT_TOOLS",
-                    "selects no read-only tool, and AP_READ_ONLY=true allows only queryPay, refundQuery and listOrders",
+                    "selects no read-only tool, and AP_READ_ONLY=true allows only queryPay, refundQuery, listOrders and waitPay",
                 ));
             }
         }
@@ -312,6 +349,8 @@ impl Config {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| home.join(".mcp-server-alipay")),
             local_port,
+            order_ttl_minutes,
+            agent_id,
             notify_listen,
             guard,
             http,
@@ -538,8 +577,17 @@ mod tests {
         assert_eq!(local.log_file, PathBuf::from("/h/mcp-server-alipay.log"));
         assert_eq!(local.data_dir, PathBuf::from("/h/.mcp-server-alipay"));
         assert_eq!(local.local_port, 8765);
+        assert_eq!(local.order_ttl_minutes, 30);
+        assert_eq!(local.agent_id, None);
+        assert_eq!(
+            with(&[("AP_AGENT_ID", "illustrator-bot")])
+                .unwrap()
+                .agent_id
+                .as_deref(),
+            Some("illustrator-bot")
+        );
         assert!(local.log_enabled);
-        assert_eq!(local.tools.len(), ToolKind::ALL.len());
+        assert_eq!(local.tools.len(), ToolKind::all().len());
         assert_eq!(
             local.notify_listen,
             Some("127.0.0.1:8766".parse().unwrap()),
@@ -585,7 +633,8 @@ mod tests {
             vec![
                 ToolKind::QueryPay,
                 ToolKind::RefundQuery,
-                ToolKind::ListOrders
+                ToolKind::ListOrders,
+                ToolKind::WaitPay
             ]
         );
     }
@@ -609,6 +658,19 @@ mod tests {
         assert_eq!(var(with(&[("AP_TIMEOUT_MS", "5s")])), "AP_TIMEOUT_MS");
         assert_eq!(var(with(&[("AP_LOG_ENABLED", "maybe")])), "AP_LOG_ENABLED");
         assert_eq!(var(with(&[("AP_LOCAL_PORT", "99999")])), "AP_LOCAL_PORT");
+        assert_eq!(var(with(&[("AP_AGENT_ID", "has space")])), "AP_AGENT_ID");
+        for bad in ["0", "21601", "30m", "-1"] {
+            assert_eq!(
+                var(with(&[("AP_ORDER_TTL_MINUTES", bad)])),
+                "AP_ORDER_TTL_MINUTES"
+            );
+        }
+        assert_eq!(
+            with(&[("AP_ORDER_TTL_MINUTES", "21600")])
+                .unwrap()
+                .order_ttl_minutes,
+            21_600
+        );
         assert_eq!(var(with(&[("AP_NOTIFY_URL", "ftp://x")])), "AP_NOTIFY_URL");
         assert_eq!(
             var(with(&[("AP_SELECT_TOOLS", "mobilePay,nope")])),

@@ -229,6 +229,7 @@ struct Gate {
     origins: Vec<String>,
     slots: Arc<Semaphore>,
     timeout: Duration,
+    max_body_bytes: usize,
     /// POST requests whose answer has not ended yet (GET streams are not counted).
     posts: Arc<AtomicUsize>,
     app: Arc<App>,
@@ -243,6 +244,7 @@ impl Gate {
             origins,
             slots: Arc::new(Semaphore::new(settings.max_concurrent)),
             timeout: settings.timeout,
+            max_body_bytes: settings.max_body_bytes,
             posts: Arc::new(AtomicUsize::new(0)),
             app,
         }
@@ -329,6 +331,35 @@ async fn guard(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> R
         );
     };
     let in_flight = (request.method() == Method::POST).then(|| InFlight::enter(&gate.posts));
+    // A wait for a payment answers when the buyer pays, up to its own timeout: AP_HTTP_TIMEOUT_MS
+    // must not cut it. The body is read here (bounded, as rmcp would) to see which call it is.
+    let (request, deadline) = if request.method() == Method::POST {
+        let (parts, body) = request.into_parts();
+        let read = axum::body::to_bytes(body, gate.max_body_bytes);
+        let bytes = match tokio::time::timeout_at(deadline, read).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(_)) => {
+                return refuse(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "Payload Too Large: the body is over AP_HTTP_MAX_BODY_BYTES",
+                );
+            }
+            Err(_) => {
+                return refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Service Unavailable: the request body did not arrive within AP_HTTP_TIMEOUT_MS",
+                );
+            }
+        };
+        let deadline = if waits_for_payment(&bytes) {
+            deadline.max(tokio::time::Instant::now() + WAIT_DEADLINE)
+        } else {
+            deadline
+        };
+        (Request::from_parts(parts, Body::from(bytes)), deadline)
+    } else {
+        (request, deadline)
+    };
     match tokio::time::timeout_at(deadline, next.run(request)).await {
         // A POST keeps its slot until its answer (often an SSE stream) has ended; a GET stream
         // is long-lived by design and gives its slot back as soon as it starts.
@@ -349,6 +380,31 @@ async fn guard(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> R
             )
         }
     }
+}
+
+/// The longest a `wait-for-alipay-payment` call may take: its largest `timeoutSeconds`, plus the
+/// last query and the answer.
+const WAIT_DEADLINE: Duration = Duration::from_secs(crate::tools::wait::MAX_TIMEOUT_SECONDS + 15);
+
+/// Whether a request body is a `tools/call` of `wait-for-alipay-payment`.
+fn waits_for_payment(body: &[u8]) -> bool {
+    let name = crate::tools::wait::DEF.name.as_bytes();
+    if !body.windows(name.len()).any(|w| w == name) {
+        return false;
+    }
+    #[derive(serde::Deserialize)]
+    struct Call {
+        method: Option<String>,
+        params: Option<Params>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Params {
+        name: Option<String>,
+    }
+    serde_json::from_slice::<Call>(body).is_ok_and(|c| {
+        c.method.as_deref() == Some("tools/call")
+            && c.params.and_then(|p| p.name).as_deref() == Some(crate::tools::wait::DEF.name)
+    })
 }
 
 /// One POST in flight; counted down when dropped.
@@ -401,6 +457,24 @@ impl http_body::Body for Tracked {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_call_of_the_wait_tool_waits_longer() {
+        let call = |method: &str, name: &str| {
+            serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": {"name": name, "arguments": {"outTradeNo": "A"}}})
+                .to_string()
+        };
+        assert!(waits_for_payment(
+            call("tools/call", "wait-for-alipay-payment").as_bytes()
+        ));
+        assert!(!waits_for_payment(
+            call("tools/call", "query-alipay-payment").as_bytes()
+        ));
+        assert!(!waits_for_payment(
+            call("resources/read", "wait-for-alipay-payment").as_bytes()
+        ));
+        assert!(!waits_for_payment(b"wait-for-alipay-payment {not json"));
+    }
 
     #[test]
     fn host_allow_list() {

@@ -6,6 +6,9 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
 
 use base64::Engine as _;
 use rmcp::model::{
@@ -15,15 +18,17 @@ use rmcp::model::{
     ResourceContents, ServerCapabilities, ServerConfig, SubscribeRequestParams, SubscriptionFilter,
     Tool, ToolAnnotations, UnsubscribeRequestParams,
 };
-use rmcp::service::{RequestContext, SubscriptionContext};
+use rmcp::model::{ProgressNotificationParam, ProgressToken};
+use rmcp::service::{Peer, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 
 use crate::app::App;
 use crate::config::Config;
 use crate::confirm::ElicitConfirm;
 use crate::resources;
+use crate::service::wait::Progress;
 use crate::tools::render::ToolOutcome;
-use crate::tools::{CallContext, TOOLS, ToolDef, ToolReply};
+use crate::tools::{CallContext, TOOLS, ToolDef, ToolReply, wait};
 
 /// Protocol versions we speak: 2025-03-26 through 2026-07-28.
 const PROTOCOL_VERSIONS: &[ProtocolVersion] = &[
@@ -70,7 +75,7 @@ impl Served {
                 .filter(|def| config.tools.contains(&def.kind))
                 .map(|def| (def, tool_of(def)))
                 .collect(),
-            instructions: crate::app::instructions(config.env),
+            instructions: crate::app::instructions(config.env, &config.tools),
             app: rx,
         };
         (Arc::new(served), AppReady(tx))
@@ -119,6 +124,27 @@ async fn app_or_error(served: &Served) -> Result<Arc<App>, McpError> {
         .map_err(|e| McpError::internal_error(e, None))
 }
 
+/// Progress of a long call, as MCP progress notifications, when the request asked for them.
+struct McpProgress {
+    token: Option<ProgressToken>,
+    peer: Peer<RoleServer>,
+}
+
+#[async_trait]
+impl Progress for McpProgress {
+    async fn report(&self, done: Duration, of: Duration, message: String) {
+        let Some(token) = &self.token else {
+            return;
+        };
+        let param = ProgressNotificationParam::new(token.clone(), done.as_secs_f64())
+            .with_total(of.as_secs_f64())
+            .with_message(message);
+        if let Err(e) = self.peer.notify_progress(param).await {
+            tracing::debug!(error = %e, "cannot send a progress notification");
+        }
+    }
+}
+
 /// `tools/list`'s entry for a definition.
 fn tool_of(def: &ToolDef) -> Tool {
     let hints = def.hints;
@@ -154,6 +180,11 @@ impl AlipayMcp {
             Err(e) => return Ok(CallToolResult::error(vec![ContentBlock::text(e)]).into()),
         };
         let arguments = request.arguments.unwrap_or_default();
+        let progress = McpProgress {
+            // rmcp moves the request's `_meta` into the context.
+            token: ctx.meta.get_progress_token(),
+            peer: ctx.peer.clone(),
+        };
         let confirm = ElicitConfirm {
             confirmations: &app.confirmations,
             ctx: &ctx,
@@ -164,6 +195,8 @@ impl AlipayMcp {
         let call = CallContext {
             services: &app.services,
             confirm: &confirm,
+            progress: &progress,
+            can_wait: self.served.tool(wait::DEF.name).is_some(),
         };
         Ok(match (def.call)(&call, &arguments).await {
             ToolReply::Done(outcome) => into_result(outcome).into(),

@@ -364,7 +364,8 @@ async fn every_guardrail_at_just_under_and_just_over_its_limit() {
         [
             "list-alipay-orders",
             "query-alipay-payment",
-            "query-alipay-refund"
+            "query-alipay-refund",
+            "wait-for-alipay-payment"
         ]
     );
     let refused = client

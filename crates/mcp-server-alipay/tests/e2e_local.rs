@@ -23,15 +23,24 @@ async fn pay_query_refund_flow_on_the_embedded_gateway() {
         names,
         [
             "close-alipay-payment",
+            "create-alipay-payment-agent",
             "create-mobile-alipay-payment",
             "create-qrcode-alipay-payment",
             "create-web-page-alipay-payment",
             "list-alipay-orders",
             "query-alipay-payment",
             "query-alipay-refund",
-            "refund-alipay-payment"
+            "refund-alipay-payment",
+            "wait-for-alipay-payment"
         ]
     );
+    let wait_tool = tools
+        .iter()
+        .find(|t| t.name == "wait-for-alipay-payment")
+        .unwrap();
+    let wait_hints = wait_tool.annotations.as_ref().unwrap();
+    assert_eq!(wait_hints.read_only_hint, Some(true));
+    assert_eq!(wait_hints.idempotent_hint, Some(true));
     let refund_tool = tools
         .iter()
         .find(|t| t.name == "refund-alipay-payment")

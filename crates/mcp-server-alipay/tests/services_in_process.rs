@@ -21,12 +21,12 @@ use mcp_server_alipay::domain::{AppScope, Env, OrderKind, OutRequestNo, OutTrade
 use mcp_server_alipay::ledger::{
     AuditDecision, AuditOutcome, Ledger, NewRefund, RefundBegin, RefundLimits, SqliteLedger,
 };
-use mcp_server_alipay::service::Services;
 use mcp_server_alipay::service::orders::{self, CreateRequest, Created};
 use mcp_server_alipay::service::reconcile::{Reconciled, reconcile};
 use mcp_server_alipay::service::refunds::{
     self, Confirm, Decision, RefundPlan, RefundRequest, RefundResult, Refusal,
 };
+use mcp_server_alipay::service::{Services, SystemClock};
 use serde_json::{Value, json};
 
 const APP_ID: &str = "2021000000000042";
@@ -138,6 +138,10 @@ impl Harness {
             ledger: Arc::new(Self::open_at(&dir).await),
             guard,
             timeout,
+            order_ttl_minutes: 30,
+            agent_id: "in-process-agent".into(),
+            clock: Arc::new(SystemClock),
+            waits: Default::default(),
         };
         Self {
             svc,
@@ -190,6 +194,7 @@ impl Harness {
                 kind,
                 amount: amount(total),
                 title: "in-process test".into(),
+                expires_in_minutes: None,
             },
         )
         .await;

@@ -99,6 +99,7 @@ pub(crate) fn order(kind: PayKind, out_trade_no: &str, yuan: &str, subject: &str
         timeout_express: None,
         query_options: None,
         amount_style: AmountStyle::Number,
+        time_expire: None,
     }
 }
 

@@ -10,7 +10,7 @@ pub mod refund;
 pub mod text_policy;
 
 pub use ids::{AppScope, Env, OutRequestNo, OutTradeNo};
-pub use order::{OrderKind, StatusSource};
+pub use order::{OrderKind, PaymentState, StatusSource};
 pub use refund::RefundState;
 
 /// Today's Beijing day, `yyyy-MM-dd`: what the daily refund budget counts.

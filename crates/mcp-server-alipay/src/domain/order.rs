@@ -1,7 +1,7 @@
 //! Orders: which tool made one, where a status came from, the rule that an order number always
 //! means one order, and the rule that a trade never moves backwards.
 
-use alipay_openapi::{Amount, TradeStatus};
+use alipay_openapi::{Amount, Money, TradeStatus};
 use serde::Serialize;
 
 /// Which tool created an order.
@@ -13,16 +13,20 @@ pub enum OrderKind {
     WebPage,
     #[serde(rename = "qrCode")]
     QrCode,
+    /// 智易收 (`alipay.aipay.trade.precreate`): personal collection, for sellers with no licence.
+    #[serde(rename = "agent")]
+    Agent,
 }
 
 impl OrderKind {
-    pub const ALL: [Self; 3] = [Self::Mobile, Self::WebPage, Self::QrCode];
+    pub const ALL: [Self; 4] = [Self::Mobile, Self::WebPage, Self::QrCode, Self::Agent];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Mobile => "mobile",
             Self::WebPage => "webPage",
             Self::QrCode => "qrCode",
+            Self::Agent => "agent",
         }
     }
 
@@ -36,6 +40,9 @@ impl OrderKind {
             Self::Mobile => alipay_openapi::PayKind::Wap.method(),
             Self::WebPage => alipay_openapi::PayKind::Page.method(),
             Self::QrCode => <alipay_openapi::TradePrecreate as alipay_openapi::ApiRequest>::METHOD,
+            Self::Agent => {
+                <alipay_openapi::AipayTradePrecreate as alipay_openapi::ApiRequest>::METHOD
+            }
         }
     }
 }
@@ -93,6 +100,58 @@ pub fn progress(status: Option<&TradeStatus>) -> u8 {
     }
 }
 
+/// Where a payment stands, for someone waiting on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PaymentState {
+    /// Paid (`TRADE_SUCCESS` or `TRADE_FINISHED`).
+    Paid,
+    /// Paid, then refunded in full (`TRADE_CLOSED` with everything refunded).
+    Refunded,
+    /// Closed unpaid before it expired (by `close-alipay-payment`, or at Alipay).
+    Closed,
+    /// Not paid by its expiry: never opened, or opened and closed by Alipay at its expiry.
+    Expired,
+    /// Not paid yet, and still payable.
+    Waiting,
+}
+
+impl PaymentState {
+    /// Nothing more will happen to it by waiting.
+    pub fn is_final(self) -> bool {
+        self != Self::Waiting
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Paid => "paid",
+            Self::Refunded => "refunded",
+            Self::Closed => "closed",
+            Self::Expired => "expired",
+            Self::Waiting => "waiting",
+        }
+    }
+}
+
+/// What an order's facts say of its payment. `past_expiry`: Alipay's clock is past the order's
+/// `time_expire`; `closed_by_us`: the last status came from our own close.
+pub fn payment_state(
+    status: Option<&TradeStatus>,
+    total: Amount,
+    refunded: Money,
+    closed_by_us: bool,
+    past_expiry: bool,
+) -> PaymentState {
+    match status {
+        Some(TradeStatus::TradeSuccess | TradeStatus::TradeFinished) => PaymentState::Paid,
+        Some(TradeStatus::TradeClosed) if refunded >= Money::from(total) => PaymentState::Refunded,
+        Some(TradeStatus::TradeClosed) if past_expiry && !closed_by_us => PaymentState::Expired,
+        Some(TradeStatus::TradeClosed) => PaymentState::Closed,
+        _ if past_expiry => PaymentState::Expired,
+        _ => PaymentState::Waiting,
+    }
+}
+
 /// What an order is asked to be, to compare with what its number already means.
 #[derive(Clone, Copy, Debug)]
 pub struct OrderTerms<'a> {
@@ -119,6 +178,54 @@ mod tests {
         assert!(rank("TRADE_SUCCESS") < rank("TRADE_CLOSED"));
         assert_eq!(rank("TRADE_CLOSED"), rank("TRADE_FINISHED"));
         assert_eq!(rank("SOMETHING_NEW"), rank("WAIT_BUYER_PAY"));
+    }
+
+    #[test]
+    fn where_a_payment_stands() {
+        let total = Amount::from_fen(8_880).unwrap();
+        let none = Money::ZERO;
+        let st = |s: &str| TradeStatus::from(s);
+        let state = |s: Option<TradeStatus>, refunded, by_us, past| {
+            payment_state(s.as_ref(), total, refunded, by_us, past)
+        };
+        assert_eq!(state(None, none, false, false), PaymentState::Waiting);
+        assert_eq!(state(None, none, false, true), PaymentState::Expired);
+        assert_eq!(
+            state(Some(st("WAIT_BUYER_PAY")), none, false, false),
+            PaymentState::Waiting
+        );
+        assert_eq!(
+            state(Some(st("WAIT_BUYER_PAY")), none, false, true),
+            PaymentState::Expired
+        );
+        // Paid wins over the clock: a payment before expiry stays a payment.
+        assert_eq!(
+            state(Some(st("TRADE_SUCCESS")), none, false, true),
+            PaymentState::Paid
+        );
+        assert_eq!(
+            state(Some(st("TRADE_FINISHED")), none, false, false),
+            PaymentState::Paid
+        );
+        let all = Money::from_fen(8_880);
+        assert_eq!(
+            state(Some(st("TRADE_CLOSED")), all, false, true),
+            PaymentState::Refunded
+        );
+        assert_eq!(
+            state(Some(st("TRADE_CLOSED")), none, true, true),
+            PaymentState::Closed
+        );
+        assert_eq!(
+            state(Some(st("TRADE_CLOSED")), none, false, false),
+            PaymentState::Closed
+        );
+        assert_eq!(
+            state(Some(st("TRADE_CLOSED")), none, false, true),
+            PaymentState::Expired
+        );
+        assert!(!PaymentState::Waiting.is_final());
+        assert!(PaymentState::Expired.is_final());
     }
 
     #[test]

@@ -121,6 +121,7 @@ pub(crate) fn order(number: &str, amount_fen: i64) -> NewOrder {
         amount: Amount::from_fen(amount_fen).unwrap(),
         title: "t".into(),
         link: "https://x".into(),
+        expires_at: Some("2026-11-25 10:30:00".into()),
     }
 }
 
@@ -184,6 +185,7 @@ pub(crate) async fn orders_are_created_once(b: &dyn Backend) {
     assert_eq!(created.total_amount.fen(), 100);
     assert_eq!(created.trade_status, None);
     assert_eq!(created.refunded_amount, Money::ZERO);
+    assert_eq!(created.expires_at.as_deref(), Some("2026-11-25 10:30:00"));
     match l.create_order(&order("A", 200)).await.unwrap() {
         CreateOrder::Existing(o) => {
             assert_eq!(o.total_amount.fen(), 100, "the first order is kept");

@@ -37,6 +37,8 @@ pub struct NewOrder {
     pub title: String,
     /// The payment link, or the QR code URL of a precreated order.
     pub link: String,
+    /// Beijing time, `yyyy-MM-dd HH:mm:ss`: when Alipay stops taking payment (`time_expire`).
+    pub expires_at: Option<String>,
 }
 
 /// An order as the ledger knows it.
@@ -55,6 +57,9 @@ pub struct OrderRecord {
     pub trade_no: Option<String>,
     pub status_source: Option<StatusSource>,
     pub status_at: Option<String>,
+    /// When Alipay stops taking payment (Beijing time); `None` for orders made before orders
+    /// expired.
+    pub expires_at: Option<String>,
     /// Cumulative refunded amount as Alipay last reported it.
     pub refunded_amount: Money,
 }

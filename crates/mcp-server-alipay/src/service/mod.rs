@@ -8,14 +8,17 @@ pub mod orders;
 pub mod reconcile;
 pub mod refund_query;
 pub mod refunds;
+pub mod wait;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use alipay_openapi::AlipayClient;
+use async_trait::async_trait;
+use chrono::{DateTime, FixedOffset};
 
 use crate::config::Guardrails;
-use crate::ledger::{AuditDecision, AuditEntry, AuditOutcome, Ledger};
+use crate::ledger::{AuditDecision, AuditEntry, AuditOutcome, Ledger, OrderRecord};
 
 /// What the flows need, and nothing else.
 #[derive(Clone)]
@@ -26,9 +29,90 @@ pub struct Services {
     pub guard: Guardrails,
     /// `AP_TIMEOUT_MS`: a lost refund answer is looked up within about one more of these.
     pub timeout: Duration,
+    /// `AP_ORDER_TTL_MINUTES`: how long an order stays payable, at most.
+    pub order_ttl_minutes: u32,
+    /// The `agent_id` of 智易收 orders (`AP_AGENT_ID`, else the app id).
+    pub agent_id: String,
+    /// The gateway's clock, which says when an order has expired.
+    pub clock: Arc<dyn GatewayClock>,
+    /// Who waits on which order, and the queries made for them.
+    pub waits: Arc<wait::WaitHub>,
+}
+
+/// The clock of the gateway that expires orders: Alipay keeps real Beijing time; the embedded
+/// gateway's can be moved by tests (`POST /__emulator/clock`), and then it is the one that counts.
+#[async_trait]
+pub trait GatewayClock: Send + Sync {
+    async fn now(&self) -> DateTime<FixedOffset>;
+}
+
+/// Real Beijing time.
+pub struct SystemClock;
+
+#[async_trait]
+impl GatewayClock for SystemClock {
+    async fn now(&self) -> DateTime<FixedOffset> {
+        alipay_openapi::time::beijing_now()
+    }
+}
+
+/// The embedded gateway's clock, asked over its control API (`GET /__emulator/clock`); real time
+/// when it cannot be asked.
+pub struct EmulatorClock {
+    url: String,
+    http: reqwest::Client,
+}
+
+impl EmulatorClock {
+    /// `base`: the emulator's base URL (`http://127.0.0.1:8765`).
+    pub fn new(base: &str) -> Self {
+        Self {
+            url: format!("{}/__emulator/clock", base.trim_end_matches('/')),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+}
+
+#[async_trait]
+impl GatewayClock for EmulatorClock {
+    async fn now(&self) -> DateTime<FixedOffset> {
+        let asked = async {
+            let body = self
+                .http
+                .get(&self.url)
+                .send()
+                .await
+                .ok()?
+                .bytes()
+                .await
+                .ok()?;
+            let answer: serde_json::Value = serde_json::from_slice(&body).ok()?;
+            alipay_openapi::time::parse_timestamp(answer.get("now")?.as_str()?)
+        };
+        match asked.await {
+            Some(now) => now,
+            None => alipay_openapi::time::beijing_now(),
+        }
+    }
 }
 
 impl Services {
+    /// Whether the gateway's clock is past the order's `time_expire` (never, for an order made
+    /// before orders expired).
+    pub async fn past_expiry(&self, order: &OrderRecord) -> bool {
+        let Some(at) = order
+            .expires_at
+            .as_deref()
+            .and_then(alipay_openapi::time::parse_timestamp)
+        else {
+            return false;
+        };
+        self.clock.now().await >= at
+    }
+
     /// Write an audit row; a ledger failure is logged, never hidden as success.
     pub async fn audit(
         &self,

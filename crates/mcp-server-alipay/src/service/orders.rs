@@ -4,13 +4,13 @@
 //! is signed. An order is recorded before it is reported, so a link anyone saw is in the ledger.
 
 use alipay_openapi::{
-    Amount, AmountStyle, Error, GatewayError, PayKind, PayOrder, TradeClose, TradePrecreate,
-    TradeQuery, TradeQueryResponse, TradeStatus,
+    AipayTradePrecreate, Amount, AmountStyle, Error, GatewayError, PayKind, PayOrder, TradeClose,
+    TradePrecreate, TradeQuery, TradeQueryResponse, TradeStatus,
 };
 
 use crate::domain::guardrail::Guardrail;
 use crate::domain::order::{OrderTerms, same_order};
-use crate::domain::{OrderKind, OutTradeNo, StatusSource};
+use crate::domain::{OrderKind, OutTradeNo, PaymentState, StatusSource};
 use crate::ledger::{
     AuditDecision, AuditOutcome, CreateOrder, LedgerError, NewOrder, OrderFilter, OrderRecord,
     StatusUpdate,
@@ -28,6 +28,8 @@ pub struct CreateRequest {
     pub kind: OrderKind,
     pub amount: Amount,
     pub title: String,
+    /// `expiresInMinutes`: shorter than `AP_ORDER_TTL_MINUTES`, never longer.
+    pub expires_in_minutes: Option<u32>,
 }
 
 /// What became of a create.
@@ -43,6 +45,11 @@ pub enum Created {
     /// The number already means a different order: refused, nothing signed.
     Conflict(OrderRecord),
     Refused(Guardrail),
+    /// `expiresInMinutes` longer than the operator allows (`AP_ORDER_TTL_MINUTES`).
+    TooLong {
+        asked: u32,
+        limit: u32,
+    },
     /// The link could not be signed.
     SigningFailed {
         out_trade_no: OutTradeNo,
@@ -53,8 +60,10 @@ pub enum Created {
         out_trade_no: OutTradeNo,
         error: Error,
     },
-    NoQrCode {
+    /// The precreate's answer had no link (`field`: `qr_code` or `pay_url`).
+    NoLink {
         out_trade_no: OutTradeNo,
+        field: &'static str,
     },
     /// Not recorded, so no link was given out.
     LedgerFailed {
@@ -64,9 +73,10 @@ pub enum Created {
 }
 
 impl Created {
-    /// The audit row this outcome stands for.
-    pub fn audit(&self) -> (AuditDecision, AuditOutcome) {
-        match self {
+    /// The audit row this outcome stands for (`None`: a rejected argument, which is not audited).
+    pub fn audit(&self) -> Option<(AuditDecision, AuditOutcome)> {
+        Some(match self {
+            Self::TooLong { .. } => return None,
             Self::New { .. } => (AuditDecision::Allowed, AuditOutcome::Succeeded),
             Self::Existing(_) => (AuditDecision::Replayed, AuditOutcome::Succeeded),
             Self::Conflict(_) => (
@@ -79,9 +89,9 @@ impl Created {
             ),
             Self::SigningFailed { .. }
             | Self::GatewayFailed { .. }
-            | Self::NoQrCode { .. }
+            | Self::NoLink { .. }
             | Self::LedgerFailed { .. } => (AuditDecision::Allowed, AuditOutcome::Failed),
-        }
+        })
     }
 }
 
@@ -94,6 +104,12 @@ pub async fn create(svc: &Services, request: &CreateRequest) -> Created {
             limit,
         });
     }
+    let limit = svc.order_ttl_minutes;
+    let ttl = match request.expires_in_minutes {
+        Some(asked) if asked > limit => return Created::TooLong { asked, limit },
+        Some(asked) => asked,
+        None => limit,
+    };
     let minted = request.out_trade_no.is_none();
     let out_trade_no = request
         .out_trade_no
@@ -104,21 +120,30 @@ pub async fn create(svc: &Services, request: &CreateRequest) -> Created {
         Ok(None) => {}
         Err(error) => return ledger_failed(out_trade_no, error),
     }
+    // Sent as `time_expire`: Alipay closes the trade then, and the cashier stops taking payment.
+    // Counted on the gateway's clock (the embedded gateway's can be moved by tests).
+    let expires_at = alipay_openapi::time::timestamp_after(&svc.clock.now().await, ttl);
     let link = match request.kind {
-        OrderKind::QrCode => match precreate(svc, &out_trade_no, request).await {
+        OrderKind::QrCode => match precreate(svc, &out_trade_no, request, &expires_at).await {
             Ok(qr_code) => qr_code,
             Err(failed) => return failed,
         },
-        OrderKind::Mobile | OrderKind::WebPage => match sign_link(svc, &out_trade_no, request) {
-            Ok(link) => link,
-            Err(message) => {
-                tracing::error!(out_trade_no = %out_trade_no, error = %message, "signing failed");
-                return Created::SigningFailed {
-                    out_trade_no,
-                    message,
-                };
-            }
+        OrderKind::Agent => match agent_precreate(svc, &out_trade_no, request, &expires_at).await {
+            Ok(pay_url) => markdown_safe(&pay_url),
+            Err(failed) => return failed,
         },
+        OrderKind::Mobile | OrderKind::WebPage => {
+            match sign_link(svc, &out_trade_no, request, &expires_at) {
+                Ok(link) => markdown_safe(&link),
+                Err(message) => {
+                    tracing::error!(out_trade_no = %out_trade_no, error = %message, "signing failed");
+                    return Created::SigningFailed {
+                        out_trade_no,
+                        message,
+                    };
+                }
+            }
+        }
     };
     let record = NewOrder {
         out_trade_no: out_trade_no.clone(),
@@ -126,6 +151,7 @@ pub async fn create(svc: &Services, request: &CreateRequest) -> Created {
         amount: request.amount,
         title: request.title.clone(),
         link,
+        expires_at: Some(expires_at),
     };
     match svc.ledger.create_order(&record).await {
         Ok(CreateOrder::Created(order)) => {
@@ -170,10 +196,37 @@ fn body_of(title: &str) -> Option<String> {
     (title.chars().count() <= MAX_BODY_CHARS).then(|| title.to_string())
 }
 
+/// A signed link that survives Markdown and copy-paste: the characters that end a Markdown link
+/// destination early (`(`, `)`, `<`, `>`, spaces) or that naive URL extractors stop at (quotes,
+/// brackets, braces, `|`, `\`, `^`, backtick, `!`, `*`), percent-encoded wherever they appear in
+/// the query. The signature is over the decoded values, so it stays valid.
+pub fn markdown_safe(link: &str) -> String {
+    let Some((head, query)) = link.split_once('?') else {
+        return link.to_string();
+    };
+    let mut safe = String::with_capacity(link.len() + 16);
+    safe.push_str(head);
+    safe.push('?');
+    for c in query.chars() {
+        match c {
+            '(' | ')' | '<' | '>' | ' ' | '"' | '\'' | '[' | ']' | '{' | '}' | '|' | '\\' | '^'
+            | '`' | '!' | '*' => {
+                let mut buf = [0; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    safe.push_str(&format!("%{b:02X}"));
+                }
+            }
+            c => safe.push(c),
+        }
+    }
+    safe
+}
+
 fn sign_link(
     svc: &Services,
     out_trade_no: &OutTradeNo,
     request: &CreateRequest,
+    expires_at: &str,
 ) -> Result<String, String> {
     let order = PayOrder {
         kind: if request.kind == OrderKind::Mobile {
@@ -188,6 +241,7 @@ fn sign_link(
         timeout_express: None,
         // The reference marks its links with its version; Alipay attributes MCP traffic by it.
         query_options: Some(vec![format!("mcp_{}", env!("CARGO_PKG_VERSION"))]),
+        time_expire: Some(expires_at.to_string()),
         // As the reference writes it (a JSON number); Alipay accepts numbers and strings alike.
         amount_style: AmountStyle::Number,
     };
@@ -198,6 +252,7 @@ async fn precreate(
     svc: &Services,
     out_trade_no: &OutTradeNo,
     request: &CreateRequest,
+    expires_at: &str,
 ) -> Result<String, Created> {
     let precreate = TradePrecreate {
         out_trade_no: out_trade_no.to_string(),
@@ -205,13 +260,47 @@ async fn precreate(
         subject: request.title.clone(),
         body: body_of(&request.title),
         timeout_express: None,
+        time_expire: Some(expires_at.to_string()),
     };
     match svc.client.execute(&precreate).await {
         Ok(answer) => answer
             .qr_code
             .filter(|q| !q.is_empty())
-            .ok_or_else(|| Created::NoQrCode {
+            .ok_or_else(|| Created::NoLink {
                 out_trade_no: out_trade_no.clone(),
+                field: "qr_code",
+            }),
+        Err(error) => Err(Created::GatewayFailed {
+            out_trade_no: out_trade_no.clone(),
+            error,
+        }),
+    }
+}
+
+/// 智易收: `alipay.aipay.trade.precreate`; the link is its `pay_url` (the QR PNG is ours, of the same
+/// link, so it is never fetched from elsewhere).
+async fn agent_precreate(
+    svc: &Services,
+    out_trade_no: &OutTradeNo,
+    request: &CreateRequest,
+    expires_at: &str,
+) -> Result<String, Created> {
+    let precreate = AipayTradePrecreate {
+        out_trade_no: out_trade_no.to_string(),
+        amount: request.amount,
+        agent_name: request.title.clone(),
+        agent_id: svc.agent_id.clone(),
+        // As the reference marks its links, so Alipay attributes MCP traffic.
+        request_channel_source: format!("mcp_{}", env!("CARGO_PKG_VERSION")),
+        time_expire: Some(expires_at.to_string()),
+    };
+    match svc.client.execute(&precreate).await {
+        Ok(answer) => answer
+            .pay_url
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| Created::NoLink {
+                out_trade_no: out_trade_no.clone(),
+                field: "pay_url",
             }),
         Err(error) => Err(Created::GatewayFailed {
             out_trade_no: out_trade_no.clone(),
@@ -223,10 +312,20 @@ async fn precreate(
 /// What a payment query found.
 #[derive(Debug)]
 pub enum Queried {
-    /// Alipay's verified answer (recorded in the ledger).
-    Found(Box<TradeQueryResponse>),
-    /// Alipay has no trade yet for an order the ledger knows: the buyer has not opened the link.
-    NotOpenedYet(Box<GatewayError>),
+    /// Alipay's verified answer (recorded in the ledger); `expired` when the order was not paid by
+    /// its expiry (Alipay closed it then).
+    Found {
+        answer: Box<TradeQueryResponse>,
+        expired: bool,
+        expires_at: Option<String>,
+    },
+    /// Alipay has no trade for an order the ledger knows: the buyer has not opened the link, or
+    /// (`expired`) never did before it expired.
+    NotOpenedYet {
+        error: Box<GatewayError>,
+        expired: bool,
+        expires_at: Option<String>,
+    },
     Failed(Error),
 }
 
@@ -237,6 +336,7 @@ pub async fn query(svc: &Services, out_trade_no: &OutTradeNo) -> Queried {
         .execute(&TradeQuery::by_out_trade_no(out_trade_no.as_str()))
         .await;
     tracing::info!(out_trade_no = %out_trade_no, ok = result.is_ok(), "queried");
+    let known = || async { svc.ledger.order(out_trade_no).await.ok().flatten() };
     match result {
         Ok(q) => {
             if let Some(status) = &q.trade_status {
@@ -249,13 +349,28 @@ pub async fn query(svc: &Services, out_trade_no: &OutTradeNo) -> Queried {
                 )
                 .await;
             }
-            Queried::Found(Box::new(q))
+            let order = known().await;
+            let expired = match &order {
+                Some(order) => {
+                    crate::service::wait::state_of(svc, order).await == PaymentState::Expired
+                }
+                None => false,
+            };
+            Queried::Found {
+                answer: Box::new(q),
+                expired,
+                expires_at: order.and_then(|o| o.expires_at),
+            }
         }
-        Err(Error::Business(g))
-            if g.sub_code.as_deref() == Some("ACQ.TRADE_NOT_EXIST")
-                && matches!(svc.ledger.order(out_trade_no).await, Ok(Some(_))) =>
-        {
-            Queried::NotOpenedYet(g)
+        Err(Error::Business(g)) if g.sub_code.as_deref() == Some("ACQ.TRADE_NOT_EXIST") => {
+            match known().await {
+                Some(order) => Queried::NotOpenedYet {
+                    error: g,
+                    expired: svc.past_expiry(&order).await,
+                    expires_at: order.expires_at,
+                },
+                None => Queried::Failed(Error::Business(g)),
+            }
         }
         Err(e) => Queried::Failed(e),
     }
@@ -333,4 +448,30 @@ pub async fn close(svc: &Services, out_trade_no: &OutTradeNo) -> Closed {
 /// Recent orders from the ledger (no call to Alipay).
 pub async fn list(svc: &Services, filter: &OrderFilter) -> Result<Vec<OrderRecord>, LedgerError> {
     svc.ledger.list_orders(filter).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_survive_markdown_and_copy_paste() {
+        let link = "https://gw/gateway.do?a=%E8%B2%93 (A4, 300dpi)&b=x[1]'\"*!&c=<p>{|}^`\\";
+        let safe = markdown_safe(link);
+        assert_eq!(
+            safe,
+            "https://gw/gateway.do?a=%E8%B2%93%20%28A4,%20300dpi%29&b=x%5B1%5D%27%22%2A%21&c=%3Cp%3E%7B%7C%7D%5E%60%5C"
+        );
+        // Decoded, the query is what was signed.
+        let decoded: Vec<(String, String)> =
+            form_urlencoded::parse(safe.split_once('?').unwrap().1.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+        let original: Vec<(String, String)> =
+            form_urlencoded::parse(link.split_once('?').unwrap().1.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+        assert_eq!(decoded, original);
+        assert_eq!(markdown_safe("https://gw/x"), "https://gw/x");
+    }
 }

@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::config::MAX_ORDER_TTL_MINUTES;
 use crate::domain::OrderKind;
 use crate::ledger::OrderRecord;
 use crate::qr;
@@ -30,7 +31,30 @@ const FIELDS: &[Field] = &[
         FieldKind::Text(MAX_TITLE_CHARS),
         "该订单的订单标题",
     ),
+    Field::optional(
+        "expiresInMinutes",
+        FieldKind::Int {
+            min: 1,
+            max: MAX_ORDER_TTL_MINUTES as u64,
+        },
+        "订单有效期（分钟）：到期未付款则关闭。可省略（默认为服务端配置的 AP_ORDER_TTL_MINUTES），只能更短，不能更长",
+    ),
 ];
+
+/// 智易收 takes `agentName` (the agent's name, which the buyer sees) where the others take a title.
+const AGENT_FIELDS: &[Field] = &[
+    FIELDS[0],
+    FIELDS[1],
+    Field::required(
+        "agentName",
+        FieldKind::Text(MAX_AGENT_NAME_CHARS),
+        "智能体名称（买家付款时看到的收款方名称）",
+    ),
+    FIELDS[3],
+];
+
+/// Alipay's longest `agent_name`.
+pub const MAX_AGENT_NAME_CHARS: usize = 128;
 
 const HINTS: Hints = Hints {
     read_only: false,
@@ -78,6 +102,23 @@ pub const QR_CODE: ToolDef = ToolDef {
     call: call_qr_code,
 };
 
+pub const AGENT: ToolDef = ToolDef {
+    kind: ToolKind::AgentPay,
+    name: "create-alipay-payment-agent",
+    select_key: "agentPay",
+    title: "Create an Alipay 智易收 payment link (personal collection)",
+    description: "创建一笔支付宝智易收（个人收款）订单，返回带有支付链接的 Markdown 文本和付款二维码，适用于没有营业执照的个人卖家。Create a 智易收 (personal collection) order for sellers without a business licence: a payment link the buyer opens on a phone, and its QR code.",
+    hints: HINTS,
+    fields: AGENT_FIELDS,
+    validate: |raw| parse(raw, OrderKind::Agent).map(drop),
+    output_schema: crate::tools::output_schema_of::<CreateOutput>,
+    call: call_agent,
+};
+
+fn call_agent<'a>(ctx: &'a CallContext<'a>, raw: &'a Map<String, Value>) -> CallFuture<'a> {
+    boxed(call(ctx, raw, OrderKind::Agent))
+}
+
 fn call_mobile<'a>(ctx: &'a CallContext<'a>, raw: &'a Map<String, Value>) -> CallFuture<'a> {
     boxed(call(ctx, raw, OrderKind::Mobile))
 }
@@ -95,16 +136,24 @@ fn def_of(kind: OrderKind) -> &'static ToolDef {
         OrderKind::Mobile => &MOBILE,
         OrderKind::WebPage => &WEB_PAGE,
         OrderKind::QrCode => &QR_CODE,
+        OrderKind::Agent => &AGENT,
     }
 }
 
 pub fn parse(raw: &Map<String, Value>, kind: OrderKind) -> Result<CreateRequest, ArgError> {
-    let args = RawArgs::new(raw, FIELDS)?;
+    let (fields, title, max) = match kind {
+        OrderKind::Agent => (AGENT_FIELDS, "agentName", MAX_AGENT_NAME_CHARS),
+        _ => (FIELDS, "orderTitle", MAX_TITLE_CHARS),
+    };
+    let args = RawArgs::new(raw, fields)?;
     Ok(CreateRequest {
         out_trade_no: args.optional_order_no("outTradeNo")?,
         kind,
         amount: args.yuan("totalAmount")?,
-        title: args.required_text("orderTitle", MAX_TITLE_CHARS)?,
+        title: args.required_text(title, max)?,
+        expires_in_minutes: args
+            .int("expiresInMinutes", 1, u64::from(MAX_ORDER_TTL_MINUTES))?
+            .map(|m| m as u32),
     })
 }
 
@@ -127,6 +176,9 @@ pub struct CreateOutput {
     pub method: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
+    /// When Alipay stops taking payment (Beijing time, `yyyy-MM-dd HH:mm:ss`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
     /// The order already existed and is returned unchanged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub existing: Option<bool>,
@@ -176,15 +228,26 @@ async fn call(ctx: &CallContext<'_>, raw: &Map<String, Value>, kind: OrderKind) 
         }
     };
     let created = orders::create(ctx.services, &request).await;
-    let (decision, outcome) = created.audit();
-    ctx.services.audit(tool, raw, decision, outcome).await;
-    ToolReply::Done(render(&created))
+    if let Some((decision, outcome)) = created.audit() {
+        ctx.services.audit(tool, raw, decision, outcome).await;
+    }
+    ToolReply::Done(render(tool, &created, ctx.can_wait))
 }
 
-pub fn render(created: &Created) -> ToolOutcome {
+/// `can_wait`: the wait tool is served, so the text can point the agent at it.
+pub fn render(tool: &str, created: &Created, can_wait: bool) -> ToolOutcome {
     match created {
-        Created::New { order, minted } => presented(order, *minted, false),
-        Created::Existing(order) => presented(order, false, true),
+        Created::New { order, minted } => presented(order, *minted, false, can_wait),
+        Created::Existing(order) => presented(order, false, true, can_wait),
+        Created::TooLong { asked, limit } => {
+            let e = ArgError {
+                field: "expiresInMinutes".into(),
+                message: format!(
+                    "must be at most {limit} minutes, the longest an order may stay payable here (AP_ORDER_TTL_MINUTES, set by the server's operator), got {asked}"
+                ),
+            };
+            ToolOutcome::bad_argument(tool, &e, CreateOutput::default())
+        }
         Created::Conflict(existing) => conflict(existing),
         Created::Refused(g) => ToolOutcome::refused(g, CreateOutput::default()),
         Created::SigningFailed {
@@ -199,16 +262,22 @@ pub fn render(created: &Created) -> ToolOutcome {
             error,
         } => ToolOutcome::error(
             failure_text(
-                "二维码创建失败",
+                failed_prefix(tool),
                 error,
                 &format!("Call again with the same outTradeNo {out_trade_no}."),
             ),
             &CreateOutput::about(out_trade_no).with_error(ErrorOut::gateway(error)),
         ),
-        Created::NoQrCode { out_trade_no } => ToolOutcome::error(
-            "二维码创建失败. 错误信息: Alipay answered without a qr_code.",
+        Created::NoLink {
+            out_trade_no,
+            field,
+        } => ToolOutcome::error(
+            format!(
+                "{}. 错误信息: Alipay answered without a {field}.",
+                failed_prefix(tool)
+            ),
             &CreateOutput::about(out_trade_no)
-                .with_error(ErrorOut::new("malformed_response", "no qr_code")),
+                .with_error(ErrorOut::new("malformed_response", format!("no {field}"))),
         ),
         Created::LedgerFailed {
             out_trade_no,
@@ -219,6 +288,15 @@ pub fn render(created: &Created) -> ToolOutcome {
             ),
             &CreateOutput::about(out_trade_no).with_error(ErrorOut::ledger(error)),
         ),
+    }
+}
+
+/// How a failed precreate starts, the way the reference words its failures.
+fn failed_prefix(tool: &str) -> &'static str {
+    if tool == AGENT.name {
+        "收款链接创建失败"
+    } else {
+        "二维码创建失败"
     }
 }
 
@@ -249,11 +327,12 @@ fn conflict(existing: &OrderRecord) -> ToolOutcome {
     )
 }
 
-fn presented(order: &OrderRecord, minted: bool, existing: bool) -> ToolOutcome {
+fn presented(order: &OrderRecord, minted: bool, existing: bool, can_wait: bool) -> ToolOutcome {
     let prefix = match order.kind {
         OrderKind::Mobile => "支付链接",
         OrderKind::WebPage => "网页支付链接",
         OrderKind::QrCode => "二维码支付链接",
+        OrderKind::Agent => "支付链接",
     };
     let mut text = format!("{prefix}: [点击完成支付]({})", order.link);
     if minted || existing {
@@ -261,6 +340,17 @@ fn presented(order: &OrderRecord, minted: bool, existing: bool) -> ToolOutcome {
     }
     if existing {
         text.push_str(" (this order already existed; the same order is returned)");
+    }
+    if can_wait {
+        text.push_str(&format!(
+            "\n把链接交给买家后, 调用 wait-for-alipay-payment (outTradeNo: {}) 等待付款结果{}.",
+            order.out_trade_no,
+            order
+                .expires_at
+                .as_deref()
+                .map(|at| format!("; 订单在 {at} (北京时间) 过期"))
+                .unwrap_or_default()
+        ));
     }
     let output = CreateOutput {
         out_trade_no: Some(order.out_trade_no.to_string()),
@@ -270,6 +360,7 @@ fn presented(order: &OrderRecord, minted: bool, existing: bool) -> ToolOutcome {
         kind: Some(order.kind.as_str().into()),
         method: Some(order.kind.method().into()),
         created_at: Some(order.created_at.clone()),
+        expires_at: order.expires_at.clone(),
         existing: Some(existing),
         resource: Some(crate::resources::order_uri(&order.out_trade_no)),
         existing_order: None,

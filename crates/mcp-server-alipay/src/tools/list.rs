@@ -98,6 +98,8 @@ pub struct ListedOrder {
     pub refunded_amount: String,
     pub created_at: String,
     pub status_at: Option<String>,
+    /// When Alipay stops taking payment (Beijing time).
+    pub expires_at: Option<String>,
     /// The order's MCP resource URI.
     pub resource: String,
 }
@@ -167,6 +169,7 @@ pub fn render(listed: &Result<Vec<OrderRecord>, LedgerError>) -> ToolOutcome {
             refunded_amount: o.refunded_amount.to_string(),
             created_at: o.created_at.clone(),
             status_at: o.status_at.clone(),
+            expires_at: o.expires_at.clone(),
             resource: crate::resources::order_uri(&o.out_trade_no),
         })
         .collect();

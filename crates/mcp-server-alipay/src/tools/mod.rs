@@ -13,6 +13,7 @@ pub mod refund_query;
 pub mod render;
 #[cfg(test)]
 mod schema_check;
+pub mod wait;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,6 +23,7 @@ use serde_json::{Map, Value};
 
 use crate::service::Services;
 use crate::service::refunds::Confirm;
+use crate::service::wait::Progress;
 use crate::tools::args::Field;
 use crate::tools::render::ToolOutcome;
 
@@ -36,6 +38,8 @@ pub enum ToolKind {
     ClosePay,
     QrPay,
     ListOrders,
+    WaitPay,
+    AgentPay,
 }
 
 /// MCP tool annotations.
@@ -52,6 +56,10 @@ pub struct CallContext<'a> {
     pub services: &'a Services,
     /// Asks a person to approve a refund (`AP_REFUND_CONFIRM`).
     pub confirm: &'a dyn Confirm,
+    /// Tells the caller a long call goes on (when it asked, with a progress token).
+    pub progress: &'a dyn Progress,
+    /// `wait-for-alipay-payment` is served, so answers may point the agent at it.
+    pub can_wait: bool,
 }
 
 /// How a call ended.
@@ -89,15 +97,17 @@ impl ToolDef {
 }
 
 /// Every tool, in the reference's order.
-pub const TOOLS: [&ToolDef; 8] = [
+pub const TOOLS: [&ToolDef; 10] = [
     &create::MOBILE,
     &create::WEB_PAGE,
     &query::DEF,
     &refund::DEF,
     &refund_query::DEF,
+    &create::AGENT,
     &close::DEF,
     &create::QR_CODE,
     &list::DEF,
+    &wait::DEF,
 ];
 
 /// The output schema of `T` as it serialises (draft 2020-12, every subschema inlined so clients
@@ -123,16 +133,10 @@ pub fn boxed<'a>(f: impl Future<Output = ToolReply> + Send + 'a) -> CallFuture<'
 }
 
 impl ToolKind {
-    pub const ALL: [Self; 8] = [
-        Self::MobilePay,
-        Self::WebPagePay,
-        Self::QueryPay,
-        Self::RefundPay,
-        Self::RefundQuery,
-        Self::ClosePay,
-        Self::QrPay,
-        Self::ListOrders,
-    ];
+    /// Every tool, in the reference's order (then ours).
+    pub fn all() -> Vec<Self> {
+        TOOLS.iter().map(|d| d.kind).collect()
+    }
 
     pub fn def(self) -> &'static ToolDef {
         TOOLS
@@ -154,7 +158,7 @@ impl ToolKind {
     /// Parse `AP_SELECT_TOOLS`: `all`, or a comma list of short keys or full names.
     pub fn select(spec: &str) -> Result<Vec<Self>, String> {
         if spec.trim() == "all" {
-            return Ok(Self::ALL.to_vec());
+            return Ok(Self::all());
         }
         let mut chosen = Vec::new();
         for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -195,7 +199,11 @@ mod tests {
 
     #[test]
     fn selects_by_key_or_name_tolerating_spaces() {
-        assert_eq!(ToolKind::select("all").unwrap().len(), 8);
+        assert_eq!(ToolKind::select("all").unwrap().len(), 10);
+        assert_eq!(
+            ToolKind::select("agentPay").unwrap(),
+            ToolKind::select("create-alipay-payment-agent").unwrap()
+        );
         assert_eq!(
             ToolKind::select(" mobilePay , query-alipay-payment,,mobilePay ").unwrap(),
             vec![ToolKind::MobilePay, ToolKind::QueryPay]
@@ -214,7 +222,7 @@ mod tests {
 
     #[test]
     fn every_kind_has_exactly_one_definition() {
-        for kind in ToolKind::ALL {
+        for kind in ToolKind::all() {
             assert_eq!(
                 TOOLS.iter().filter(|d| d.kind == kind).count(),
                 1,

@@ -57,9 +57,15 @@ pub struct QueryOutput {
     pub trade_no: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub send_pay_date: Option<String>,
-    /// The link was created but the buyer has not opened or paid it.
+    /// The link was created but the buyer has not opened or paid it (and it has not expired).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub awaiting_buyer: Option<bool>,
+    /// The order was not paid before it expired: it can no longer be paid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expired: Option<bool>,
+    /// When Alipay stops taking payment (Beijing time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sub_code: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -99,16 +105,27 @@ pub fn render(no: &OutTradeNo, queried: &Queried) -> ToolOutcome {
         ..QueryOutput::default()
     };
     match queried {
-        Queried::Found(q) => {
+        Queried::Found {
+            answer: q,
+            expired,
+            expires_at,
+        } => {
             let status = q.trade_status.as_ref().map(|s| s.as_str().to_string());
             let total = q.total_amount.map(|m| m.to_string());
+            let mut text = format!(
+                "交易状态: {}, 交易金额: {}, 支付宝交易号: {}",
+                status.as_deref().unwrap_or(""),
+                total.as_deref().unwrap_or(""),
+                q.trade_no.as_deref().unwrap_or("")
+            );
+            if *expired {
+                text.push_str(&format!(
+                    " (订单已过期: not paid before {}, Beijing time; Alipay closed it and it can no longer be paid)",
+                    expires_at.as_deref().unwrap_or("its expiry")
+                ));
+            }
             ToolOutcome::ok(
-                format!(
-                    "交易状态: {}, 交易金额: {}, 支付宝交易号: {}",
-                    status.as_deref().unwrap_or(""),
-                    total.as_deref().unwrap_or(""),
-                    q.trade_no.as_deref().unwrap_or("")
-                ),
+                text,
                 &QueryOutput {
                     paid: Some(q.trade_status.as_ref().is_some_and(|s| s.is_paid())),
                     trade_status: status,
@@ -117,18 +134,50 @@ pub fn render(no: &OutTradeNo, queried: &Queried) -> ToolOutcome {
                     trade_no: q.trade_no.clone(),
                     send_pay_date: q.send_pay_date.clone(),
                     awaiting_buyer: Some(false),
+                    expired: Some(*expired),
+                    expires_at: expires_at.clone(),
                     ..about
                 },
             )
         }
-        Queried::NotOpenedYet(g) => ToolOutcome::ok(
+        Queried::NotOpenedYet {
+            error: g,
+            expired: true,
+            expires_at,
+        } => ToolOutcome::ok(
             format!(
-                "交易尚未创建: 买家还没有打开或支付这个支付链接 (Alipay: {}). The buyer has not opened or paid the link yet; query again after they pay.",
+                "订单已过期: 买家在过期时间 {} (北京时间) 之前没有打开或支付这个支付链接 (Alipay: {}). The link expired unopened and can no longer be paid; create a new order to ask again.",
+                expires_at.as_deref().unwrap_or("?"),
                 alipay_message(g)
             ),
             &QueryOutput {
                 paid: Some(false),
+                awaiting_buyer: Some(false),
+                expired: Some(true),
+                expires_at: expires_at.clone(),
+                sub_code: g.sub_code.clone(),
+                sub_msg: g.sub_msg.clone(),
+                ..about
+            },
+        ),
+        Queried::NotOpenedYet {
+            error: g,
+            expired: false,
+            expires_at,
+        } => ToolOutcome::ok(
+            format!(
+                "交易尚未创建: 买家还没有打开或支付这个支付链接 (Alipay: {}). The buyer has not opened or paid the link yet; query again after they pay{}.",
+                alipay_message(g),
+                expires_at
+                    .as_deref()
+                    .map(|at| format!(" (it stays payable until {at}, Beijing time)"))
+                    .unwrap_or_default()
+            ),
+            &QueryOutput {
+                paid: Some(false),
                 awaiting_buyer: Some(true),
+                expired: Some(false),
+                expires_at: expires_at.clone(),
                 sub_code: g.sub_code.clone(),
                 sub_msg: g.sub_msg.clone(),
                 ..about

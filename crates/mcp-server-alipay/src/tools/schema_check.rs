@@ -9,12 +9,14 @@ use alipay_openapi::{
 use serde_json::{Map, Value, json};
 
 use crate::domain::guardrail::Guardrail;
-use crate::domain::{OrderKind, OutRequestNo, OutTradeNo, RefundState, StatusSource};
+use crate::domain::{OrderKind, OutRequestNo, OutTradeNo, PaymentState, RefundState, StatusSource};
 use crate::ledger::{LedgerError, LedgerErrorKind, OrderRecord, RefundRecord};
 use crate::service::orders::{Closed, Created, Queried};
 use crate::service::refunds::{RefundRequest, RefundResult, Refusal};
 use crate::tools::args::{Field, FieldKind};
-use crate::tools::{TOOLS, ToolDef, ToolKind, close, create, list, query, refund, refund_query};
+use crate::tools::{
+    TOOLS, ToolDef, ToolKind, close, create, list, query, refund, refund_query, wait,
+};
 
 /// Samples of a field: values the parser takes, values it refuses, and of those the ones the
 /// schema can refuse too.
@@ -201,6 +203,7 @@ fn order(kind: OrderKind) -> OrderRecord {
         trade_no: Some("2026112622001552800000000001".into()),
         status_source: Some(StatusSource::Notify),
         status_at: Some("2026-11-26 02:57:00".into()),
+        expires_at: Some("2026-11-26 03:26:16".into()),
         refunded_amount: Money::from_fen(2_000),
     }
 }
@@ -236,11 +239,15 @@ fn rendered(kind: ToolKind) -> Vec<Value> {
     let req = OutRequestNo::parse("ILLUSTRATION_0001_R1").unwrap();
     let amount = Amount::from_fen(2_000).unwrap();
     let outcomes = match kind {
-        ToolKind::MobilePay | ToolKind::WebPagePay | ToolKind::QrPay => {
+        ToolKind::MobilePay | ToolKind::WebPagePay | ToolKind::QrPay | ToolKind::AgentPay => {
             let mut all = vec![
                 Created::New {
                     order: order(OrderKind::Mobile),
                     minted: true,
+                },
+                Created::New {
+                    order: order(OrderKind::Agent),
+                    minted: false,
                 },
                 Created::Existing(order(OrderKind::QrCode)),
                 Created::Conflict(order(OrderKind::WebPage)),
@@ -252,8 +259,13 @@ fn rendered(kind: ToolKind) -> Vec<Value> {
                     out_trade_no: no.clone(),
                     message: "bad key".into(),
                 },
-                Created::NoQrCode {
+                Created::NoLink {
                     out_trade_no: no.clone(),
+                    field: "pay_url",
+                },
+                Created::TooLong {
+                    asked: 60,
+                    limit: 30,
                 },
                 Created::LedgerFailed {
                     out_trade_no: no.clone(),
@@ -268,7 +280,14 @@ fn rendered(kind: ToolKind) -> Vec<Value> {
                         error,
                     }),
             );
-            all.iter().map(create::render).collect::<Vec<_>>()
+            all.iter()
+                .flat_map(|c| {
+                    [
+                        create::render("create-web-page-alipay-payment", c, true),
+                        create::render("create-alipay-payment-agent", c, false),
+                    ]
+                })
+                .collect::<Vec<_>>()
         }
         ToolKind::QueryPay => {
             let found: TradeQueryResponse = serde_json::from_value(json!({
@@ -276,11 +295,28 @@ fn rendered(kind: ToolKind) -> Vec<Value> {
             }))
             .unwrap();
             let mut all = vec![
-                Queried::Found(Box::new(found)),
-                Queried::Found(Box::default()),
+                Queried::Found {
+                    answer: Box::new(found),
+                    expired: false,
+                    expires_at: Some("2026-11-26 03:26:16".into()),
+                },
+                Queried::Found {
+                    answer: Box::default(),
+                    expired: true,
+                    expires_at: None,
+                },
             ];
             if let Error::Business(g) = business(Some("ACQ.TRADE_NOT_EXIST")) {
-                all.push(Queried::NotOpenedYet(g));
+                all.push(Queried::NotOpenedYet {
+                    error: g.clone(),
+                    expired: false,
+                    expires_at: Some("2026-11-26 03:26:16".into()),
+                });
+                all.push(Queried::NotOpenedYet {
+                    error: g,
+                    expired: true,
+                    expires_at: Some("2026-11-26 03:26:16".into()),
+                });
             }
             all.extend(gateway_errors().into_iter().map(Queried::Failed));
             all.iter().map(|q| query::render(&no, q)).collect()
@@ -297,6 +333,36 @@ fn rendered(kind: ToolKind) -> Vec<Value> {
             }
             all.extend(gateway_errors().into_iter().map(Closed::Failed));
             all.iter().map(|c| close::render(&no, c)).collect()
+        }
+        ToolKind::WaitPay => {
+            use crate::service::wait::Waited;
+            let mut all: Vec<Waited> = [
+                PaymentState::Paid,
+                PaymentState::Refunded,
+                PaymentState::Closed,
+                PaymentState::Expired,
+                PaymentState::Waiting,
+            ]
+            .into_iter()
+            .map(|state| Waited::Ended {
+                order: Box::new(order(OrderKind::QrCode)),
+                state,
+                waited: std::time::Duration::from_secs(45),
+            })
+            .collect();
+            all.push(Waited::Ended {
+                order: Box::new(OrderRecord {
+                    trade_status: None,
+                    trade_no: None,
+                    expires_at: None,
+                    ..order(OrderKind::Mobile)
+                }),
+                state: PaymentState::Waiting,
+                waited: std::time::Duration::ZERO,
+            });
+            all.push(Waited::UnknownOrder);
+            all.push(Waited::LedgerFailed(ledger_error()));
+            all.iter().map(|w| wait::render(&no, w)).collect()
         }
         ToolKind::ListOrders => vec![
             list::render(&Ok(vec![
@@ -415,7 +481,7 @@ fn a_bad_argument_result_matches_the_output_schema_too() {
     for def in TOOLS {
         let schema = validator((def.output_schema)());
         let outcome = match def.kind {
-            ToolKind::MobilePay | ToolKind::WebPagePay | ToolKind::QrPay => {
+            ToolKind::MobilePay | ToolKind::WebPagePay | ToolKind::QrPay | ToolKind::AgentPay => {
                 ToolOutcome::bad_argument(def.name, &e, create::CreateOutput::default())
             }
             ToolKind::QueryPay => {
@@ -432,6 +498,9 @@ fn a_bad_argument_result_matches_the_output_schema_too() {
             }
             ToolKind::ListOrders => {
                 ToolOutcome::bad_argument(def.name, &e, list::ListOutput::default())
+            }
+            ToolKind::WaitPay => {
+                ToolOutcome::bad_argument(def.name, &e, wait::WaitOutput::default())
             }
         };
         assert!(outcome.is_error);

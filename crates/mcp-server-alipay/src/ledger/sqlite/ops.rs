@@ -197,8 +197,9 @@ pub(super) fn create_order(
     }
     let now = timestamp_now();
     tx.execute(
-        "INSERT INTO orders (app_id, env, out_trade_no, kind, amount_fen, title, link, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO orders (app_id, env, out_trade_no, kind, amount_fen, title, link, created_at,
+             expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             s.app_id,
             s.env.as_str(),
@@ -207,7 +208,8 @@ pub(super) fn create_order(
             order.amount.fen(),
             order.title,
             order.link,
-            now
+            now,
+            order.expires_at
         ],
     )?;
     tx.commit()?;
@@ -222,6 +224,7 @@ pub(super) fn create_order(
         trade_no: None,
         status_source: None,
         status_at: None,
+        expires_at: order.expires_at.clone(),
         refunded_amount: Money::ZERO,
     }))
 }

@@ -10,7 +10,7 @@ use crate::domain::{AppScope, Env};
 use crate::ledger::LedgerErrorKind::Refused;
 
 /// The version this code writes.
-pub(super) const VERSION: i64 = 1;
+pub(super) const VERSION: i64 = 2;
 
 /// Version 1: every row carries the app and environment it belongs to (`meta` is the file's own).
 const SCHEMA: &str = "
@@ -157,7 +157,11 @@ pub(super) fn migrate(conn: &mut Connection, scope: &AppScope) -> Res<()> {
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     match version {
         VERSION => {}
-        0 => upgrade_v0(&tx, scope)?,
+        0 => {
+            upgrade_v0(&tx, scope)?;
+            upgrade_v1(&tx)?;
+        }
+        1 => upgrade_v1(&tx)?,
         other => {
             return Err(fail(
                 Refused,
@@ -299,6 +303,12 @@ fn upgrade_v0(tx: &Connection, scope: &AppScope) -> Res<()> {
         "INSERT OR REPLACE INTO meta (key, value) VALUES ('env', ?1)",
         [env.as_str()],
     )?;
-    tx.execute_batch(&format!("PRAGMA user_version = {VERSION}"))?;
+    tx.execute_batch("PRAGMA user_version = 1")?;
+    Ok(())
+}
+
+/// Version 2: every order expires (`time_expire`); orders made before have no expiry on record.
+fn upgrade_v1(tx: &Connection) -> Res<()> {
+    tx.execute_batch("ALTER TABLE orders ADD COLUMN expires_at TEXT; PRAGMA user_version = 2")?;
     Ok(())
 }

@@ -260,6 +260,7 @@ async fn a_v0_ledger_becomes_its_owners_and_keeps_every_row() {
             trade_no: Some("T1".into()),
             status_source: Some(StatusSource::Notify),
             status_at: Some("2026-11-25 10:01:00".into()),
+            expires_at: None,
             refunded_amount: Money::from_fen(3_000),
         }
     );
@@ -595,11 +596,18 @@ async fn files_that_are_no_ledger_of_this_version_are_refused() {
     drop(newer.open(&scope(APP)).await.unwrap());
     newer
         .raw()
-        .execute_batch("PRAGMA user_version = 2")
+        .execute_batch(&format!(
+            "PRAGMA user_version = {}",
+            super::schema::VERSION + 1
+        ))
         .unwrap();
     let e = newer.open(&scope(APP)).await.err().expect("refused");
     assert_eq!(e.kind, LedgerErrorKind::Refused, "{e}");
-    assert!(e.to_string().contains("schema version 2"), "{e}");
+    assert!(
+        e.to_string()
+            .contains(&format!("schema version {}", super::schema::VERSION + 1)),
+        "{e}"
+    );
 
     let foreign = TempDir::new("foreign");
     foreign
