@@ -28,3 +28,4 @@ if [ ! -f "$node_deps/node_modules/playwright-core/package.json" ]; then
   npm install --prefix "$node_deps" --no-audit --no-fund --silent playwright-core@1.65.1
 fi
 SERVER_BIN="$bin" NODE_DEPS="$node_deps" CHROMIUM="$(command -v chromium)" node "$root/.ci/interop/mcp_desktop_chromium.mjs"
+SERVER_BIN="$bin" NODE_DEPS="$node_deps" CHROMIUM="$(command -v chromium)" node "$root/.ci/interop/approval_chromium.mjs"

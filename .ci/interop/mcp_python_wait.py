@@ -14,7 +14,9 @@ on time (longer than AP_HTTP_TIMEOUT_MS over HTTP); the buyer opens the link and
 the embedded gateway's control API (its URL read from the server's stderr line and checked
 against the link) while a wait of timeoutSeconds 30 with a progress callback runs: it answers paid
 within seconds, and the callback heard progress; a wait on the paid order answers at once; a wait
-on an unknown order is a not_found tool error. The SDK validates each successful result's
+on an unknown order is a not_found tool error; a 智易收 order (create-alipay-payment-agent with the
+reference's arguments) comes with its QR image, its pay_url opens the cashier, it is paid through
+the emulator, query and wait say paid, and part of it is refunded. The SDK validates each successful result's
 structuredContent against the tool's outputSchema; that is left on.
 
 Usage: mcp_python_wait.py BINARY [--modes stdio,http,http-legacy] [--keep]
@@ -315,6 +317,40 @@ class Run:
             "a wait on an unknown order is a not_found tool error",
             show(unknown),
         )
+
+        # 智易收 with the reference's arguments: link + QR image, paid (query and wait), part refunded.
+        agent_no = f"{self.prefix}A"
+        agent = await self.call(
+            client,
+            "create-alipay-payment-agent",
+            {"outTradeNo": agent_no, "totalAmount": "9.90", "agentName": "插画师小助手"},
+        )
+        check(not agent.is_error, "create-alipay-payment-agent", show(agent))
+        ac = agent.structured_content or {}
+        check(ac.get("kind") == "agent" and ac.get("method") == "alipay.aipay.trade.precreate", "kind agent, method alipay.aipay.trade.precreate", show(agent))
+        check(
+            any(getattr(c, "type", "") == "image" and getattr(c, "mime_type", getattr(c, "mimeType", "")) == "image/png" for c in agent.content),
+            "the 智易收 QR code comes as a PNG image",
+            show(agent),
+        )
+        am = LINK_RE.search(text_of(agent))
+        check(am is not None and am.group(1) == ac.get("url"), "the 智易收 link is structuredContent.url", show(agent))
+        assert am is not None
+        self.step = "open the 智易收 pay_url"
+        status, page = http("GET", am.group(1))
+        check(status == 200, "pay_url opens the cashier", f"{status} {page[:300]}")
+        status, body = http("POST", f"{base}/__emulator/apps/{urllib.parse.quote(app_id)}/trades/{urllib.parse.quote(agent_no)}/pay")
+        check(200 <= status < 300, "the 智易收 order is paid through the emulator", f"{status} {body[:300]}")
+        queried = await self.call(client, "query-alipay-payment", {"outTradeNo": agent_no})
+        check(text_of(queried).startswith("交易状态: TRADE_SUCCESS, 交易金额: 9.90"), "query says TRADE_SUCCESS", show(queried))
+        waited = await self.call(client, WAIT, {"outTradeNo": agent_no, "timeoutSeconds": 10})
+        check((waited.structured_content or {}).get("state") == "paid", "the wait says paid", show(waited))
+        refunded = await self.call(
+            client,
+            "refund-alipay-payment",
+            {"outTradeNo": agent_no, "refundAmount": "1.90", "outRequestNo": f"{agent_no}R1"},
+        )
+        check(text_of(refunded).startswith("退款结果: 退款成功"), "part of the 智易收 order is refunded", show(refunded))
 
         # Checked last, so that the checks above run whatever this says.
         self.step = "the progress heard by the 30 s wait"

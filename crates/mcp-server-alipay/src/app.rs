@@ -17,6 +17,7 @@ use crate::ledger::{Ledger, SqliteLedger};
 use crate::local::{self, LocalGateway};
 use crate::notify_receiver;
 use crate::service::Services;
+use crate::service::approvals::ApprovalSettings;
 use crate::subscriptions::Subscriptions;
 
 pub struct App {
@@ -41,10 +42,23 @@ impl Drop for ListenStream<'_> {
 }
 
 /// The notify receiver's socket, bound (cheap, and before any MCP answer: from then on Alipay's
-/// notifications queue up even while the server is still starting).
+/// notifications queue up even while the server is still starting), and where refund approval
+/// pages are served.
 pub struct BoundApp {
     config: Config,
     notify_listener: Option<tokio::net::TcpListener>,
+    approval_listener: Option<tokio::net::TcpListener>,
+    /// What approval links start with (`None`: no approval pages).
+    approval_base: Option<String>,
+}
+
+/// Where refund approval pages are served, when `AP_REFUND_CONFIRM` is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApprovalMount {
+    /// On a loopback listener of their own (`AP_APPROVAL_LISTEN`): stdio mode.
+    OwnListener,
+    /// On the Streamable HTTP listener at this address.
+    Http(SocketAddr),
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -53,19 +67,40 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl App {
     /// Bind, then start. Any failure is one line for stderr.
-    pub async fn start(config: Config) -> Result<Arc<Self>, String> {
-        Self::bind(config).await?.start().await
+    pub async fn start(config: Config, mount: ApprovalMount) -> Result<Arc<Self>, String> {
+        Self::bind(config, mount).await?.start().await
     }
 
-    /// Bind the notify receiver.
-    pub async fn bind(config: Config) -> Result<BoundApp, String> {
+    /// Bind the notify receiver (and the approval pages' listener, in stdio mode).
+    pub async fn bind(config: Config, mount: ApprovalMount) -> Result<BoundApp, String> {
         let notify_listener = match config.notify_listen {
             None => None,
             Some(addr) => Some(bind_notify(addr, config.env == Env::Local).await?),
         };
+        let (approval_listener, served_at) = match (config.guard.refund_confirm, mount) {
+            (false, _) => (None, None),
+            (true, ApprovalMount::Http(addr)) => (None, Some(addr)),
+            (true, ApprovalMount::OwnListener) => match config.approval.listen {
+                None => (None, None),
+                Some(addr) => {
+                    let listener = bind_local(addr, "AP_APPROVAL_LISTEN").await?;
+                    let at = listener.local_addr().ok();
+                    (Some(listener), at)
+                }
+            },
+        };
+        let approval_base = served_at.map(|addr| {
+            config
+                .approval
+                .base_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{addr}"))
+        });
         Ok(BoundApp {
             config,
             notify_listener,
+            approval_listener,
+            approval_base,
         })
     }
 }
@@ -77,6 +112,8 @@ impl BoundApp {
         let Self {
             mut config,
             notify_listener,
+            approval_listener,
+            approval_base,
         } = self;
         let notify_addr = notify_listener.as_ref().and_then(|l| l.local_addr().ok());
         if let (Some(addr), Env::Local, None) = (notify_addr, config.env, &config.notify_url) {
@@ -120,6 +157,11 @@ impl BoundApp {
                 .unwrap_or_else(|| scope.app_id.clone()),
             clock,
             waits: Default::default(),
+            approvals: approval_base.map(|base_url| ApprovalSettings {
+                base_url,
+                ttl_minutes: config.approval.ttl_minutes,
+                pin: config.approval.pin.clone(),
+            }),
         };
         let app = Arc::new(App {
             config,
@@ -140,6 +182,27 @@ impl BoundApp {
             ));
             app.track(task);
             tracing::info!(addr = ?notify_addr, "notify receiver listening");
+        }
+        if let Some(listener) = approval_listener {
+            let stop = app.stop.clone();
+            let at = listener.local_addr().ok();
+            app.track(tokio::spawn(crate::approval_page::serve(
+                listener,
+                app.services.clone(),
+                async move { stop.cancelled().await },
+            )));
+            tracing::info!(addr = ?at, "refund approval pages listening");
+        }
+        if app.services.approvals.is_some() {
+            // Approvals nobody decided in time settle as not sent (and stop counting against
+            // the limits), whether or not anyone opens their page again.
+            let services = app.services.clone();
+            app.track(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                    crate::service::approvals::sweep(&services).await;
+                }
+            }));
         }
         app.track(tokio::spawn(forward_changes(
             app.services.ledger.clone(),
@@ -273,6 +336,19 @@ pub async fn connect(config: &Config) -> Result<(AlipayClient, Option<LocalGatew
     let client = AlipayClient::new(client_config)
         .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
     Ok((client, local))
+}
+
+/// Bind a loopback listener of ours, falling back to a free port when the address is taken.
+async fn bind_local(addr: SocketAddr, var: &str) -> Result<tokio::net::TcpListener, String> {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => Ok(l),
+        Err(e) => {
+            tracing::warn!(%addr, error = %e, "{var}: port taken; using a free port");
+            tokio::net::TcpListener::bind((addr.ip(), 0))
+                .await
+                .map_err(|e| format!("{var}: cannot listen on {}: {e}", addr.ip()))
+        }
+    }
 }
 
 /// Bind the notify receiver; in local mode fall back to a free port when the default is taken.

@@ -50,6 +50,9 @@ pub struct Config {
     pub order_ttl_minutes: u32,
     /// `AP_AGENT_ID`: the `agent_id` of 智易收 orders (`None`: the app id).
     pub agent_id: Option<String>,
+    /// `AP_REFUND_PIN`, `AP_REFUND_APPROVAL_TTL_MINUTES`, `AP_APPROVAL_LISTEN`,
+    /// `AP_APPROVAL_BASE_URL`: refund approval pages.
+    pub approval: ApprovalConfig,
     /// `AP_NOTIFY_LISTEN`: where the notify receiver listens (local mode: on by default).
     pub notify_listen: Option<std::net::SocketAddr>,
     pub guard: Guardrails,
@@ -75,6 +78,19 @@ impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secret(redacted)")
     }
+}
+
+/// Refund approval pages, for clients that cannot ask a person (`AP_REFUND_CONFIRM=true`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApprovalConfig {
+    /// `AP_REFUND_PIN`: approval needs it when set.
+    pub pin: Option<Secret>,
+    /// `AP_REFUND_APPROVAL_TTL_MINUTES` (default 15).
+    pub ttl_minutes: u32,
+    /// `AP_APPROVAL_LISTEN`: where stdio mode serves the pages (`None`: off).
+    pub listen: Option<std::net::SocketAddr>,
+    /// `AP_APPROVAL_BASE_URL`: what the links start with, behind a proxy.
+    pub base_url: Option<String>,
 }
 
 /// The Streamable HTTP transport (`serve --http ADDR` or `AP_HTTP_LISTEN`).
@@ -275,6 +291,44 @@ impl Config {
                 }
             })
             .transpose()?;
+        let approval = ApprovalConfig {
+            pin: get("AP_REFUND_PIN")
+                .map(|pin| {
+                    if (4..=64).contains(&pin.chars().count()) && !pin.chars().any(char::is_control)
+                    {
+                        Ok(Secret::new(pin))
+                    } else {
+                        Err(err(
+                            "AP_REFUND_PIN",
+                            "must be 4 to 64 characters without control characters",
+                        ))
+                    }
+                })
+                .transpose()?,
+            ttl_minutes: match get("AP_REFUND_APPROVAL_TTL_MINUTES") {
+                None => 15,
+                Some(v) => match v.parse::<u32>() {
+                    Ok(m) if (1..=1440).contains(&m) => m,
+                    _ => {
+                        return Err(err(
+                            "AP_REFUND_APPROVAL_TTL_MINUTES",
+                            format!("{v:?} is not a number of minutes between 1 and 1440"),
+                        ));
+                    }
+                },
+            },
+            listen: match get("AP_APPROVAL_LISTEN") {
+                None => Some(std::net::SocketAddr::from(([127, 0, 0, 1], 8767))),
+                Some(v) if matches!(v.as_str(), "off" | "false" | "0") => None,
+                Some(v) => Some(v.parse().map_err(|_| {
+                    err(
+                        "AP_APPROVAL_LISTEN",
+                        format!("{v:?} is not an address such as 127.0.0.1:8767 (or off)"),
+                    )
+                })?),
+            },
+            base_url: url("AP_APPROVAL_BASE_URL")?,
+        };
         let local_port = match get("AP_LOCAL_PORT") {
             None => 8765,
             Some(v) => v.parse::<u16>().map_err(|_| {
@@ -351,6 +405,7 @@ impl Config {
             local_port,
             order_ttl_minutes,
             agent_id,
+            approval,
             notify_listen,
             guard,
             http,
@@ -659,6 +714,24 @@ mod tests {
         assert_eq!(var(with(&[("AP_LOG_ENABLED", "maybe")])), "AP_LOG_ENABLED");
         assert_eq!(var(with(&[("AP_LOCAL_PORT", "99999")])), "AP_LOCAL_PORT");
         assert_eq!(var(with(&[("AP_AGENT_ID", "has space")])), "AP_AGENT_ID");
+        assert_eq!(var(with(&[("AP_REFUND_PIN", "12")])), "AP_REFUND_PIN");
+        assert_eq!(
+            var(with(&[("AP_REFUND_APPROVAL_TTL_MINUTES", "0")])),
+            "AP_REFUND_APPROVAL_TTL_MINUTES"
+        );
+        assert_eq!(
+            var(with(&[("AP_APPROVAL_LISTEN", "8767")])),
+            "AP_APPROVAL_LISTEN"
+        );
+        assert_eq!(
+            var(with(&[("AP_APPROVAL_BASE_URL", "approve.example.com")])),
+            "AP_APPROVAL_BASE_URL"
+        );
+        let pin = with(&[("AP_REFUND_PIN", "2468")]).unwrap();
+        assert!(
+            !format!("{pin:?}").contains("2468"),
+            "Debug never shows the PIN"
+        );
         for bad in ["0", "21601", "30m", "-1"] {
             assert_eq!(
                 var(with(&[("AP_ORDER_TTL_MINUTES", bad)])),

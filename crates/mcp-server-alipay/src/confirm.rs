@@ -1,5 +1,6 @@
 //! `AP_REFUND_CONFIRM=true`: a refund is sent only after a person approved it through MCP
-//! elicitation ([`ElicitConfirm`], the MCP side of `crate::service::refunds::Confirm`). The question shows figures from Alipay (paid, already refunded, this refund), not
+//! elicitation ([`ElicitConfirm`], the MCP side of `crate::service::refunds::Confirm`) or, where
+//! the client cannot ask, on an approval page (`crate::service::approvals`). The question shows figures from Alipay (paid, already refunded, this refund), not
 //! from the model. Clients before 2026-07-28 are asked with `elicitation/create` during the call;
 //! 2026-07-28 clients get an input-required result and retry the call with the answer, which must
 //! come back with our request state and for the very same refund.
@@ -117,8 +118,18 @@ impl ElicitConfirm<'_> {
     }
 }
 
+/// The client offers elicitation (form mode).
+fn can_elicit(ctx: &RequestContext<RoleServer>) -> bool {
+    ctx.client_capabilities()
+        .is_some_and(|c| c.elicitation.is_some())
+}
+
 #[async_trait]
 impl Confirm for ElicitConfirm<'_> {
+    fn can_ask(&self) -> bool {
+        can_elicit(self.ctx)
+    }
+
     async fn ask(&self, plan: &RefundPlan) -> Decision {
         match confirm_refund(
             self.confirmations,
@@ -150,13 +161,8 @@ async fn confirm_refund(
     state: Option<String>,
     responses: Option<InputResponses>,
 ) -> Asked {
-    let can_elicit = ctx
-        .client_capabilities()
-        .is_some_and(|c| c.elicitation.is_some());
-    if !can_elicit {
-        return Asked::Decided(Decision::Refused(
-            "every refund needs a person's approval, and this MCP client cannot ask one (it does not offer elicitation); refund from a client that does, or ask the operator".to_string(),
-        ));
+    if !can_elicit(ctx) {
+        return Asked::Decided(Decision::CannotAsk);
     }
     let modern = ctx
         .protocol_version()

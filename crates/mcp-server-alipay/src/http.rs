@@ -73,7 +73,7 @@ pub async fn run(config: Config, addr: SocketAddr) -> ExitCode {
         );
     }
 
-    let app = match App::start(config).await {
+    let app = match App::start(config, crate::app::ApprovalMount::Http(local_addr)).await {
         Ok(app) => app,
         Err(e) => {
             eprintln!("mcp-server-alipay: {e}");
@@ -202,24 +202,34 @@ fn router(
         Arc::new(LocalSessionManager::default()),
         config,
     );
-    axum::Router::new()
+    let approvals = app
+        .services
+        .approvals
+        .is_some()
+        .then(|| crate::approval_page::router(app.services.clone()));
+    let router = axum::Router::new()
         .route_service("/mcp", mcp)
-        .layer(axum::middleware::from_fn_with_state(gate, guard))
-        .route(
-            "/healthz",
-            axum::routing::get(move || {
-                let env = app.config.env.as_str();
-                async move {
-                    (
-                        [(header::CONTENT_TYPE, "application/json")],
-                        format!(
-                            r#"{{"status":"ok","version":"{}","env":"{env}"}}"#,
-                            env!("CARGO_PKG_VERSION")
-                        ),
-                    )
-                }
-            }),
-        )
+        .layer(axum::middleware::from_fn_with_state(gate, guard));
+    // The approval pages need no bearer token: their link is the capability.
+    let router = match approvals {
+        Some(pages) => router.merge(pages),
+        None => router,
+    };
+    router.route(
+        "/healthz",
+        axum::routing::get(move || {
+            let env = app.config.env.as_str();
+            async move {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    format!(
+                        r#"{{"status":"ok","version":"{}","env":"{env}"}}"#,
+                        env!("CARGO_PKG_VERSION")
+                    ),
+                )
+            }
+        }),
+    )
 }
 
 /// What every `/mcp` request passes before rmcp sees it.

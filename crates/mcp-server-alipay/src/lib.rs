@@ -9,6 +9,7 @@
 //! - [`mcp`], [`http`], [`stdio`], [`notify_receiver`]: the transports, which route and render.
 
 pub mod app;
+pub mod approval_page;
 pub mod config;
 pub mod confirm;
 pub mod doctor;

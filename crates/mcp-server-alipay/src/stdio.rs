@@ -17,7 +17,7 @@ pub async fn run(config: Config) -> ExitCode {
     // may open a link or reach the gateway as soon as it has initialized.
     let local = config.credentials.is_none();
     let (served, ready) = Served::starting(&config);
-    let bound = match App::bind(config).await {
+    let bound = match App::bind(config, crate::app::ApprovalMount::OwnListener).await {
         Ok(b) => b,
         Err(e) => {
             eprintln!("mcp-server-alipay: {e}");

@@ -425,6 +425,22 @@ async fn refunds_wait_for_a_person_when_confirmation_is_on() {
                 "{case}: {asked}"
             );
             assert_eq!(gateway.trade("C_1").await["refund_fee"], "12.50");
+        } else if elicit == Elicit::Unsupported {
+            // A client that cannot ask: the refund waits for a person on its approval page.
+            assert!(!is_error(&result), "{case}: {}", text(&result));
+            assert_eq!(structured(&result)["status"], "awaitingApproval", "{case}");
+            assert!(
+                structured(&result)["approvalUrl"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("http://127.0.0.1:")),
+                "{case}: {}",
+                structured(&result)
+            );
+            assert_eq!(
+                gateway.count_method("alipay.trade.refund").await,
+                0,
+                "{case}: nothing sent"
+            );
         } else {
             refused_by(&result, "AP_REFUND_CONFIRM", "");
             assert_eq!(

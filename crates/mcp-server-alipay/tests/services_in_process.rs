@@ -17,6 +17,7 @@ use alipay_openapi::{
 use async_trait::async_trait;
 use mcp_server_alipay::config::Guardrails;
 use mcp_server_alipay::domain::guardrail::Guardrail;
+use mcp_server_alipay::domain::refund::ApprovalStep;
 use mcp_server_alipay::domain::{AppScope, Env, OrderKind, OutRequestNo, OutTradeNo, RefundState};
 use mcp_server_alipay::ledger::{
     AuditDecision, AuditOutcome, Ledger, NewRefund, RefundBegin, RefundLimits, SqliteLedger,
@@ -142,6 +143,7 @@ impl Harness {
             agent_id: "in-process-agent".into(),
             clock: Arc::new(SystemClock),
             waits: Default::default(),
+            approvals: None,
         };
         Self {
             svc,
@@ -400,6 +402,10 @@ impl Person {
 
 #[async_trait]
 impl Confirm for Person {
+    fn can_ask(&self) -> bool {
+        true
+    }
+
     async fn ask(&self, plan: &RefundPlan) -> Decision {
         self.shown.lock().unwrap().push(plan.clone());
         self.answer.clone()
@@ -417,6 +423,10 @@ struct SlowPerson {
 
 #[async_trait]
 impl Confirm for SlowPerson {
+    fn can_ask(&self) -> bool {
+        true
+    }
+
     async fn ask(&self, _plan: &RefundPlan) -> Decision {
         let other =
             refunds::refund(&self.meanwhile, self.other.clone(), &Person::approving()).await;
@@ -1065,6 +1075,7 @@ async fn begin(ledger: &dyn Ledger, no: &OutTradeNo, number: &str, yuan: &str) -
         amount: amount(yuan),
         reason: None,
         owner: ledger.instance().clone(),
+        step: ApprovalStep::None,
     };
     let limits = RefundLimits {
         daily: None,

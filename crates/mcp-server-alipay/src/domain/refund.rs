@@ -23,10 +23,19 @@ pub enum RefundState {
     Failed,
     /// Sent, answer lost: may or may not have happened.
     Unknown,
+    /// Recorded, not sent: waiting for a person to approve it on its approval page
+    /// (`AP_REFUND_CONFIRM` where the client cannot ask). Counts against every limit meanwhile.
+    AwaitingApproval,
 }
 
 impl RefundState {
-    pub const ALL: [Self; 4] = [Self::Pending, Self::Succeeded, Self::Failed, Self::Unknown];
+    pub const ALL: [Self; 5] = [
+        Self::Pending,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Unknown,
+        Self::AwaitingApproval,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -34,6 +43,7 @@ impl RefundState {
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::Unknown => "unknown",
+            Self::AwaitingApproval => "awaiting_approval",
         }
     }
 
@@ -42,9 +52,16 @@ impl RefundState {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
-    /// Pending or unknown: it may have moved money that nobody has confirmed yet.
+    /// Pending or unknown: sent (or being sent), so it may have moved money that nobody has
+    /// confirmed yet; only a resend with the same number may follow.
     pub fn in_flight(self) -> bool {
         matches!(self, Self::Pending | Self::Unknown)
+    }
+
+    /// Not settled: in flight, or awaiting a person's approval. Counted as (possibly) refunded by
+    /// every limit, and only these may be overwritten by an outcome other than success.
+    pub fn unsettled(self) -> bool {
+        self.in_flight() || self == Self::AwaitingApproval
     }
 
     /// Counts against the daily budget: everything but a refusal (no money moved).
@@ -58,7 +75,7 @@ impl RefundState {
 pub struct RefundFacts {
     /// Our refunds Alipay confirmed.
     pub confirmed: Money,
-    /// Our refunds pending or unknown.
+    /// Our refunds pending, unknown or awaiting approval.
     pub in_flight: Money,
     /// Alipay's last reported cumulative refund on the trade (`refund_fee`).
     pub reported: Money,
@@ -116,6 +133,18 @@ pub fn check_remaining(paid: Money, refunded: Money, amount: Amount) -> Result<(
     Ok(())
 }
 
+/// Where a refund stands with its approval (`AP_REFUND_CONFIRM`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ApprovalStep {
+    /// No approval involved (off, or given already through the client).
+    #[default]
+    None,
+    /// To be recorded as awaiting a person's approval, not sent.
+    Ask,
+    /// A person approved it on its page: send it now.
+    Approved,
+}
+
 /// What to do with a refund request, decided inside the transaction that records it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BeginDecision {
@@ -130,6 +159,8 @@ pub enum BeginDecision {
     Conflict,
     /// Breaks a limit: refuse locally.
     Over(OverLimit),
+    /// Same number, same amount, still awaiting a person's approval: nothing to do but wait.
+    StillAwaiting,
 }
 
 /// The one rule for beginning a refund. `daily_used` is what the Beijing day's refunds that may
@@ -141,12 +172,18 @@ pub fn decide_begin(
     facts: &RefundFacts,
     daily_used: Money,
     limits: &RefundLimits,
+    step: ApprovalStep,
 ) -> BeginDecision {
     match prior {
         Some(p) if p.amount != amount => return BeginDecision::Conflict,
         Some(p) if p.state == RefundState::Succeeded => return BeginDecision::Replay,
         Some(p) if p.state.in_flight() => return BeginDecision::Retry,
-        // Failed (no money moved) or new: every limit applies.
+        // Awaiting approval: only the approval sends it (every limit checked again, the refund
+        // itself left out of the figures); anything else finds it still waiting.
+        Some(p) if p.state == RefundState::AwaitingApproval && step != ApprovalStep::Approved => {
+            return BeginDecision::StillAwaiting;
+        }
+        // Failed (no money moved), new, or approved just now: every limit applies.
         _ => {}
     }
     if let Err(over) = check_daily(daily_used, amount, limits.daily)
@@ -169,7 +206,7 @@ pub fn may_record(
     sender: Option<&str>,
 ) -> bool {
     incoming == RefundState::Succeeded
-        || (stored.in_flight() && sender.is_none_or(|s| stored_owner == Some(s)))
+        || (stored.unsettled() && sender.is_none_or(|s| stored_owner == Some(s)))
 }
 
 /// What may still be refunded: paid minus refunded, never below zero.
@@ -266,7 +303,16 @@ mod tests {
                 state,
             })
         };
-        let decide = |p, fen| decide_begin(p, amount(fen), &facts, Money::ZERO, &lim);
+        let decide = |p, fen| {
+            decide_begin(
+                p,
+                amount(fen),
+                &facts,
+                Money::ZERO,
+                &lim,
+                ApprovalStep::None,
+            )
+        };
         assert_eq!(decide(None, 100), BeginDecision::Fresh);
         assert_eq!(
             decide(prior(100, RefundState::Pending), 99),
@@ -310,7 +356,14 @@ mod tests {
             state: RefundState::Unknown,
         });
         assert_eq!(
-            decide_begin(unknown, amount(500), &facts, yuan(100), &lim),
+            decide_begin(
+                unknown,
+                amount(500),
+                &facts,
+                yuan(100),
+                &lim,
+                ApprovalStep::None
+            ),
             BeginDecision::Retry
         );
         let failed = Some(PriorRefund {
@@ -318,18 +371,39 @@ mod tests {
             state: RefundState::Failed,
         });
         assert_eq!(
-            decide_begin(failed, amount(50), &RefundFacts::default(), yuan(60), &lim),
+            decide_begin(
+                failed,
+                amount(50),
+                &RefundFacts::default(),
+                yuan(60),
+                &lim,
+                ApprovalStep::None
+            ),
             BeginDecision::Conflict
         );
         assert_eq!(
-            decide_begin(failed, amount(500), &RefundFacts::default(), yuan(0), &lim),
+            decide_begin(
+                failed,
+                amount(500),
+                &RefundFacts::default(),
+                yuan(0),
+                &lim,
+                ApprovalStep::None
+            ),
             BeginDecision::Over(OverLimit::Daily {
                 used: Money::ZERO,
                 limit: yuan(100)
             })
         );
         assert_eq!(
-            decide_begin(failed, amount(500), &facts, Money::ZERO, &paid(10_000)),
+            decide_begin(
+                failed,
+                amount(500),
+                &facts,
+                Money::ZERO,
+                &paid(10_000),
+                ApprovalStep::None
+            ),
             BeginDecision::Over(OverLimit::Remaining {
                 paid: yuan(10_000),
                 refunded: yuan(10_000)
@@ -349,10 +423,84 @@ mod tests {
                 amount(200),
                 &RefundFacts::default(),
                 Money::ZERO,
-                &lim
+                &lim,
+                ApprovalStep::None
             ),
             BeginDecision::Over(OverLimit::Daily { .. })
         ));
+    }
+
+    #[test]
+    fn a_refund_awaiting_approval_is_sent_only_by_its_approval_and_counts_meanwhile() {
+        let awaiting = Some(PriorRefund {
+            amount: amount(500),
+            state: RefundState::AwaitingApproval,
+        });
+        let lim = paid(1_000);
+        let decide = |step, facts: &RefundFacts| {
+            decide_begin(awaiting, amount(500), facts, Money::ZERO, &lim, step)
+        };
+        let none = RefundFacts::default();
+        assert_eq!(
+            decide(ApprovalStep::None, &none),
+            BeginDecision::StillAwaiting
+        );
+        assert_eq!(
+            decide(ApprovalStep::Ask, &none),
+            BeginDecision::StillAwaiting
+        );
+        assert_eq!(decide(ApprovalStep::Approved, &none), BeginDecision::Fresh);
+        // Limits are checked again when it is approved: 600 refunded meanwhile leaves 400.
+        let meanwhile = RefundFacts {
+            confirmed: yuan(600),
+            ..none
+        };
+        assert!(matches!(
+            decide(ApprovalStep::Approved, &meanwhile),
+            BeginDecision::Over(OverLimit::Remaining { .. })
+        ));
+        // Another amount under the same number is still a conflict.
+        assert_eq!(
+            decide_begin(
+                awaiting,
+                amount(499),
+                &none,
+                Money::ZERO,
+                &lim,
+                ApprovalStep::Approved
+            ),
+            BeginDecision::Conflict
+        );
+        assert!(RefundState::AwaitingApproval.unsettled());
+        assert!(!RefundState::AwaitingApproval.in_flight());
+        assert!(
+            RefundState::AwaitingApproval.may_have_moved_money(),
+            "counted by the daily budget"
+        );
+        // A denial or an expiry settles it as failed; nothing else but success overwrites that.
+        assert!(may_record(
+            RefundState::AwaitingApproval,
+            Some("a"),
+            RefundState::Failed,
+            None
+        ));
+    }
+
+    #[test]
+    fn every_state_reads_back_from_its_name() {
+        for state in RefundState::ALL {
+            // Exhaustive: a new state that is not listed in ALL fails to compile here first.
+            let listed = match state {
+                RefundState::Pending
+                | RefundState::Succeeded
+                | RefundState::Failed
+                | RefundState::Unknown
+                | RefundState::AwaitingApproval => true,
+            };
+            assert!(listed);
+            assert_eq!(RefundState::parse(state.as_str()), Some(state));
+        }
+        assert_eq!(RefundState::ALL.len(), 5);
     }
 
     #[test]

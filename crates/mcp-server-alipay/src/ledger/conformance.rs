@@ -72,6 +72,7 @@ macro_rules! conformance_tests {
             changes_are_heard,
             apps_sharing_a_store_never_meet,
             corrupt_rows_are_errors,
+            an_approval_is_decided_once,
         );
     };
     (@cases $backend:expr; $($case:ident),* $(,)?) => {
@@ -141,6 +142,7 @@ pub(crate) fn refund(number: &str, request: &str, amount_fen: i64) -> NewRefund 
         amount: Amount::from_fen(amount_fen).unwrap(),
         reason: None,
         owner: id("test"),
+        step: ApprovalStep::None,
     }
 }
 
@@ -1118,5 +1120,92 @@ pub(crate) async fn corrupt_rows_are_errors(b: &dyn Backend) {
     assert!(
         other.list_orders(&all).await.unwrap().is_empty(),
         "another app's rows are sound"
+    );
+}
+
+pub(crate) async fn an_approval_is_decided_once(b: &dyn Backend) {
+    let store = b.fresh("an_approval_is_decided_once").await;
+    let l = store.open(&scope(APP)).await;
+    l.create_order(&order("A", 10_000)).await.unwrap();
+    let asked = NewRefund {
+        step: ApprovalStep::Ask,
+        ..refund("A", "R1", 2_000)
+    };
+    assert_eq!(
+        l.begin_refund(&asked, &no_daily_limit(10_000))
+            .await
+            .unwrap(),
+        RefundBegin::Fresh
+    );
+    let r = l.refund(&no("A"), &req("R1")).await.unwrap().unwrap();
+    assert_eq!(r.state, RefundState::AwaitingApproval);
+    // Awaiting approval counts against what remains, and asking again finds it waiting.
+    assert_eq!(
+        l.refunded_besides(&no("A"), &req("R2")).await.unwrap(),
+        fen(2_000)
+    );
+    assert!(matches!(
+        l.begin_refund(&asked, &no_daily_limit(10_000))
+            .await
+            .unwrap(),
+        RefundBegin::StillAwaiting(_)
+    ));
+    let approval = |hash: &str| ApprovalRecord {
+        token_hash: hash.into(),
+        out_trade_no: no("A"),
+        out_request_no: req("R1"),
+        csrf: "c".into(),
+        paid: fen(10_000),
+        refunded: Money::ZERO,
+        expires_at: "2026-11-25 10:15:00".into(),
+        status: ApprovalStatus::Open,
+        created_at: String::new(),
+        decided_at: None,
+    };
+    l.put_approval(&approval("h1")).await.unwrap();
+    // A new link for the same refund replaces the open one.
+    l.put_approval(&approval("h2")).await.unwrap();
+    assert_eq!(
+        l.approval("h1").await.unwrap().unwrap().status,
+        ApprovalStatus::Replaced
+    );
+    let open = l.open_approvals().await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].token_hash, "h2");
+    assert_eq!(open[0].paid, fen(10_000));
+    // Decided once: of two decisions only the first wins.
+    assert!(
+        l.close_approval("h2", ApprovalStatus::Approved)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !l.close_approval("h2", ApprovalStatus::Denied)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        l.approval("h2").await.unwrap().unwrap().status,
+        ApprovalStatus::Approved
+    );
+    assert!(l.open_approvals().await.unwrap().is_empty());
+    assert_eq!(l.approval("nope").await.unwrap(), None);
+    // Another app sees none of it.
+    let other = store.open(&scope(OTHER_APP)).await;
+    assert_eq!(other.approval("h2").await.unwrap(), None);
+    // Approved: sent now, under every limit again.
+    let approved = NewRefund {
+        step: ApprovalStep::Approved,
+        ..refund("A", "R1", 2_000)
+    };
+    assert_eq!(
+        l.begin_refund(&approved, &no_daily_limit(10_000))
+            .await
+            .unwrap(),
+        RefundBegin::Fresh
+    );
+    assert_eq!(
+        l.refund(&no("A"), &req("R1")).await.unwrap().unwrap().state,
+        RefundState::Pending
     );
 }

@@ -22,7 +22,7 @@ use alipay_openapi::{Amount, Money, TradeStatus};
 use async_trait::async_trait;
 use serde::Serialize;
 
-use crate::domain::refund::OverLimit;
+use crate::domain::refund::{ApprovalStep, OverLimit};
 use crate::domain::{OrderKind, OutRequestNo, OutTradeNo, RefundState, StatusSource};
 
 pub use crate::domain::AppScope;
@@ -100,6 +100,8 @@ pub struct NewRefund {
     pub reason: Option<String>,
     /// The server process sending it, so only a dead one's are reconciled.
     pub owner: InstanceId,
+    /// Where it stands with a person's approval.
+    pub step: ApprovalStep,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -157,6 +159,65 @@ pub enum RefundBegin {
     Conflict(RefundRecord),
     /// Breaks a limit (in-flight refunds counted): refuse locally.
     Over(OverLimit),
+    /// Same number, same amount, still awaiting a person's approval: nothing sent.
+    StillAwaiting(RefundRecord),
+}
+
+/// Where a refund's approval page stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApprovalStatus {
+    /// Waiting for a person.
+    Open,
+    Approved,
+    Denied,
+    /// Not decided in time.
+    Expired,
+    /// A newer link was issued for the same refund.
+    Replaced,
+}
+
+impl ApprovalStatus {
+    pub const ALL: [Self; 5] = [
+        Self::Open,
+        Self::Approved,
+        Self::Denied,
+        Self::Expired,
+        Self::Replaced,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Approved => "approved",
+            Self::Denied => "denied",
+            Self::Expired => "expired",
+            Self::Replaced => "replaced",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// A refund's approval page, as recorded. The link's token itself is never stored: only its
+/// SHA-256, so the ledger file cannot approve anything.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApprovalRecord {
+    pub token_hash: String,
+    pub out_trade_no: OutTradeNo,
+    pub out_request_no: OutRequestNo,
+    /// The form's anti-forgery value.
+    pub csrf: String,
+    /// The figures offered for approval; a change by the time it is approved refuses it.
+    pub paid: Money,
+    pub refunded: Money,
+    /// Beijing time.
+    pub expires_at: String,
+    pub status: ApprovalStatus,
+    pub created_at: String,
+    pub decided_at: Option<String>,
 }
 
 /// The limits a new refund (or one retried after it failed) is checked against, inside the
@@ -280,6 +341,8 @@ pub enum AuditOutcome {
     NotSent,
     /// Alipay answered but the ledger could not record it.
     Unrecorded,
+    /// Recorded, not sent: waiting for a person's approval on its page.
+    AwaitingApproval,
 }
 
 impl AuditOutcome {
@@ -290,6 +353,7 @@ impl AuditOutcome {
             Self::Unknown => "unknown",
             Self::NotSent => "not sent",
             Self::Unrecorded => "unrecorded",
+            Self::AwaitingApproval => "awaiting approval",
         }
     }
 }
@@ -440,6 +504,19 @@ pub trait Ledger: Send + Sync {
         out_trade_no: &OutTradeNo,
     ) -> Result<Vec<NotificationRecord>, LedgerError>;
     async fn audit(&self, entry: &AuditEntry<'_>) -> Result<(), LedgerError>;
+
+    /// Record a refund's approval page (status open), replacing any open one of the same refund.
+    async fn put_approval(&self, approval: &ApprovalRecord) -> Result<(), LedgerError>;
+    async fn approval(&self, token_hash: &str) -> Result<Option<ApprovalRecord>, LedgerError>;
+    /// Move an open approval to `status`, once: false when it was not open (decided, expired,
+    /// replaced), so of two decisions at once only one wins.
+    async fn close_approval(
+        &self,
+        token_hash: &str,
+        status: ApprovalStatus,
+    ) -> Result<bool, LedgerError>;
+    /// Approvals still open, oldest first (for the expiry sweep).
+    async fn open_approvals(&self) -> Result<Vec<ApprovalRecord>, LedgerError>;
 
     async fn order_detail(
         &self,

@@ -3,6 +3,7 @@
 //! result. No transport here: the MCP handler, the HTTP transport and the notify receiver route,
 //! authenticate and render; the tools parse and render.
 
+pub mod approvals;
 pub mod notifications;
 pub mod orders;
 pub mod reconcile;
@@ -37,6 +38,8 @@ pub struct Services {
     pub clock: Arc<dyn GatewayClock>,
     /// Who waits on which order, and the queries made for them.
     pub waits: Arc<wait::WaitHub>,
+    /// Refund approval pages, where the client cannot ask (`None`: off).
+    pub approvals: Option<approvals::ApprovalSettings>,
 }
 
 /// The clock of the gateway that expires orders: Alipay keeps real Beijing time; the embedded

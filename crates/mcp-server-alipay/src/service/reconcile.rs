@@ -33,7 +33,11 @@ pub async fn reconcile(svc: &Services) -> Reconciled {
             return done;
         }
     };
-    for r in unsettled {
+    // Awaiting a person's approval: never sent, nothing to look up.
+    for r in unsettled
+        .into_iter()
+        .filter(|r| r.state != RefundState::AwaitingApproval)
+    {
         let Some(sender) = r.owner.clone() else {
             // Recorded before refunds knew their sender: nobody else can be sending it.
             settle_one(svc, &r, None, &mut done).await;

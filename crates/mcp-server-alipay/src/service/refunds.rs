@@ -20,12 +20,14 @@ use alipay_openapi::{
 use async_trait::async_trait;
 
 use crate::domain::guardrail::Guardrail;
+use crate::domain::refund::ApprovalStep;
 use crate::domain::refund::{check_daily, check_remaining, remaining};
 use crate::domain::{OutRequestNo, OutTradeNo, RefundState, StatusSource, beijing_today};
 use crate::ledger::{
     AuditDecision, AuditOutcome, LedgerError, NewRefund, RefundBegin, RefundLimits, RefundOutcome,
     RefundRecord, StatusUpdate,
 };
+use crate::service::approvals::{self, ApprovalOffer};
 use crate::service::refund_query::ask as ask_refund;
 use crate::service::{Services, orders};
 
@@ -79,6 +81,8 @@ impl RefundPlan {
 /// A person's answer to a refund plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
+    /// The client cannot ask anyone (no elicitation): the refund waits for approval on a page.
+    CannotAsk,
     Approved,
     /// Not approved; why, in one clause.
     Refused(String),
@@ -90,6 +94,8 @@ pub enum Decision {
 #[async_trait]
 pub trait Confirm: Send + Sync {
     async fn ask(&self, plan: &RefundPlan) -> Decision;
+    /// Whether asking is possible at all (checked before the order's lock is let go).
+    fn can_ask(&self) -> bool;
 }
 
 /// Why a refund was not sent.
@@ -131,6 +137,8 @@ pub enum RefundResult {
     InFlightElsewhere { sent: bool },
     /// A person was asked; the client calls again with the answer.
     AwaitingPerson,
+    /// Recorded, not sent: a person approves it on its page (the client could not ask).
+    AwaitingApproval(ApprovalOffer),
 }
 
 impl RefundResult {
@@ -140,6 +148,7 @@ impl RefundResult {
             Self::Succeeded { .. } | Self::Replayed(_) => RefundState::Succeeded,
             Self::Failed(_) => RefundState::Failed,
             Self::Unrecorded { state, .. } => *state,
+            Self::AwaitingApproval(_) => RefundState::AwaitingApproval,
             _ => RefundState::Unknown,
         }
     }
@@ -164,6 +173,7 @@ impl RefundResult {
             Self::Unrecorded { .. } => (Allowed, AuditOutcome::Unrecorded),
             Self::InFlightElsewhere { sent: false } => (Allowed, AuditOutcome::NotSent),
             Self::InFlightElsewhere { sent: true } => (Allowed, AuditOutcome::Unknown),
+            Self::AwaitingApproval(_) => (Allowed, AuditOutcome::AwaitingApproval),
             Self::AwaitingPerson => return None,
         })
     }
@@ -179,12 +189,16 @@ pub async fn refund(svc: &Services, request: RefundRequest, confirm: &dyn Confir
         Ok(lock) => lock,
         Err(e) => return RefundResult::Refused(Refusal::LedgerUnreadable(e)),
     };
-    let plan = match prepare(svc, request.clone()).await {
+    let plan = match prepare(svc, request.clone(), ApprovalStep::None).await {
         Ok(plan) => plan,
         Err(done) => return done,
     };
     if !svc.guard.refund_confirm {
-        return execute(svc, plan).await;
+        return execute(svc, plan, ApprovalStep::None).await;
+    }
+    if !confirm.can_ask() {
+        // No way to ask in this client: record it as awaiting approval on a page, under the lock.
+        return approvals::offer(svc, &plan).await;
     }
     // A person may take minutes: other refunds of the order need not wait for them.
     drop(lock);
@@ -192,13 +206,23 @@ pub async fn refund(svc: &Services, request: RefundRequest, confirm: &dyn Confir
         Decision::Approved => {}
         Decision::Refused(why) => return refused(Guardrail::NotApproved(why)),
         Decision::Asking => return RefundResult::AwaitingPerson,
+        Decision::CannotAsk => {
+            let _lock = match svc.ledger.lock_order(&request.out_trade_no).await {
+                Ok(lock) => lock,
+                Err(e) => return RefundResult::Refused(Refusal::LedgerUnreadable(e)),
+            };
+            return match prepare(svc, request, ApprovalStep::None).await {
+                Ok(plan) => approvals::offer(svc, &plan).await,
+                Err(done) => done,
+            };
+        }
     }
     // Approved: check again, with fresh figures, and send only what the person saw.
     let _lock = match svc.ledger.lock_order(&request.out_trade_no).await {
         Ok(lock) => lock,
         Err(e) => return RefundResult::Refused(Refusal::LedgerUnreadable(e)),
     };
-    let fresh = match prepare(svc, request).await {
+    let fresh = match prepare(svc, request, ApprovalStep::None).await {
         Ok(plan) => plan,
         Err(done) => return done,
     };
@@ -210,13 +234,15 @@ pub async fn refund(svc: &Services, request: RefundRequest, confirm: &dyn Confir
             refunded: fresh.already_refunded,
         });
     }
-    execute(svc, fresh).await
+    execute(svc, fresh, ApprovalStep::None).await
 }
 
-/// Every check before anything is sent: a plan, or the answer already.
+/// Every check before anything is sent: a plan, or the answer already. `step`: `Approved` when a
+/// person just approved it on its page (a refund awaiting approval is then what is planned).
 pub async fn prepare(
     svc: &Services,
     mut request: RefundRequest,
+    step: ApprovalStep,
 ) -> Result<RefundPlan, RefundResult> {
     let unreadable = |e| RefundResult::Refused(Refusal::LedgerUnreadable(e));
     // The ledger's figures decide what may be sent: if it cannot be read, nothing is.
@@ -232,6 +258,19 @@ pub async fn prepare(
         if previous.state == RefundState::Succeeded {
             return Err(RefundResult::Replayed(previous.clone()));
         }
+        // Decided on its page: the replay says how, rather than asking again.
+        if previous.state == RefundState::Failed
+            && let Some(why) = previous
+                .detail
+                .as_deref()
+                .filter(|d| d.starts_with("approval: "))
+        {
+            return Err(refused(Guardrail::NotApproved(format!(
+                "refund {} was not approved on its page ({}); nothing was refunded. To ask again, use a new outRequestNo",
+                previous.out_request_no,
+                why.trim_start_matches("approval: ")
+            ))));
+        }
         // Another live server sharing the ledger is sending it right now: two senders would race.
         if previous.state == RefundState::Pending
             && let Some(sender) = &previous.owner
@@ -244,6 +283,11 @@ pub async fn prepare(
     }
     // Sent before, outcome unknown: it may already have moved money, so it can only be resent
     // with the same number (Alipay refunds at most once per number), never refused as new.
+    // Awaiting approval, asked again through the tool: a fresh link for the same refund, under
+    // every guardrail as when it was offered.
+    let awaiting = previous
+        .as_ref()
+        .is_some_and(|p| p.state == RefundState::AwaitingApproval);
     let resend = previous.as_ref().is_some_and(|p| p.state.in_flight());
     if let Some(limit) = svc.guard.max_refund
         && request.amount > limit
@@ -309,17 +353,21 @@ pub async fn prepare(
             }
         }
     }
-    Ok(RefundPlan {
+    let plan = RefundPlan {
         request,
         paid,
         already_refunded,
         trade_no: trade.trade_no,
-    })
+    };
+    if awaiting && step != ApprovalStep::Approved {
+        return Err(approvals::offer(svc, &plan).await);
+    }
+    Ok(plan)
 }
 
 /// Record, send, and settle. Called once the plan is approved (or needs no approval), under the
 /// order's lock.
-pub async fn execute(svc: &Services, plan: RefundPlan) -> RefundResult {
+pub async fn execute(svc: &Services, plan: RefundPlan, step: ApprovalStep) -> RefundResult {
     let r = &plan.request;
     let new = NewRefund {
         out_trade_no: r.out_trade_no.clone(),
@@ -327,6 +375,7 @@ pub async fn execute(svc: &Services, plan: RefundPlan) -> RefundResult {
         amount: r.amount,
         reason: r.reason.clone(),
         owner: svc.ledger.instance().clone(),
+        step,
     };
     let limits = RefundLimits {
         daily: svc.guard.daily_refund_limit.map(Money::from),
@@ -344,6 +393,10 @@ pub async fn execute(svc: &Services, plan: RefundPlan) -> RefundResult {
         }
         Ok(RefundBegin::Over(over)) => {
             return refused(Guardrail::over(over, &r.out_trade_no, r.amount));
+        }
+        // Put up for approval by another call meanwhile: it is sent only from its page.
+        Ok(RefundBegin::StillAwaiting(_)) => {
+            return RefundResult::InFlightElsewhere { sent: false };
         }
         Err(e) => return RefundResult::Refused(Refusal::NotRecorded(e)),
     };

@@ -81,6 +81,21 @@ pub struct RefundOutput {
     /// The refund this number already means, when it differs from the one asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub existing_refund: Option<ExistingRefund>,
+    /// `awaitingApproval`: recorded, not sent; a person approves it at `approvalUrl`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// The one-time approval page (works once, until `approvalExpiresAt`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval_url: Option<String>,
+    /// Beijing time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval_expires_at: Option<String>,
+    /// What the buyer paid, from Alipay's signed answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paid_amount: Option<String>,
+    /// Refunded before this one (in flight included).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub already_refunded: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorOut>,
 }
@@ -197,6 +212,26 @@ pub fn render(r: &RefundRequest, result: &RefundResult) -> ToolOutcome {
                 "in_flight",
                 "sent by another server process now",
             )),
+        ),
+        RefundResult::AwaitingApproval(offer) => ToolOutcome::ok(
+            format!(
+                "退款等待审批: a person must approve this refund before anything is sent to Alipay. Approval page (works once, until {} Beijing time): {} . Paid: {}, already refunded: {}, this refund: {}. Call refund-alipay-payment again with the same arguments, or query-alipay-refund with outRequestNo {}, to learn the outcome.",
+                offer.expires_at,
+                offer.url,
+                offer.paid,
+                offer.already_refunded,
+                r.amount,
+                r.out_request_no
+            ),
+            &RefundOutput {
+                status: Some("awaitingApproval".into()),
+                approval_url: Some(offer.url.clone()),
+                approval_expires_at: Some(offer.expires_at.clone()),
+                paid_amount: Some(offer.paid.to_string()),
+                already_refunded: Some(offer.already_refunded.to_string()),
+                confirmed: Some(false),
+                ..about
+            },
         ),
         // The MCP layer answers with the question instead; nothing to render.
         RefundResult::AwaitingPerson => ToolOutcome::error(

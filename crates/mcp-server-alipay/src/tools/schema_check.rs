@@ -436,6 +436,12 @@ fn rendered(kind: ToolKind) -> Vec<Value> {
                 },
                 RefundResult::InFlightElsewhere { sent: true },
                 RefundResult::AwaitingPerson,
+                RefundResult::AwaitingApproval(crate::service::approvals::ApprovalOffer {
+                    url: "http://127.0.0.1:8767/approve/00".into(),
+                    expires_at: "2026-11-26 03:15:00".into(),
+                    paid: Money::from_fen(8_880),
+                    already_refunded: Money::ZERO,
+                }),
             ];
             for e in gateway_errors() {
                 all.push(RefundResult::Refused(Refusal::TradeQueryFailed(e)));

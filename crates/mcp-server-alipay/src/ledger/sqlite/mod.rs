@@ -330,4 +330,29 @@ impl Ledger for SqliteLedger {
         let row = ops::AuditRow::of(entry);
         self.run(move |c, s| ops::audit(c, s, &row)).await
     }
+
+    async fn put_approval(&self, approval: &ApprovalRecord) -> Result<(), LedgerError> {
+        let approval = approval.clone();
+        self.run(move |c, s| ops::put_approval(c, s, &approval))
+            .await
+    }
+
+    async fn approval(&self, token_hash: &str) -> Result<Option<ApprovalRecord>, LedgerError> {
+        let token_hash = token_hash.to_string();
+        self.run(move |c, s| ops::approval(c, s, &token_hash)).await
+    }
+
+    async fn close_approval(
+        &self,
+        token_hash: &str,
+        status: ApprovalStatus,
+    ) -> Result<bool, LedgerError> {
+        let token_hash = token_hash.to_string();
+        self.run(move |c, s| ops::close_approval(c, s, &token_hash, status))
+            .await
+    }
+
+    async fn open_approvals(&self) -> Result<Vec<ApprovalRecord>, LedgerError> {
+        self.run(|c, s| ops::open_approvals(c, s)).await
+    }
 }

@@ -7,15 +7,16 @@ use alipay_openapi::time::timestamp_now;
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
 use super::rows::{
-    Res, all, amount, fail, first, money, notification_row, order_row, refund_row, state, sum,
+    Res, all, amount, approval_row, fail, first, money, notification_row, order_row, refund_row,
+    state, sum,
 };
 use crate::domain::notify::{self, Incoming, NotifyVerdict, OrderFacts};
-use crate::domain::refund::{self, BeginDecision, PriorRefund, RefundFacts};
+use crate::domain::refund::{self, ApprovalStep, BeginDecision, PriorRefund, RefundFacts};
 use crate::domain::{AppScope, OutRequestNo, OutTradeNo, RefundState, StatusSource};
 use crate::ledger::{
-    AuditEntry, CreateOrder, LedgerErrorKind, NewOrder, NewRefund, NotificationRecord, NotifyApply,
-    OrderFilter, OrderRecord, ReceivedNotification, RefundBegin, RefundLimits, RefundOutcome,
-    RefundRecord, StatusFilter, StatusUpdate,
+    ApprovalRecord, ApprovalStatus, AuditEntry, CreateOrder, LedgerErrorKind, NewOrder, NewRefund,
+    NotificationRecord, NotifyApply, OrderFilter, OrderRecord, ReceivedNotification, RefundBegin,
+    RefundLimits, RefundOutcome, RefundRecord, StatusFilter, StatusUpdate,
 };
 
 /// Longest reason kept for a refused notification (a 1 MB forgery must not fill the disk).
@@ -82,7 +83,7 @@ fn facts(
             RefundState::Succeeded => {
                 facts.confirmed = sum(facts.confirmed, r.refund_amount.into(), what)?
             }
-            st if st.in_flight() => {
+            st if st.unsettled() => {
                 facts.in_flight = sum(facts.in_flight, r.refund_amount.into(), what)?
             }
             _ => {}
@@ -300,7 +301,14 @@ pub(super) fn begin_refund(
             daily: limits.daily,
             paid: limits.paid,
         },
+        refund.step,
     );
+    // A refund offered for approval is recorded but not sent; anything else is being sent now.
+    let state = if refund.step == ApprovalStep::Ask {
+        RefundState::AwaitingApproval
+    } else {
+        RefundState::Pending
+    };
     let now = timestamp_now();
     let (app, env, no_s, req_s) = (&s.app_id, s.env.as_str(), no.as_str(), req.as_str());
     let prior_record = || {
@@ -315,6 +323,9 @@ pub(super) fn begin_refund(
         BeginDecision::Conflict => return Ok((RefundBegin::Conflict(prior_record()?), false)),
         BeginDecision::Replay => return Ok((RefundBegin::Replay(prior_record()?), false)),
         BeginDecision::Over(over) => return Ok((RefundBegin::Over(over), false)),
+        BeginDecision::StillAwaiting => {
+            return Ok((RefundBegin::StillAwaiting(prior_record()?), false));
+        }
         BeginDecision::Retry => {
             let prior = prior_record()?;
             tx.execute(
@@ -326,7 +337,7 @@ pub(super) fn begin_refund(
         }
         BeginDecision::Fresh if prior.is_some() => {
             tx.execute(
-                "UPDATE refunds SET state = 'pending', reason = ?5, day = ?6, updated_at = ?7,
+                "UPDATE refunds SET state = ?9, reason = ?5, day = ?6, updated_at = ?7,
                      detail = NULL, owner = ?8
                  WHERE app_id = ?1 AND env = ?2 AND out_trade_no = ?3 AND out_request_no = ?4",
                 params![
@@ -337,7 +348,8 @@ pub(super) fn begin_refund(
                     refund.reason,
                     limits.day,
                     now,
-                    refund.owner.as_str()
+                    refund.owner.as_str(),
+                    state.as_str()
                 ],
             )?;
             RefundBegin::Fresh
@@ -346,7 +358,7 @@ pub(super) fn begin_refund(
             tx.execute(
                 "INSERT INTO refunds (app_id, env, out_trade_no, out_request_no, amount_fen, reason,
                      state, day, created_at, updated_at, owner)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8, ?8, ?9)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?10, ?7, ?8, ?8, ?9)",
                 params![
                     app,
                     env,
@@ -356,7 +368,8 @@ pub(super) fn begin_refund(
                     refund.reason,
                     limits.day,
                     now,
-                    refund.owner.as_str()
+                    refund.owner.as_str(),
+                    state.as_str()
                 ],
             )?;
             RefundBegin::Fresh
@@ -614,4 +627,93 @@ pub(super) fn audit(conn: &Connection, s: &AppScope, row: &AuditRow) -> Res<()> 
         row.outcome
     ])?;
     Ok(())
+}
+
+const APPROVAL_COLUMNS: &str =
+    "token_hash, out_trade_no, out_request_no, csrf, paid_fen, refunded_fen,
+     expires_at, status, created_at, decided_at";
+
+pub(super) fn put_approval(conn: &mut Connection, s: &AppScope, a: &ApprovalRecord) -> Res<()> {
+    let tx = immediate(conn)?;
+    let now = timestamp_now();
+    tx.execute(
+        "UPDATE approvals SET status = 'replaced', decided_at = ?5
+         WHERE app_id = ?1 AND env = ?2 AND out_trade_no = ?3 AND out_request_no = ?4
+           AND status = 'open'",
+        params![
+            s.app_id,
+            s.env.as_str(),
+            a.out_trade_no.as_str(),
+            a.out_request_no.as_str(),
+            now
+        ],
+    )?;
+    tx.execute(
+        "INSERT INTO approvals (app_id, env, token_hash, out_trade_no, out_request_no, csrf,
+             paid_fen, refunded_fen, expires_at, status, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'open', ?10)",
+        params![
+            s.app_id,
+            s.env.as_str(),
+            a.token_hash,
+            a.out_trade_no.as_str(),
+            a.out_request_no.as_str(),
+            a.csrf,
+            a.paid.fen(),
+            a.refunded.fen(),
+            a.expires_at,
+            now
+        ],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+pub(super) fn approval(
+    conn: &Connection,
+    s: &AppScope,
+    token_hash: &str,
+) -> Res<Option<ApprovalRecord>> {
+    first(
+        conn,
+        &format!(
+            "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE app_id = ?1 AND env = ?2 AND token_hash = ?3"
+        ),
+        params![s.app_id, s.env.as_str(), token_hash],
+        approval_row,
+    )
+}
+
+pub(super) fn close_approval(
+    conn: &mut Connection,
+    s: &AppScope,
+    token_hash: &str,
+    status: ApprovalStatus,
+) -> Res<bool> {
+    let tx = immediate(conn)?;
+    let changed = tx.execute(
+        "UPDATE approvals SET status = ?4, decided_at = ?5
+         WHERE app_id = ?1 AND env = ?2 AND token_hash = ?3 AND status = 'open'",
+        params![
+            s.app_id,
+            s.env.as_str(),
+            token_hash,
+            status.as_str(),
+            timestamp_now()
+        ],
+    )?;
+    tx.commit()?;
+    Ok(changed > 0)
+}
+
+pub(super) fn open_approvals(conn: &Connection, s: &AppScope) -> Res<Vec<ApprovalRecord>> {
+    all(
+        conn,
+        &format!(
+            "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE app_id = ?1 AND env = ?2 AND status = 'open'
+             ORDER BY created_at, rowid"
+        ),
+        params![s.app_id, s.env.as_str()],
+        approval_row,
+    )
 }

@@ -8,8 +8,8 @@ use rusqlite::{Connection, ErrorCode, Params, Row};
 
 use crate::domain::{OrderKind, OutRequestNo, OutTradeNo, RefundState, StatusSource};
 use crate::ledger::{
-    InstanceId, LedgerError, LedgerErrorKind, NotificationRecord, NotificationVerdict, OrderRecord,
-    RefundRecord,
+    ApprovalRecord, ApprovalStatus, InstanceId, LedgerError, LedgerErrorKind, NotificationRecord,
+    NotificationVerdict, OrderRecord, RefundRecord,
 };
 
 /// What went wrong inside a blocking call: SQLite's error (classified at the seam) or one of ours.
@@ -182,6 +182,31 @@ pub(super) fn refund_row(row: &Row<'_>) -> Res<RefundRecord> {
         updated_at: row.get("updated_at")?,
         detail: row.get("detail")?,
         owner: row.get::<_, Option<String>>("owner")?.map(InstanceId),
+        out_trade_no: no,
+        out_request_no: req,
+    })
+}
+
+pub(super) fn approval_row(row: &Row<'_>) -> Res<ApprovalRecord> {
+    let no = trade_no_of(row.get("out_trade_no")?)?;
+    let req: String = row.get("out_request_no")?;
+    let req = OutRequestNo::parse(&req).ok_or_else(|| {
+        corrupt(format!(
+            "order {no}: approval of refund number {req:?}, which is not a merchant number"
+        ))
+    })?;
+    let what = format!("approval of refund {req} of order {no}");
+    let status: String = row.get("status")?;
+    Ok(ApprovalRecord {
+        token_hash: row.get("token_hash")?,
+        csrf: row.get("csrf")?,
+        paid: money(row.get("paid_fen")?, &what)?,
+        refunded: money(row.get("refunded_fen")?, &what)?,
+        expires_at: row.get("expires_at")?,
+        status: ApprovalStatus::parse(&status)
+            .ok_or_else(|| corrupt(format!("{what}: status {status:?} is no status")))?,
+        created_at: row.get("created_at")?,
+        decided_at: row.get("decided_at")?,
         out_trade_no: no,
         out_request_no: req,
     })

@@ -10,7 +10,7 @@ use crate::domain::{AppScope, Env};
 use crate::ledger::LedgerErrorKind::Refused;
 
 /// The version this code writes.
-pub(super) const VERSION: i64 = 2;
+pub(super) const VERSION: i64 = 3;
 
 /// Version 1: every row carries the app and environment it belongs to (`meta` is the file's own).
 const SCHEMA: &str = "
@@ -160,8 +160,13 @@ pub(super) fn migrate(conn: &mut Connection, scope: &AppScope) -> Res<()> {
         0 => {
             upgrade_v0(&tx, scope)?;
             upgrade_v1(&tx)?;
+            upgrade_v2(&tx)?;
         }
-        1 => upgrade_v1(&tx)?,
+        1 => {
+            upgrade_v1(&tx)?;
+            upgrade_v2(&tx)?;
+        }
+        2 => upgrade_v2(&tx)?,
         other => {
             return Err(fail(
                 Refused,
@@ -304,6 +309,31 @@ fn upgrade_v0(tx: &Connection, scope: &AppScope) -> Res<()> {
         [env.as_str()],
     )?;
     tx.execute_batch("PRAGMA user_version = 1")?;
+    Ok(())
+}
+
+/// Version 3: refunds may wait for a person's approval on a page; the page's record (its token only
+/// as a hash).
+fn upgrade_v2(tx: &Connection) -> Res<()> {
+    tx.execute_batch(
+        "CREATE TABLE approvals (
+             app_id        TEXT NOT NULL,
+             env           TEXT NOT NULL,
+             token_hash    TEXT PRIMARY KEY,
+             out_trade_no  TEXT NOT NULL,
+             out_request_no TEXT NOT NULL,
+             csrf          TEXT NOT NULL,
+             paid_fen      INTEGER NOT NULL,
+             refunded_fen  INTEGER NOT NULL,
+             expires_at    TEXT NOT NULL,
+             status        TEXT NOT NULL,
+             created_at    TEXT NOT NULL,
+             decided_at    TEXT
+         );
+         CREATE INDEX approvals_by_refund ON approvals (app_id, env, out_trade_no, out_request_no);
+         CREATE INDEX approvals_by_status ON approvals (app_id, env, status);
+         PRAGMA user_version = 3;",
+    )?;
     Ok(())
 }
 
