@@ -1,7 +1,8 @@
 //! The refund approval page (`GET`/`POST /approve/{token}`): plain HTML that works without
 //! JavaScript. A GET only shows the refund and the figures fetched from Alipay then; only a POST
-//! with the form's anti-forgery value (and the PIN, when set) decides, so an agent's fetch tool
-//! cannot approve anything. The link itself is the capability: no bearer token. The flow is
+//! with the form's anti-forgery value (and the PIN, when set) decides, so a fetch that only GETs
+//! cannot approve anything. Without a PIN, an agent that can POST (a shell, a browser) can: the PIN
+//! is what a person keeps from the model. The link itself is the capability: no bearer token. The flow is
 //! `crate::service::approvals`; this file routes, parses the form and writes HTML.
 
 use axum::Router;

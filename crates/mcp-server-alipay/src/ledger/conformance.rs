@@ -1193,15 +1193,19 @@ pub(crate) async fn an_approval_is_decided_once(b: &dyn Backend) {
     // Another app sees none of it.
     let other = store.open(&scope(OTHER_APP)).await;
     assert_eq!(other.approval("h2").await.unwrap(), None);
-    // Approved: sent now, under every limit again.
+    // Approved: sent now, under every limit again, the refund itself counted once for the day
+    // (20.00 awaiting under a 30.00 budget fits; counted twice it would not).
     let approved = NewRefund {
         step: ApprovalStep::Approved,
         ..refund("A", "R1", 2_000)
     };
+    let budget = RefundLimits {
+        daily: Some(fen(3_000)),
+        ..no_daily_limit(10_000)
+    };
+    assert_eq!(l.refunded_on_day("2026-11-25").await.unwrap(), fen(2_000));
     assert_eq!(
-        l.begin_refund(&approved, &no_daily_limit(10_000))
-            .await
-            .unwrap(),
+        l.begin_refund(&approved, &budget).await.unwrap(),
         RefundBegin::Fresh
     );
     assert_eq!(

@@ -238,11 +238,22 @@ pub async fn view(svc: &Services, token: &str) -> Page {
 }
 
 /// What the person sent.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct DecisionForm {
     pub decision: Option<String>,
     pub csrf: Option<String>,
     pub pin: Option<String>,
+}
+
+impl std::fmt::Debug for DecisionForm {
+    // Never the PIN.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecisionForm")
+            .field("decision", &self.decision)
+            .field("csrf", &self.csrf.as_ref().map(|_| "…"))
+            .field("pin", &self.pin.as_ref().map(|_| "redacted"))
+            .finish()
+    }
 }
 
 /// What a decision did.
@@ -362,9 +373,15 @@ async fn approve(svc: &Services, approval: &ApprovalRecord, form: &DecisionForm)
     // (Alipay or the ledger cannot be asked now) leaves it open to try again.
     let plan = match refunds::prepare(svc, request, ApprovalStep::Approved).await {
         Ok(plan) => plan,
-        Err(RefundResult::Refused(
-            Refusal::TradeQueryFailed(_) | Refusal::LedgerUnreadable(_) | Refusal::NotRecorded(_),
-        )) => {
+        Err(
+            RefundResult::Refused(
+                Refusal::TradeQueryFailed(_)
+                | Refusal::LedgerUnreadable(_)
+                | Refusal::NotRecorded(_),
+            )
+            | RefundResult::Unknown(_)
+            | RefundResult::InFlightElsewhere { sent: false },
+        ) => {
             return Decided::Refused(
                 "Alipay (or the order ledger) could not be asked for the order's figures just now, so nothing was decided or sent; try again in a moment."
                     .into(),

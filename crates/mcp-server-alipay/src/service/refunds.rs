@@ -339,11 +339,19 @@ pub async fn prepare(
             )));
         }
         if let Some(limit) = svc.guard.daily_refund_limit {
-            let used = svc
+            let today = beijing_today();
+            let mut used = svc
                 .ledger
-                .refunded_on_day(&beijing_today())
+                .refunded_on_day(&today)
                 .await
                 .map_err(unreadable)?;
+            // A refund awaiting approval already counts today: not twice.
+            if let Some(p) = previous
+                .as_ref()
+                .filter(|p| p.state == RefundState::AwaitingApproval && p.day == today)
+            {
+                used = used.saturating_sub(p.refund_amount.into());
+            }
             if let Err(over) = check_daily(used, request.amount, Some(limit.into())) {
                 return Err(refused(Guardrail::over(
                     over,

@@ -101,26 +101,35 @@ fn facts(
 
 /// What the scope's refunds begun on `day` that may have moved money add up to.
 pub(super) fn day_used(conn: &Connection, s: &AppScope, day: &str) -> Res<Money> {
+    day_used_besides(conn, s, day, None)
+}
+
+/// As [`day_used`], leaving out the refund being decided (one awaiting approval already counts).
+fn day_used_besides(
+    conn: &Connection,
+    s: &AppScope,
+    day: &str,
+    except: Option<(&OutTradeNo, &OutRequestNo)>,
+) -> Res<Money> {
     let rows = all(
         conn,
         "SELECT out_trade_no, out_request_no, state, amount_fen FROM refunds
          WHERE app_id = ?1 AND env = ?2 AND day = ?3",
         params![s.app_id, s.env.as_str(), day],
         |r| {
-            let what = format!(
-                "refund {} of order {}",
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(0)?
-            );
+            let (no, req) = (r.get::<_, String>(0)?, r.get::<_, String>(1)?);
+            let what = format!("refund {req} of order {no}");
+            let excepted = except.is_some_and(|(n, q)| n.as_str() == no && q.as_str() == req);
             Ok((
                 state(&r.get::<_, String>(2)?, &what)?,
                 amount(r.get(3)?, &what)?,
+                excepted,
             ))
         },
     )?;
     rows.into_iter()
-        .filter(|(st, _)| st.may_have_moved_money())
-        .try_fold(Money::ZERO, |used, (_, a)| {
+        .filter(|(st, _, excepted)| st.may_have_moved_money() && !excepted)
+        .try_fold(Money::ZERO, |used, (_, a, _)| {
             sum(used, a.into(), format_args!("refunds of {day}"))
         })
 }
@@ -288,7 +297,7 @@ pub(super) fn begin_refund(
     let (no, req) = (&refund.out_trade_no, &refund.out_request_no);
     let prior = find_refund(&tx, s, no, req)?;
     let facts = facts(&tx, s, no, req)?;
-    let used = day_used(&tx, s, &limits.day)?;
+    let used = day_used_besides(&tx, s, &limits.day, Some((no, req)))?;
     let decision = refund::decide_begin(
         prior.as_ref().map(|p| PriorRefund {
             amount: p.refund_amount,
