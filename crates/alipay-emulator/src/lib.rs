@@ -49,4 +49,4 @@ mod trades;
 pub use config::{ALIPAY_NOTIFY_RETRY_SECS, AppConfig, EmulatorConfig, derived_seller_id};
 pub use faults::{FaultKind, HUGE_BODY_BYTES};
 pub use persist::{PersistError, STATE_FILE};
-pub use server::{Emulator, EmulatorError, RunningEmulator};
+pub use server::{ClockHandle, Emulator, EmulatorError, RunningEmulator};

@@ -177,7 +177,24 @@ async fn index() -> Html<&'static str> {
     ))
 }
 
+/// The running gateway's clock, for a process that embeds it (the clock tests move with
+/// `POST /__emulator/clock`), read without a request.
+#[derive(Clone)]
+pub struct ClockHandle(Arc<Shared>);
+
+impl ClockHandle {
+    /// The gateway's now, in Beijing time.
+    pub fn now(&self) -> chrono::DateTime<chrono::FixedOffset> {
+        self.0.clock.now()
+    }
+}
+
 impl RunningEmulator {
+    /// Its clock, readable in process.
+    pub fn clock(&self) -> ClockHandle {
+        ClockHandle(self.shared.clone())
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

@@ -124,9 +124,12 @@ impl BoundApp {
         let (client, local) = connect(&config).await?;
         // The clock that expires orders: the embedded gateway's in local mode (tests move it).
         let clock: Arc<dyn crate::service::GatewayClock> = match &local {
-            Some(gateway) => Arc::new(crate::service::EmulatorClock::new(
-                gateway.gateway_url().trim_end_matches("/gateway.do"),
-            )),
+            Some(gateway) => match gateway.clock() {
+                Some(clock) => Arc::new(crate::service::EmbeddedClock(clock)),
+                None => Arc::new(crate::service::EmulatorClock::new(
+                    gateway.gateway_url().trim_end_matches("/gateway.do"),
+                )),
+            },
             None => Arc::new(crate::service::SystemClock),
         };
         // One ledger file per environment (local mode's lives with its keys); each row knows its

@@ -37,6 +37,11 @@ impl LocalGateway {
         self.gateway_url.clone()
     }
 
+    /// The embedded gateway's clock, when it runs in this process.
+    pub fn clock(&self) -> Option<alipay_emulator::ClockHandle> {
+        self.running.as_ref().map(RunningEmulator::clock)
+    }
+
     pub async fn shutdown(self) {
         if let Some(running) = self.running {
             running.shutdown().await;

@@ -289,22 +289,17 @@ pub async fn decide(svc: &Services, token: &str, form: &DecisionForm) -> Decided
     }
     match form.decision.as_deref() {
         Some("deny") => {
-            if !svc
-                .ledger
-                .close_approval(&approval.token_hash, ApprovalStatus::Denied)
-                .await
-                .unwrap_or(false)
+            if !close_unsent(
+                svc,
+                &approval,
+                ApprovalStatus::Denied,
+                DENIED,
+                "denied by a person",
+            )
+            .await
             {
                 return Decided::Refused("This refund was already decided.".into());
             }
-            settle_unsent(svc, &approval, DENIED).await;
-            audit(
-                svc,
-                &approval,
-                AuditDecision::Refused("AP_REFUND_CONFIRM: denied by a person".into()),
-                AuditOutcome::NotSent,
-            )
-            .await;
             Decided::Denied
         }
         Some("approve") => approve(svc, &approval, form).await,
@@ -317,21 +312,14 @@ async fn approve(svc: &Services, approval: &ApprovalRecord, form: &DecisionForm)
         let given = form.pin.as_deref().unwrap_or_default();
         if !same(given, pin.expose()) {
             // A wrong PIN ends the link: guessing gets one try per link.
-            if svc
-                .ledger
-                .close_approval(&approval.token_hash, ApprovalStatus::Denied)
-                .await
-                .unwrap_or(false)
-            {
-                settle_unsent(svc, approval, WRONG_PIN).await;
-                audit(
-                    svc,
-                    approval,
-                    AuditDecision::Refused("AP_REFUND_CONFIRM: wrong PIN".into()),
-                    AuditOutcome::NotSent,
-                )
-                .await;
-            }
+            close_unsent(
+                svc,
+                approval,
+                ApprovalStatus::Denied,
+                WRONG_PIN,
+                "wrong PIN",
+            )
+            .await;
             return Decided::Refused(
                 "The PIN is wrong, so this refund was not approved and the link no longer works; ask for the refund again."
                     .into(),
@@ -388,12 +376,7 @@ async fn approve(svc: &Services, approval: &ApprovalRecord, form: &DecisionForm)
             );
         }
         Err(result) => {
-            if !svc
-                .ledger
-                .close_approval(&approval.token_hash, ApprovalStatus::Denied)
-                .await
-                .unwrap_or(false)
-            {
+            if !close(svc, approval, ApprovalStatus::Denied).await {
                 return Decided::Refused("This refund was already decided.".into());
             }
             if matches!(result, RefundResult::Refused(_)) {
@@ -412,32 +395,20 @@ async fn approve(svc: &Services, approval: &ApprovalRecord, form: &DecisionForm)
         .already_refunded
         .saturating_sub(awaiting_others(svc, approval).await);
     if plan.paid != approval.paid || refunded_now != approval.refunded {
-        if svc
-            .ledger
-            .close_approval(&approval.token_hash, ApprovalStatus::Denied)
-            .await
-            .unwrap_or(false)
-        {
-            settle_unsent(svc, approval, FIGURES_CHANGED).await;
-            audit(
-                svc,
-                approval,
-                AuditDecision::Refused("AP_REFUND_CONFIRM: figures changed".into()),
-                AuditOutcome::NotSent,
-            )
-            .await;
-        }
+        close_unsent(
+            svc,
+            approval,
+            ApprovalStatus::Denied,
+            FIGURES_CHANGED,
+            "figures changed",
+        )
+        .await;
         return Decided::Refused(format!(
             "The order's figures changed since the page was offered (paid {}, already refunded {} then; now {} and {}), so nothing was sent; ask for the refund again.",
             approval.paid, approval.refunded, plan.paid, refunded_now
         ));
     }
-    if !svc
-        .ledger
-        .close_approval(&approval.token_hash, ApprovalStatus::Approved)
-        .await
-        .unwrap_or(false)
-    {
+    if !close(svc, approval, ApprovalStatus::Approved).await {
         return Decided::Refused("This refund was already decided.".into());
     }
     let result = refunds::execute(svc, plan, ApprovalStep::Approved).await;
@@ -460,6 +431,33 @@ async fn awaiting_others(svc: &Services, approval: &ApprovalRecord) -> Money {
         .fold(Money::ZERO, |sum, r| {
             sum.saturating_add(r.refund_amount.into())
         })
+}
+
+/// Close an open approval, once: false when another decision (or the expiry) came first.
+async fn close(svc: &Services, approval: &ApprovalRecord, status: ApprovalStatus) -> bool {
+    svc.ledger
+        .close_approval(&approval.token_hash, status)
+        .await
+        .unwrap_or(false)
+}
+
+/// Close an approval whose refund will not be sent: settle the refund as not made (`detail`, what
+/// a replay says) and audit it as refused by `AP_REFUND_CONFIRM` for `why`. Only the first
+/// decision does this; false for the others.
+async fn close_unsent(
+    svc: &Services,
+    approval: &ApprovalRecord,
+    status: ApprovalStatus,
+    detail: &str,
+    why: &str,
+) -> bool {
+    if !close(svc, approval, status).await {
+        return false;
+    }
+    settle_unsent(svc, approval, detail).await;
+    let decision = AuditDecision::Refused(format!("AP_REFUND_CONFIRM: {why}"));
+    audit(svc, approval, decision, AuditOutcome::NotSent).await;
+    true
 }
 
 /// A refund that will not be sent: settle it as failed (no money moved) if it still awaits.
@@ -514,20 +512,15 @@ async fn audit(
 
 /// An approval whose time ran out: closed as expired, its refund settled as failed, audited.
 pub async fn expire(svc: &Services, approval: &ApprovalRecord) {
-    if svc
-        .ledger
-        .close_approval(&approval.token_hash, ApprovalStatus::Expired)
-        .await
-        .unwrap_or(false)
+    if close_unsent(
+        svc,
+        approval,
+        ApprovalStatus::Expired,
+        EXPIRED,
+        "approval expired",
+    )
+    .await
     {
-        settle_unsent(svc, approval, EXPIRED).await;
-        audit(
-            svc,
-            approval,
-            AuditDecision::Refused("AP_REFUND_CONFIRM: approval expired".into()),
-            AuditOutcome::NotSent,
-        )
-        .await;
         tracing::info!(out_trade_no = %approval.out_trade_no, out_request_no = %approval.out_request_no, "refund approval expired");
     }
 }

@@ -201,14 +201,7 @@ pub struct ExistingOrder {
     pub created_at: String,
 }
 
-impl WithError for CreateOutput {
-    fn with_error(self, error: ErrorOut) -> Self {
-        Self {
-            error: Some(error),
-            ..self
-        }
-    }
-}
+crate::tools::render::with_error_field!(CreateOutput);
 
 impl CreateOutput {
     fn about(out_trade_no: &impl ToString) -> Self {

@@ -104,14 +104,7 @@ pub struct ListedOrder {
     pub resource: String,
 }
 
-impl WithError for ListOutput {
-    fn with_error(self, error: ErrorOut) -> Self {
-        Self {
-            error: Some(error),
-            ..self
-        }
-    }
-}
+crate::tools::render::with_error_field!(ListOutput);
 
 fn call_tool<'a>(ctx: &'a CallContext<'a>, raw: &'a Map<String, Value>) -> CallFuture<'a> {
     boxed(async move {

@@ -74,14 +74,7 @@ pub struct QueryOutput {
     pub error: Option<ErrorOut>,
 }
 
-impl WithError for QueryOutput {
-    fn with_error(self, error: ErrorOut) -> Self {
-        Self {
-            error: Some(error),
-            ..self
-        }
-    }
-}
+crate::tools::render::with_error_field!(QueryOutput);
 
 fn call_tool<'a>(ctx: &'a CallContext<'a>, raw: &'a Map<String, Value>) -> CallFuture<'a> {
     boxed(async move {

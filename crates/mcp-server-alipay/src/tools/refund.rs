@@ -107,14 +107,7 @@ pub struct ExistingRefund {
     pub state: String,
 }
 
-impl WithError for RefundOutput {
-    fn with_error(self, error: ErrorOut) -> Self {
-        Self {
-            error: Some(error),
-            ..self
-        }
-    }
-}
+crate::tools::render::with_error_field!(RefundOutput);
 
 fn call_tool<'a>(ctx: &'a CallContext<'a>, raw: &'a Map<String, Value>) -> CallFuture<'a> {
     boxed(async move {

@@ -63,14 +63,7 @@ pub struct RefundQueryOutput {
     pub error: Option<ErrorOut>,
 }
 
-impl WithError for RefundQueryOutput {
-    fn with_error(self, error: ErrorOut) -> Self {
-        Self {
-            error: Some(error),
-            ..self
-        }
-    }
-}
+crate::tools::render::with_error_field!(RefundQueryOutput);
 
 fn call_tool<'a>(ctx: &'a CallContext<'a>, raw: &'a Map<String, Value>) -> CallFuture<'a> {
     boxed(async move {

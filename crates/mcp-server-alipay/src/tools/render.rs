@@ -74,6 +74,21 @@ pub trait WithError {
     fn with_error(self, error: ErrorOut) -> Self;
 }
 
+/// `WithError` for output structs with an `error: Option<ErrorOut>` field.
+macro_rules! with_error_field {
+    ($($output:ty),+ $(,)?) => {$(
+        impl $crate::tools::render::WithError for $output {
+            fn with_error(self, error: $crate::tools::render::ErrorOut) -> Self {
+                Self {
+                    error: Some(error),
+                    ..self
+                }
+            }
+        }
+    )+};
+}
+pub(crate) use with_error_field;
+
 /// The `error` object of structured output: present when the call failed.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

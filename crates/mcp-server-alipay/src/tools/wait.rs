@@ -91,14 +91,7 @@ pub struct WaitOutput {
     pub error: Option<ErrorOut>,
 }
 
-impl WithError for WaitOutput {
-    fn with_error(self, error: ErrorOut) -> Self {
-        Self {
-            error: Some(error),
-            ..self
-        }
-    }
-}
+crate::tools::render::with_error_field!(WaitOutput);
 
 fn call_tool<'a>(ctx: &'a CallContext<'a>, raw: &'a Map<String, Value>) -> CallFuture<'a> {
     boxed(async move {
