@@ -146,7 +146,8 @@ impl BoundApp {
                 &config.data_dir.join("instances"),
             )
             .await
-            .map_err(|e| format!("AP_DATA_DIR: {e} ({})", ledger_path.display()))?,
+            .map_err(|e| format!("AP_DATA_DIR: {e} ({})", ledger_path.display()))?
+            .with_outbox(&config.outbox.kinds()),
         );
         let services = Services {
             client,
@@ -211,6 +212,20 @@ impl BoundApp {
             app.services.ledger.clone(),
             app.subscriptions.clone(),
         )));
+        if !app.config.outbox.targets.is_empty() {
+            app.track(tokio::spawn(crate::outbox::run(
+                app.services.ledger.clone(),
+                Arc::new(app.config.outbox.clone()),
+            )));
+            // Links nobody opened expire with no word from Alipay: ask, and tell their end.
+            let services = app.services.clone();
+            app.track(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(crate::service::expiry::SWEEP_EVERY).await;
+                    crate::service::expiry::sweep(&services).await;
+                }
+            }));
+        }
         let services = app.services.clone();
         app.track(tokio::spawn(async move {
             let done = crate::service::reconcile::reconcile(&services).await;

@@ -58,6 +58,9 @@ pub struct Config {
     pub guard: Guardrails,
     /// `AP_HTTP_*`: the Streamable HTTP transport.
     pub http: HttpSettings,
+    /// `AP_NOTIFY_FORWARD_URL`, `AP_WEBHOOK_*`, the robots, `AP_DELIVERY_*`: where verified events
+    /// are delivered.
+    pub outbox: crate::outbox::targets::OutboxConfig,
 }
 
 /// A credential from the environment: usable, but never shown by `Debug`.
@@ -384,6 +387,7 @@ impl Config {
             })?),
         };
         let http = http_settings(&get)?;
+        let outbox = crate::outbox::targets::from_vars(&get)?;
         Ok(Self {
             env,
             local_app_id: if env == Env::Local { app_id } else { None },
@@ -409,6 +413,7 @@ impl Config {
             notify_listen,
             guard,
             http,
+            outbox,
         })
     }
 

@@ -21,6 +21,7 @@ pub mod local;
 pub mod logging;
 pub mod mcp;
 pub mod notify_receiver;
+pub mod outbox;
 pub mod qr;
 pub mod resources;
 pub mod service;

@@ -6,6 +6,7 @@ pub mod guardrail;
 pub mod ids;
 pub mod notify;
 pub mod order;
+pub mod outbox;
 pub mod refund;
 pub mod text_policy;
 

@@ -22,6 +22,7 @@ use alipay_openapi::{Amount, Money, TradeStatus};
 use async_trait::async_trait;
 use serde::Serialize;
 
+use crate::domain::outbox::{DeliveryState, EventKind, Next, TargetKind};
 use crate::domain::refund::{ApprovalStep, OverLimit};
 use crate::domain::{OrderKind, OutRequestNo, OutTradeNo, RefundState, StatusSource};
 
@@ -72,6 +73,9 @@ pub struct StatusUpdate {
     /// Cumulative refund (`refund_fee`), when the source reports it.
     pub refunded: Option<Money>,
     pub source: StatusSource,
+    /// Beijing time on the gateway's clock when it was seen (`yyyy-MM-dd HH:mm:ss`): whether a
+    /// close came at or after the order's expiry. `None` when not known.
+    pub seen_at: Option<String>,
 }
 
 /// A server process, as the refunds it sends record it.
@@ -245,6 +249,83 @@ pub struct ReceivedNotification {
     pub refund_request_no: Option<OutRequestNo>,
     /// Everything but `sign` and `notify_time`, as `k=v&…` (sorted): a retry carries exactly this.
     pub content: String,
+    /// Beijing time on the gateway's clock when Alipay sent it (`gmt_close`, else `notify_time`).
+    pub seen_at: Option<String>,
+    /// The body and content type exactly as received, for `AP_NOTIFY_FORWARD_URL`.
+    pub raw: RawForm,
+}
+
+/// A form exactly as it came over the wire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawForm {
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+/// An event in the outbox: recorded in the transaction that recorded what it tells.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventRecord {
+    /// `evt_` and 32 hex digits: the same on every attempt, so a receiver can deduplicate.
+    pub id: String,
+    pub kind: EventKind,
+    pub out_trade_no: OutTradeNo,
+    /// [`crate::domain::outbox::EventData`] as JSON text, written once.
+    pub data: String,
+    /// When it was recorded, Unix milliseconds.
+    pub created_ms: i64,
+    /// The verbatim notification of an [`EventKind::AlipayNotification`].
+    pub raw: Option<RawForm>,
+}
+
+/// A delivery whose time has come, now leased to the caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DueDelivery {
+    pub event: EventRecord,
+    pub target: TargetKind,
+    /// Attempts made before this one.
+    pub attempts: u32,
+}
+
+/// What one delivery attempt came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptResult {
+    /// `None`: delivered. Otherwise when to try again, or give up.
+    pub next: Option<Next>,
+    /// The HTTP status, when there was an answer.
+    pub http_status: Option<u16>,
+    /// What was wrong (or `ok`); never a URL, a secret or a signature.
+    pub detail: String,
+}
+
+/// A delivery, as an order's resource and `doctor` show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryRecord {
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub kind: EventKind,
+    pub target: TargetKind,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    /// Beijing time of the next attempt, while pending.
+    pub next_attempt_at: Option<String>,
+    pub delivered_at: Option<String>,
+}
+
+/// How deliveries to one target have gone lately.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetHealth {
+    pub target: TargetKind,
+    pub pending: u64,
+    pub delivered: u64,
+    /// Given up.
+    pub failed: u64,
+    /// The latest failed attempt's detail and Beijing time, if any.
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+    pub last_delivered_at: Option<String>,
 }
 
 /// The ledger's verdict on a verified notification.
@@ -291,6 +372,8 @@ pub struct OrderDetail {
     pub order: OrderRecord,
     pub refunds: Vec<RefundRecord>,
     pub notifications: Vec<NotificationRecord>,
+    /// What was told outward about it, per target.
+    pub deliveries: Vec<DeliveryRecord>,
 }
 
 /// Which orders `list_orders` keeps, by status.
@@ -518,6 +601,42 @@ pub trait Ledger: Send + Sync {
     /// Approvals still open, oldest first (for the expiry sweep).
     async fn open_approvals(&self) -> Result<Vec<ApprovalRecord>, LedgerError>;
 
+    /// Lease up to `limit` deliveries due at `now_ms` to this instance for `lease_ms` (another
+    /// instance takes them again only once the lease ran out), oldest first; only deliveries to
+    /// the targets this handle was opened with.
+    async fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<DueDelivery>, LedgerError>;
+    /// Record an attempt, and the delivery's next state. A delivery already delivered stays so.
+    async fn record_attempt(
+        &self,
+        event_id: &str,
+        target: TargetKind,
+        result: &AttemptResult,
+    ) -> Result<(), LedgerError>;
+    /// When the next pending delivery is due (Unix milliseconds), if any.
+    async fn next_delivery_at(&self) -> Result<Option<i64>, LedgerError>;
+    async fn deliveries(
+        &self,
+        out_trade_no: &OutTradeNo,
+    ) -> Result<Vec<DeliveryRecord>, LedgerError>;
+    /// Per target that ever had a delivery.
+    async fn delivery_health(&self) -> Result<Vec<TargetHealth>, LedgerError>;
+    /// Orders whose expiry (Beijing `expired_by`) passed with no trade or an unpaid one, and no
+    /// event of their end yet, expiring after `since`: what the expiry sweep asks Alipay about.
+    async fn expired_untold(
+        &self,
+        since: &str,
+        expired_by: &str,
+        limit: usize,
+    ) -> Result<Vec<OrderRecord>, LedgerError>;
+    /// An order Alipay has no trade for went past its expiry: record its `order.expired` event
+    /// (once). False when it has a trade after all, or the event is already there.
+    async fn note_expired(&self, out_trade_no: &OutTradeNo) -> Result<bool, LedgerError>;
+
     async fn order_detail(
         &self,
         out_trade_no: &OutTradeNo,
@@ -528,6 +647,7 @@ pub trait Ledger: Send + Sync {
         Ok(Some(OrderDetail {
             refunds: self.refunds(out_trade_no).await?,
             notifications: self.notifications(out_trade_no).await?,
+            deliveries: self.deliveries(out_trade_no).await?,
             order,
         }))
     }

@@ -4,6 +4,7 @@
 //! authenticate and render; the tools parse and render.
 
 pub mod approvals;
+pub mod expiry;
 pub mod notifications;
 pub mod orders;
 pub mod reconcile;

@@ -7,7 +7,7 @@ use alipay_openapi::{NotifyError, SignedFields, TradeNotification};
 
 use crate::domain::notify::amount_mismatch;
 use crate::domain::{OutRequestNo, OutTradeNo};
-use crate::ledger::{NotifyApply, ReceivedNotification};
+use crate::ledger::{NotifyApply, RawForm, ReceivedNotification};
 use crate::service::Services;
 
 /// What became of a notification.
@@ -137,6 +137,11 @@ async fn check(
     }
     // What a retry repeats exactly: every field but the signature and the send time (Alipay may
     // stamp each delivery anew).
+    // When Alipay sent it, on its clock: whether a close came at or after the order's expiry.
+    let seen_at = fields
+        .get("gmt_close")
+        .or_else(|| fields.get("notify_time"))
+        .map(str::to_string);
     let content = alipay_openapi::notify_sign_content(
         fields.iter().filter(|(k, _)| *k != "notify_time"),
         false,
@@ -182,6 +187,11 @@ async fn check(
             .filter(|_| n.refund_fee.is_some())
             .and_then(OutRequestNo::parse),
         content,
+        seen_at,
+        raw: RawForm {
+            content_type: content_type.to_string(),
+            body: body.to_vec(),
+        },
     };
     let applied = svc
         .ledger

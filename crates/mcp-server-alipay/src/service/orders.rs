@@ -384,11 +384,18 @@ pub async fn record_status(
     trade_no: Option<String>,
     source: StatusSource,
 ) {
+    // Whether a close came after the order's expiry is read on the gateway's clock.
+    let seen_at = if trade_status == TradeStatus::TradeClosed {
+        Some(alipay_openapi::time::format_timestamp(&svc.clock.now().await))
+    } else {
+        None
+    };
     let update = StatusUpdate {
         trade_status,
         trade_no,
         refunded: None,
         source,
+        seen_at,
     };
     if let Err(e) = svc.ledger.update_status(out_trade_no, &update).await {
         tracing::error!(out_trade_no = %out_trade_no, error = %e, source = source.as_str(), "cannot record the status");

@@ -503,6 +503,8 @@ async fn settle(
             trade_no: trade_no.clone(),
             refunded: Some(*total),
             source: StatusSource::Refund,
+            // A close by a full refund is no expiry.
+            seen_at: None,
         };
         if let Err(e) = svc.ledger.update_status(&r.out_trade_no, &update).await {
             tracing::error!(out_trade_no = %r.out_trade_no, error = %e, "cannot record the refunded status");

@@ -11,6 +11,7 @@
 
 mod liveness;
 mod ops;
+mod outbox;
 mod rows;
 mod schema;
 #[cfg(test)]
@@ -40,6 +41,8 @@ pub struct SqliteLedger {
     instances_dir: PathBuf,
     locks: OrderLocks,
     changes: broadcast::Sender<OrderChanged>,
+    /// The outbox's configured targets: each event gets one delivery per target that receives it.
+    targets: Arc<[TargetKind]>,
 }
 
 /// How long a call waits for another writer (in this process or another) before it gives up.
@@ -108,6 +111,7 @@ impl SqliteLedger {
                 instances_dir,
                 locks: OrderLocks::new(order_locks),
                 changes: broadcast::channel(CHANGES_CAPACITY).0,
+                targets: Arc::from([]),
             })
         })
         .await
@@ -117,6 +121,15 @@ impl SqliteLedger {
                 format!("opening the ledger failed: {e}"),
             )
         })?
+    }
+
+    /// Record an outbox delivery to each of `targets` for every event from now on.
+    pub fn with_outbox(mut self, targets: &[TargetKind]) -> Self {
+        let mut targets = targets.to_vec();
+        targets.sort();
+        targets.dedup();
+        self.targets = Arc::from(targets);
+        self
     }
 
     /// Run `f` on the connection, on the blocking pool.
@@ -212,9 +225,9 @@ impl Ledger for SqliteLedger {
         out_trade_no: &OutTradeNo,
         update: &StatusUpdate,
     ) -> Result<bool, LedgerError> {
-        let (no, update) = (out_trade_no.clone(), update.clone());
+        let (no, update, targets) = (out_trade_no.clone(), update.clone(), self.targets.clone());
         let (status_changed, changed) = self
-            .run(move |c, s| ops::update_status(c, s, &no, &update))
+            .run(move |c, s| ops::update_status(c, s, &targets, &no, &update))
             .await?;
         self.changed(out_trade_no, changed);
         Ok(status_changed)
@@ -251,8 +264,11 @@ impl Ledger for SqliteLedger {
             outcome.clone(),
         );
         let sender = sender.map(|s| s.0.clone());
+        let targets = self.targets.clone();
         let (held, changed) = self
-            .run(move |c, s| ops::finish_refund(c, s, &no, &req, &outcome, sender.as_deref()))
+            .run(move |c, s| {
+                ops::finish_refund(c, s, &targets, &no, &req, &outcome, sender.as_deref())
+            })
             .await?;
         self.changed(out_trade_no, changed);
         Ok(held)
@@ -295,9 +311,9 @@ impl Ledger for SqliteLedger {
         &self,
         n: &ReceivedNotification,
     ) -> Result<NotifyApply, LedgerError> {
-        let notification = n.clone();
+        let (notification, targets) = (n.clone(), self.targets.clone());
         let (apply, changed) = self
-            .run(move |c, s| ops::apply_notification(c, s, &notification))
+            .run(move |c, s| ops::apply_notification(c, s, &targets, &notification))
             .await?;
         self.changed(&n.out_trade_no, changed);
         Ok(apply)
@@ -354,5 +370,64 @@ impl Ledger for SqliteLedger {
 
     async fn open_approvals(&self) -> Result<Vec<ApprovalRecord>, LedgerError> {
         self.run(|c, s| ops::open_approvals(c, s)).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<DueDelivery>, LedgerError> {
+        let (owner, targets) = (self.instance.id().0.clone(), self.targets.clone());
+        self.run(move |c, s| outbox::claim(c, s, &targets, &owner, now_ms, lease_ms, limit))
+            .await
+    }
+
+    async fn record_attempt(
+        &self,
+        event_id: &str,
+        target: TargetKind,
+        result: &AttemptResult,
+    ) -> Result<(), LedgerError> {
+        let (id, result) = (event_id.to_string(), result.clone());
+        self.run(move |c, _| outbox::record_attempt(c, &id, target, &result))
+            .await
+    }
+
+    async fn next_delivery_at(&self) -> Result<Option<i64>, LedgerError> {
+        let targets = self.targets.clone();
+        self.run(move |c, s| outbox::next_due(c, s, &targets)).await
+    }
+
+    async fn deliveries(
+        &self,
+        out_trade_no: &OutTradeNo,
+    ) -> Result<Vec<DeliveryRecord>, LedgerError> {
+        let no = out_trade_no.clone();
+        self.run(move |c, s| outbox::deliveries(c, s, &no)).await
+    }
+
+    async fn delivery_health(&self) -> Result<Vec<TargetHealth>, LedgerError> {
+        self.run(|c, s| outbox::health(c, s)).await
+    }
+
+    async fn expired_untold(
+        &self,
+        since: &str,
+        expired_by: &str,
+        limit: usize,
+    ) -> Result<Vec<OrderRecord>, LedgerError> {
+        let (since, by) = (since.to_string(), expired_by.to_string());
+        self.run(move |c, s| outbox::expired_untold(c, s, &since, &by, limit))
+            .await
+    }
+
+    async fn note_expired(&self, out_trade_no: &OutTradeNo) -> Result<bool, LedgerError> {
+        let (no, targets) = (out_trade_no.clone(), self.targets.clone());
+        let new = self
+            .run(move |c, s| outbox::note_expired(c, s, &targets, &no))
+            .await?;
+        self.changed(out_trade_no, new);
+        Ok(new)
     }
 }

@@ -10,7 +10,9 @@ use super::rows::{
     Res, all, amount, approval_row, fail, first, money, notification_row, order_row, refund_row,
     state, sum,
 };
+use super::outbox::{NewEvent, emit};
 use crate::domain::notify::{self, Incoming, NotifyVerdict, OrderFacts};
+use crate::domain::outbox::{self as events, EventKind, StatusChange, TargetKind};
 use crate::domain::refund::{self, ApprovalStep, BeginDecision, PriorRefund, RefundFacts};
 use crate::domain::{AppScope, OutRequestNo, OutTradeNo, RefundState, StatusSource};
 use crate::ledger::{
@@ -27,7 +29,7 @@ const MAX_NAME: usize = 128;
 /// Whether a committed call changed an order's state (so its subscribers must hear).
 pub(super) type Changed = bool;
 
-fn immediate(conn: &mut Connection) -> Res<Transaction<'_>> {
+pub(super) fn immediate(conn: &mut Connection) -> Res<Transaction<'_>> {
     Ok(conn.transaction_with_behavior(TransactionBehavior::Immediate)?)
 }
 
@@ -150,13 +152,16 @@ fn raise_refunded(conn: &Connection, s: &AppScope, no: &OutTradeNo, refunded: Mo
     Ok(raised > 0)
 }
 
-/// Apply a status inside the caller's transaction: (status changed, order changed at all).
+/// Apply a status inside the caller's transaction, with the event it is (if any): (status
+/// changed, order changed at all).
 fn apply_status(
     conn: &Connection,
     s: &AppScope,
+    targets: &[TargetKind],
     no: &OutTradeNo,
     update: &StatusUpdate,
 ) -> Res<(bool, Changed)> {
+    let before = find_order(conn, s, no)?.and_then(|o| o.trade_status);
     let now = timestamp_now();
     let (status, source) = (update.trade_status.as_str(), update.source.as_str());
     let changed =
@@ -192,8 +197,56 @@ fn apply_status(
             source,
             now
         ])?;
+        if let Some(order) = find_order(conn, s, no)? {
+            let past_expiry = match (&order.expires_at, &update.seen_at) {
+                (Some(expires), Some(seen)) => seen >= expires,
+                _ => false,
+            };
+            let kind = events::order_event(StatusChange {
+                before: before.as_ref(),
+                after: &update.trade_status,
+                total: order.total_amount,
+                refunded: order.refunded_amount,
+                closed_by_us: update.source == StatusSource::Close,
+                past_expiry,
+            });
+            if let Some(kind) = kind {
+                let event = NewEvent {
+                    kind,
+                    order: &order,
+                    refund: None,
+                    notification: None,
+                };
+                emit(conn, s, targets, &event)?;
+            }
+        }
     }
     Ok((changed, changed || raised))
+}
+
+/// Record a refund's event (if its settlement is one) inside the caller's transaction.
+fn emit_refund(
+    conn: &Connection,
+    s: &AppScope,
+    targets: &[TargetKind],
+    before: RefundState,
+    no: &OutTradeNo,
+    req: &OutRequestNo,
+) -> Res<()> {
+    let (Some(order), Some(refund)) = (find_order(conn, s, no)?, find_refund(conn, s, no, req)?)
+    else {
+        return Ok(());
+    };
+    if let Some(kind) = events::refund_event(before, refund.state) {
+        let event = NewEvent {
+            kind,
+            order: &order,
+            refund: Some(&refund),
+            notification: None,
+        };
+        emit(conn, s, targets, &event)?;
+    }
+    Ok(())
 }
 
 pub(super) fn create_order(
@@ -246,11 +299,12 @@ pub(super) fn order(conn: &Connection, s: &AppScope, no: &OutTradeNo) -> Res<Opt
 pub(super) fn update_status(
     conn: &mut Connection,
     s: &AppScope,
+    targets: &[TargetKind],
     no: &OutTradeNo,
     update: &StatusUpdate,
 ) -> Res<(bool, Changed)> {
     let tx = immediate(conn)?;
-    let changed = apply_status(&tx, s, no, update)?;
+    let changed = apply_status(&tx, s, targets, no, update)?;
     tx.commit()?;
     Ok(changed)
 }
@@ -391,6 +445,7 @@ pub(super) fn begin_refund(
 pub(super) fn finish_refund(
     conn: &mut Connection,
     s: &AppScope,
+    targets: &[TargetKind],
     no: &OutTradeNo,
     req: &OutRequestNo,
     outcome: &RefundOutcome,
@@ -428,6 +483,9 @@ pub(super) fn finish_refund(
         Some(total) => raise_refunded(&tx, s, no, total)?,
         None => false,
     };
+    if write && let Some(before) = stored.as_ref().map(|r| r.state) {
+        emit_refund(&tx, s, targets, before, no, req)?;
+    }
     tx.commit()?;
     let held = if write {
         Some(outcome.state)
@@ -473,6 +531,7 @@ pub(super) fn refunded_besides(
 pub(super) fn apply_notification(
     conn: &mut Connection,
     s: &AppScope,
+    targets: &[TargetKind],
     n: &ReceivedNotification,
 ) -> Res<(NotifyApply, Changed)> {
     let tx = immediate(conn)?;
@@ -516,8 +575,9 @@ pub(super) fn apply_notification(
             trade_no: n.trade_no.clone(),
             refunded: n.refunded,
             source: StatusSource::Notify,
+            seen_at: n.seen_at.clone(),
         };
-        apply_status(&tx, s, no, &update)?;
+        apply_status(&tx, s, targets, no, &update)?;
     }
     // A refund's notification settles that refund, so it is not counted twice (once in Alipay's
     // reported total, once as still in flight). One already confirmed keeps its record.
@@ -545,6 +605,16 @@ pub(super) fn apply_notification(
                 timestamp_now()
             ],
         )?;
+        emit_refund(&tx, s, targets, r.state, no, req)?;
+    }
+    if let Some(order) = find_order(&tx, s, no)? {
+        let event = NewEvent {
+            kind: EventKind::AlipayNotification,
+            order: &order,
+            refund: None,
+            notification: Some((&n.notify_id, &n.raw)),
+        };
+        emit(&tx, s, targets, &event)?;
     }
     tx.execute(
         "INSERT INTO notifications (app_id, env, notify_id, out_trade_no, trade_status, verdict,

@@ -45,7 +45,7 @@ pub(super) fn fail(kind: LedgerErrorKind, message: impl Into<String>) -> Fail {
     Fail::Ledger(LedgerError::new(kind, message))
 }
 
-fn corrupt(message: impl Display) -> Fail {
+pub(super) fn corrupt(message: impl Display) -> Fail {
     fail(LedgerErrorKind::Corrupt, message.to_string())
 }
 

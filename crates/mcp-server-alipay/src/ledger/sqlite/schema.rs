@@ -10,7 +10,7 @@ use crate::domain::{AppScope, Env};
 use crate::ledger::LedgerErrorKind::Refused;
 
 /// The version this code writes.
-pub(super) const VERSION: i64 = 3;
+pub(super) const VERSION: i64 = 4;
 
 /// Version 1: every row carries the app and environment it belongs to (`meta` is the file's own).
 const SCHEMA: &str = "
@@ -161,12 +161,18 @@ pub(super) fn migrate(conn: &mut Connection, scope: &AppScope) -> Res<()> {
             upgrade_v0(&tx, scope)?;
             upgrade_v1(&tx)?;
             upgrade_v2(&tx)?;
+            upgrade_v3(&tx)?;
         }
         1 => {
             upgrade_v1(&tx)?;
             upgrade_v2(&tx)?;
+            upgrade_v3(&tx)?;
         }
-        2 => upgrade_v2(&tx)?,
+        2 => {
+            upgrade_v2(&tx)?;
+            upgrade_v3(&tx)?;
+        }
+        3 => upgrade_v3(&tx)?,
         other => {
             return Err(fail(
                 Refused,
@@ -333,6 +339,54 @@ fn upgrade_v2(tx: &Connection) -> Res<()> {
          CREATE INDEX approvals_by_refund ON approvals (app_id, env, out_trade_no, out_request_no);
          CREATE INDEX approvals_by_status ON approvals (app_id, env, status);
          PRAGMA user_version = 3;",
+    )?;
+    Ok(())
+}
+
+/// Version 4: the outbox. An event is unique per order, kind and subject (the refund's number, the
+/// notification's id, or empty), so recording it twice records it once; a delivery is one event
+/// to one target, leased to one sender at a time; every attempt is kept.
+fn upgrade_v3(tx: &Connection) -> Res<()> {
+    tx.execute_batch(
+        "CREATE TABLE events (
+             id            TEXT PRIMARY KEY,
+             app_id        TEXT NOT NULL,
+             env           TEXT NOT NULL,
+             out_trade_no  TEXT NOT NULL,
+             kind          TEXT NOT NULL,
+             subject       TEXT NOT NULL,
+             data          TEXT NOT NULL,
+             raw_type      TEXT,
+             raw_body      BLOB,
+             created_ms    INTEGER NOT NULL,
+             UNIQUE (app_id, env, out_trade_no, kind, subject)
+         );
+         CREATE TABLE deliveries (
+             event_id      TEXT NOT NULL REFERENCES events (id),
+             target        TEXT NOT NULL,
+             app_id        TEXT NOT NULL,
+             env           TEXT NOT NULL,
+             state         TEXT NOT NULL,
+             attempts      INTEGER NOT NULL DEFAULT 0,
+             next_ms       INTEGER NOT NULL,
+             lease_until   INTEGER,
+             lease_owner   TEXT,
+             last_error    TEXT,
+             delivered_at  TEXT,
+             PRIMARY KEY (event_id, target)
+         );
+         CREATE INDEX deliveries_due ON deliveries (app_id, env, state, next_ms);
+         CREATE TABLE delivery_attempts (
+             id            INTEGER PRIMARY KEY,
+             event_id      TEXT NOT NULL,
+             target        TEXT NOT NULL,
+             at            TEXT NOT NULL,
+             ok            INTEGER NOT NULL,
+             http_status   INTEGER,
+             detail        TEXT NOT NULL
+         );
+         CREATE INDEX delivery_attempts_by_delivery ON delivery_attempts (event_id, target);
+         PRAGMA user_version = 4;",
     )?;
     Ok(())
 }

@@ -72,6 +72,10 @@ impl Store for TempDir {
         Box::new(Self::open(self, scope).await.unwrap())
     }
 
+    async fn open_outbox(&self, scope: &AppScope, targets: &[TargetKind]) -> Box<dyn Ledger> {
+        Box::new(Self::open(self, scope).await.unwrap().with_outbox(targets))
+    }
+
     async fn corrupt(&self, scope: &AppScope, what: &Corruption) {
         let (set, no, req) = match what {
             Corruption::OrderKind(n) => ("orders SET kind = 'desktop'", n, None),
@@ -335,6 +339,11 @@ async fn a_v0_ledger_becomes_its_owners_and_keeps_every_row() {
         refunded: None,
         refund_request_no: None,
         content: "c1".into(),
+        seen_at: None,
+        raw: RawForm {
+            content_type: "application/x-www-form-urlencoded".into(),
+            body: b"notify".to_vec(),
+        },
     };
     assert_eq!(
         l.apply_notification(&again).await.unwrap(),

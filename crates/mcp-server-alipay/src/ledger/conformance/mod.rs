@@ -21,6 +21,9 @@ use tokio::sync::broadcast::error::TryRecvError;
 use super::*;
 use crate::domain::Env;
 
+mod outbox;
+pub(crate) use outbox::*;
+
 /// Makes fresh, empty stores.
 #[async_trait]
 pub(crate) trait Backend: Send + Sync {
@@ -33,6 +36,8 @@ pub(crate) trait Backend: Send + Sync {
 pub(crate) trait Store: Send + Sync {
     /// A new handle on this store as `scope`, as a new process would open it.
     async fn open(&self, scope: &AppScope) -> Box<dyn Ledger>;
+    /// As [`Store::open`], delivering events to `targets`.
+    async fn open_outbox(&self, scope: &AppScope, targets: &[TargetKind]) -> Box<dyn Ledger>;
     /// Make a stored row unreadable, as a bad disk or a hand edit would.
     async fn corrupt(&self, scope: &AppScope, what: &Corruption);
 }
@@ -73,6 +78,9 @@ macro_rules! conformance_tests {
             apps_sharing_a_store_never_meet,
             corrupt_rows_are_errors,
             an_approval_is_decided_once,
+            events_are_recorded_once_with_their_change,
+            deliveries_are_leased_retried_and_given_up,
+            a_handle_delivers_only_to_its_targets,
         );
     };
     (@cases $backend:expr; $($case:ident),* $(,)?) => {
@@ -107,11 +115,11 @@ pub(crate) fn req(s: &str) -> OutRequestNo {
     OutRequestNo::parse(s).unwrap()
 }
 
-fn id(s: &str) -> InstanceId {
+pub(crate) fn id(s: &str) -> InstanceId {
     InstanceId(s.into())
 }
 
-fn fen(fen: i64) -> Money {
+pub(crate) fn fen(fen: i64) -> Money {
     Money::from_fen(fen)
 }
 
@@ -127,7 +135,7 @@ pub(crate) fn order(number: &str, amount_fen: i64) -> NewOrder {
 }
 
 /// Limits with no daily budget, on a day of the tests, for a trade that paid `paid_fen`.
-fn no_daily_limit(paid_fen: i64) -> RefundLimits {
+pub(crate) fn no_daily_limit(paid_fen: i64) -> RefundLimits {
     RefundLimits {
         daily: None,
         day: "2026-11-25".into(),
@@ -146,12 +154,13 @@ pub(crate) fn refund(number: &str, request: &str, amount_fen: i64) -> NewRefund 
     }
 }
 
-fn status(s: &str, refunded: Option<i64>, source: StatusSource) -> StatusUpdate {
+pub(crate) fn status(s: &str, refunded: Option<i64>, source: StatusSource) -> StatusUpdate {
     StatusUpdate {
         trade_status: TradeStatus::from(s),
         trade_no: None,
         refunded: refunded.map(fen),
         source,
+        seen_at: None,
     }
 }
 
@@ -397,6 +406,11 @@ pub(crate) async fn a_refund_notification_settles_its_refund(b: &dyn Backend) {
         refunded: Some(fen(6_000)),
         refund_request_no: Some(req("R1")),
         content: "c".into(),
+        seen_at: None,
+        raw: RawForm {
+            content_type: "application/x-www-form-urlencoded".into(),
+            body: b"notify".to_vec(),
+        },
     };
     assert_eq!(
         l.apply_notification(&n).await.unwrap(),
@@ -515,6 +529,11 @@ pub(crate) async fn notifications_dedupe_and_never_move_status_backwards(b: &dyn
         refunded: refunded.map(fen),
         refund_request_no: None,
         content: content.into(),
+        seen_at: None,
+        raw: RawForm {
+            content_type: "application/x-www-form-urlencoded".into(),
+            body: b"notify".to_vec(),
+        },
     };
     let apply = |n: ReceivedNotification| async move { l.apply_notification(&n).await.unwrap() };
     assert_eq!(
@@ -882,6 +901,11 @@ pub(crate) async fn changes_are_heard(b: &dyn Backend) {
         refunded: None,
         refund_request_no: None,
         content: "c".into(),
+        seen_at: None,
+        raw: RawForm {
+            content_type: "application/x-www-form-urlencoded".into(),
+            body: b"notify".to_vec(),
+        },
     };
     assert_eq!(
         l.apply_notification(&n).await.unwrap(),
@@ -1010,6 +1034,11 @@ pub(crate) async fn apps_sharing_a_store_never_meet(b: &dyn Backend) {
         refunded: None,
         refund_request_no: None,
         content: "one".into(),
+        seen_at: None,
+        raw: RawForm {
+            content_type: "application/x-www-form-urlencoded".into(),
+            body: b"notify".to_vec(),
+        },
     };
     assert_eq!(
         one.apply_notification(&n).await.unwrap(),
