@@ -132,23 +132,11 @@ impl BoundApp {
             },
             None => Arc::new(crate::service::SystemClock),
         };
-        // One ledger file per environment (local mode's lives with its keys); each row knows its
-        // app, so apps sharing a data dir never see each other's orders.
-        let ledger_path = config.env_dir().join("ledger.db");
         let scope = AppScope {
             env: config.env,
             app_id: client.config().merchant.app_id.clone(),
         };
-        let ledger: Arc<dyn Ledger> = Arc::new(
-            SqliteLedger::open(
-                &ledger_path,
-                scope.clone(),
-                &config.data_dir.join("instances"),
-            )
-            .await
-            .map_err(|e| format!("AP_DATA_DIR: {e} ({})", ledger_path.display()))?
-            .with_outbox(&config.outbox.kinds()),
-        );
+        let ledger: Arc<dyn Ledger> = Arc::new(open_ledger(&config, &scope).await?);
         let services = Services {
             client,
             ledger,
@@ -311,6 +299,17 @@ pub fn instructions(env: Env, tools: &[crate::tools::ToolKind]) -> String {
         text.push_str(" This server runs in LOCAL mode on an embedded Alipay gateway: no real money moves; links open a test cashier where anyone can click pay.");
     }
     text
+}
+
+/// The ledger of `scope`, delivering events to the configured targets. One file per environment
+/// (local mode's lives with its keys); each row knows its app, so apps sharing a data dir never
+/// see each other's orders.
+pub async fn open_ledger(config: &Config, scope: &AppScope) -> Result<SqliteLedger, String> {
+    let path = config.env_dir().join("ledger.db");
+    let ledger = SqliteLedger::open(&path, scope.clone(), &config.data_dir.join("instances"))
+        .await
+        .map_err(|e| format!("AP_DATA_DIR: {e} ({})", path.display()))?;
+    Ok(ledger.with_outbox(&config.outbox.kinds()))
 }
 
 /// The Alipay client the configuration asks for: the merchant's app at Alipay, or, in local mode,

@@ -21,6 +21,58 @@ impl Report {
     }
 }
 
+/// How deliveries to each configured target have gone, from the ledger (read only: nothing is
+/// sent, so a running server's deliveries are not disturbed).
+async fn outbox(config: &Config, scope: &crate::domain::AppScope, report: &mut Report) {
+    use crate::ledger::Ledger as _;
+    let ledger = match crate::app::open_ledger(config, scope).await {
+        Ok(l) => l,
+        Err(e) => {
+            report.fail(&e, "check AP_DATA_DIR");
+            return;
+        }
+    };
+    let health = match ledger.delivery_health().await {
+        Ok(h) => h,
+        Err(e) => {
+            report.fail(&format!("cannot read the outbox: {e}"), "check AP_DATA_DIR");
+            return;
+        }
+    };
+    for target in &config.outbox.targets {
+        let name = target.describe();
+        let Some(h) = health.iter().find(|h| h.target == target.kind) else {
+            report.ok(&format!("{name}: configured, nothing delivered yet"));
+            continue;
+        };
+        let counts = format!(
+            "{} delivered, {} pending, {} given up",
+            h.delivered, h.pending, h.failed
+        );
+        // Failing: the latest attempt failed (later than the latest delivery), or one was given up.
+        let failing_now = match (&h.last_error_at, &h.last_delivered_at) {
+            (Some(error), Some(ok)) => error > ok,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        if failing_now || h.failed > 0 {
+            report.fail(
+                &format!(
+                    "{name} is failing: {counts}; last error {} at {}",
+                    h.last_error.as_deref().unwrap_or("?"),
+                    h.last_error_at.as_deref().unwrap_or("?")
+                ),
+                &format!(
+                    "check {} (and its secret) and that the receiver answers as its platform says success looks; pending deliveries are retried on their own",
+                    target.kind.variable()
+                ),
+            );
+        } else {
+            report.ok(&format!("{name}: {counts}"));
+        }
+    }
+}
+
 pub async fn run() -> std::process::ExitCode {
     let mut report = Report { failed: false };
     let config = match Config::from_env() {
@@ -96,6 +148,13 @@ pub async fn run() -> std::process::ExitCode {
             &format!("cannot complete a request to {gateway}: {e}"),
             "check the network, AP_CURRENT_ENV and AP_GATEWAY_URL",
         ),
+    }
+    if !config.outbox.targets.is_empty() {
+        let scope = crate::domain::AppScope {
+            env: config.env,
+            app_id: client.config().merchant.app_id.clone(),
+        };
+        outbox(&config, &scope, &mut report).await;
     }
     if let Some(local) = local {
         local.shutdown().await;

@@ -16,11 +16,9 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead as _, Write as _};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use common::raw::Raw;
 use common::*;
 use serde_json::{Value, json};
 
@@ -40,102 +38,6 @@ impl Rng {
 
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
-    }
-}
-
-/// A server on raw JSON-RPC.
-struct Raw {
-    child: Child,
-    stdin: ChildStdin,
-    rx: Receiver<Value>,
-    next_id: i64,
-}
-
-impl Raw {
-    fn start(env: &HashMap<String, String>) -> Self {
-        let mut child = Command::new(BIN)
-            .env_clear()
-            .envs(env)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if tx
-                    .send(serde_json::from_str(&line).unwrap_or(Value::Null))
-                    .is_err()
-                {
-                    break;
-                }
-            }
-        });
-        let mut raw = Self {
-            child,
-            stdin,
-            rx,
-            next_id: 1,
-        };
-        let id = raw.send("initialize", json!({"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"crash","version":"1"}}));
-        raw.wait(id, Duration::from_secs(30))
-            .expect("initialize answered");
-        writeln!(
-            raw.stdin,
-            "{}",
-            json!({"jsonrpc":"2.0","method":"notifications/initialized"})
-        )
-        .unwrap();
-        raw
-    }
-
-    fn send(&mut self, method: &str, params: Value) -> i64 {
-        let id = self.next_id;
-        self.next_id += 1;
-        writeln!(
-            self.stdin,
-            "{}",
-            json!({"jsonrpc":"2.0","id":id,"method":method,"params":params})
-        )
-        .unwrap();
-        self.stdin.flush().unwrap();
-        id
-    }
-
-    fn tool(&mut self, name: &str, args: Value) -> i64 {
-        self.send("tools/call", json!({"name":name,"arguments":args}))
-    }
-
-    /// The answer to `id`, if it comes within `limit`.
-    fn wait(&mut self, id: i64, limit: Duration) -> Option<Value> {
-        let deadline = Instant::now() + limit;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(left) {
-                Ok(msg) if msg["id"] == id => return Some(msg),
-                Ok(_) => {}
-                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
-                    return None;
-                }
-            }
-        }
-    }
-
-    /// SIGKILL, then every answer the server had already written (a client would read those).
-    fn kill(mut self) -> Vec<Value> {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        let mut written = Vec::new();
-        while let Ok(msg) = self.rx.recv_timeout(Duration::from_millis(500)) {
-            written.push(msg);
-        }
-        written
     }
 }
 

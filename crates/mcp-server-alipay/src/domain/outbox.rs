@@ -241,14 +241,7 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         let m = |minutes: u64| Duration::from_secs(60 * minutes);
         Self {
-            delays: vec![
-                Duration::from_secs(15),
-                m(1),
-                m(5),
-                m(30),
-                m(120),
-                m(360),
-            ],
+            delays: vec![Duration::from_secs(15), m(1), m(5), m(30), m(120), m(360)],
             give_up_after: m(24 * 60),
         }
     }
@@ -372,16 +365,19 @@ mod tests {
         let p = RetryPolicy::default();
         let t0 = 1_000_000;
         assert_eq!(p.after_failure(1, t0, t0), Next::RetryAt(t0 + 15_000));
-        assert_eq!(p.after_failure(2, t0, t0 + 15_000), Next::RetryAt(t0 + 75_000));
+        assert_eq!(
+            p.after_failure(2, t0, t0 + 15_000),
+            Next::RetryAt(t0 + 75_000)
+        );
         // The last delay repeats.
         let late = t0 + 10 * 3_600_000;
-        assert_eq!(p.after_failure(9, t0, late), Next::RetryAt(late + 21_600_000));
+        assert_eq!(
+            p.after_failure(9, t0, late),
+            Next::RetryAt(late + 21_600_000)
+        );
         // Never past the window: the last try falls on its end, then it is given up.
         let end = t0 + 24 * 3_600_000;
-        assert_eq!(
-            p.after_failure(9, t0, end - 1_000),
-            Next::RetryAt(end)
-        );
+        assert_eq!(p.after_failure(9, t0, end - 1_000), Next::RetryAt(end));
         assert_eq!(p.after_failure(10, t0, end), Next::GiveUp);
     }
 

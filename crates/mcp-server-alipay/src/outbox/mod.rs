@@ -112,7 +112,11 @@ async fn deliver(
     let (next, detail) = match outcome.verdict {
         Ok(()) => (None, "ok".to_string()),
         Err(detail) => (
-            Some(config.retry.after_failure(failures, event.created_ms, now_ms())),
+            Some(
+                config
+                    .retry
+                    .after_failure(failures, event.created_ms, now_ms()),
+            ),
             detail,
         ),
     };

@@ -148,10 +148,8 @@ pub fn from_vars(get: &dyn Fn(&str) -> Option<String>) -> Result<OutboxConfig, C
 
     let mut retry = RetryPolicy::default();
     if let Some(text) = get("AP_DELIVERY_RETRY") {
-        let delays: Option<Vec<Duration>> = text
-            .split(',')
-            .map(|d| parse_duration(d.trim()))
-            .collect();
+        let delays: Option<Vec<Duration>> =
+            text.split(',').map(|d| parse_duration(d.trim())).collect();
         retry.delays = delays.filter(|d| !d.is_empty() && d.len() <= 32).ok_or_else(|| {
             err(
                 "AP_DELIVERY_RETRY",
@@ -198,13 +196,25 @@ mod tests {
     #[test]
     fn every_target_is_read() {
         let c = read(&[
-            ("AP_NOTIFY_FORWARD_URL", "https://shop.example.com/alipay/notify"),
+            (
+                "AP_NOTIFY_FORWARD_URL",
+                "https://shop.example.com/alipay/notify",
+            ),
             ("AP_WEBHOOK_URL", "https://shop.example.com/hooks/alipay"),
             ("AP_WEBHOOK_SECRET", SECRET),
-            ("AP_DINGTALK_WEBHOOK", "https://oapi.dingtalk.com/robot/send?access_token=abc"),
+            (
+                "AP_DINGTALK_WEBHOOK",
+                "https://oapi.dingtalk.com/robot/send?access_token=abc",
+            ),
             ("AP_DINGTALK_SECRET", "SEC0123456789abcdef0123456789"),
-            ("AP_WECOM_WEBHOOK", "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k"),
-            ("AP_FEISHU_WEBHOOK", "https://open.feishu.cn/open-apis/bot/v2/hook/x"),
+            (
+                "AP_WECOM_WEBHOOK",
+                "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k",
+            ),
+            (
+                "AP_FEISHU_WEBHOOK",
+                "https://open.feishu.cn/open-apis/bot/v2/hook/x",
+            ),
             ("AP_DELIVERY_RETRY", "1s, 2s"),
             ("AP_DELIVERY_GIVE_UP", "1h"),
         ])
@@ -217,29 +227,56 @@ mod tests {
         assert_eq!(c.retry.give_up_after, Duration::from_secs(3600));
         // Neither the token in a robot's URL nor a secret is ever shown.
         let shown = format!("{c:?}");
-        assert!(!shown.contains("access_token") && !shown.contains("abc"), "{shown}");
-        assert!(!shown.contains(SECRET) && !shown.contains("SEC0123"), "{shown}");
+        assert!(
+            !shown.contains("access_token") && !shown.contains("abc"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains(SECRET) && !shown.contains("SEC0123"),
+            "{shown}"
+        );
     }
 
     #[test]
     fn bad_values_name_their_variable() {
         let var = |pairs: &[(&str, &str)]| read(pairs).unwrap_err().var;
-        assert_eq!(var(&[("AP_NOTIFY_FORWARD_URL", "ftp://x/notify")]), "AP_NOTIFY_FORWARD_URL");
-        assert_eq!(var(&[("AP_WECOM_WEBHOOK", "not a url")]), "AP_WECOM_WEBHOOK");
-        assert_eq!(var(&[("AP_WEBHOOK_URL", "https://x/h")]), "AP_WEBHOOK_SECRET");
         assert_eq!(
-            var(&[("AP_WEBHOOK_URL", "https://x/h"), ("AP_WEBHOOK_SECRET", "short")]),
+            var(&[("AP_NOTIFY_FORWARD_URL", "ftp://x/notify")]),
+            "AP_NOTIFY_FORWARD_URL"
+        );
+        assert_eq!(
+            var(&[("AP_WECOM_WEBHOOK", "not a url")]),
+            "AP_WECOM_WEBHOOK"
+        );
+        assert_eq!(
+            var(&[("AP_WEBHOOK_URL", "https://x/h")]),
+            "AP_WEBHOOK_SECRET"
+        );
+        assert_eq!(
+            var(&[
+                ("AP_WEBHOOK_URL", "https://x/h"),
+                ("AP_WEBHOOK_SECRET", "short")
+            ]),
             "AP_WEBHOOK_SECRET"
         );
         assert_eq!(var(&[("AP_FEISHU_SECRET", SECRET)]), "AP_FEISHU_SECRET");
-        assert_eq!(var(&[("AP_DELIVERY_RETRY", "15s,soon")]), "AP_DELIVERY_RETRY");
+        assert_eq!(
+            var(&[("AP_DELIVERY_RETRY", "15s,soon")]),
+            "AP_DELIVERY_RETRY"
+        );
         assert_eq!(var(&[("AP_DELIVERY_GIVE_UP", "0s")]), "AP_DELIVERY_GIVE_UP");
-        assert_eq!(var(&[("AP_DELIVERY_GIVE_UP", "200h")]), "AP_DELIVERY_GIVE_UP");
+        assert_eq!(
+            var(&[("AP_DELIVERY_GIVE_UP", "200h")]),
+            "AP_DELIVERY_GIVE_UP"
+        );
         // The message never repeats a URL or a secret.
         let e = read(&[("AP_DINGTALK_WEBHOOK", "robot/send?access_token=abc")]).unwrap_err();
         assert!(!e.to_string().contains("access_token"), "{e}");
-        let e = read(&[("AP_WEBHOOK_URL", "https://x/h"), ("AP_WEBHOOK_SECRET", "tooshort123")])
-            .unwrap_err();
+        let e = read(&[
+            ("AP_WEBHOOK_URL", "https://x/h"),
+            ("AP_WEBHOOK_SECRET", "tooshort123"),
+        ])
+        .unwrap_err();
         assert!(!e.to_string().contains("tooshort123"), "{e}");
     }
 

@@ -185,15 +185,16 @@ pub fn judge(kind: TargetKind, status: u16, body: &str) -> Result<(), String> {
                     .unwrap_or("");
                 Err(format!("{} {code}: {}", fields[0], quote(msg)))
             }
-            None => Err(format!("HTTP {status}, but no {}: {}", fields[0], quote(body))),
+            None => Err(format!(
+                "HTTP {status}, but no {}: {}",
+                fields[0],
+                quote(body)
+            )),
         }
     };
     match kind {
         TargetKind::Forward if body.trim() == "success" => Ok(()),
-        TargetKind::Forward => Err(format!(
-            "answered {} instead of success",
-            quote(body)
-        )),
+        TargetKind::Forward => Err(format!("answered {} instead of success", quote(body))),
         TargetKind::Webhook => Ok(()),
         TargetKind::DingTalk | TargetKind::WeCom => code(&["errcode"]),
         TargetKind::Feishu => code(&["code", "StatusCode"]),
@@ -222,7 +223,8 @@ mod tests {
             feishu_sign("WYDI1R5kaqfQpTxMUBzMbfwBJcZgw4e6", 1_764_590_000),
             "dSY2NtPLx/XqiiYJFSeUstcw6+bQFICLXchrQ60h78M="
         );
-        let body = r#"{"id":"evt_1","type":"payment.succeeded","created":1764590000,"data":{"a":1}}"#;
+        let body =
+            r#"{"id":"evt_1","type":"payment.succeeded","created":1764590000,"data":{"a":1}}"#;
         assert_eq!(
             webhook_signature("whsec_0123456789abcdef", 1_764_590_001, body),
             "t=1764590001,v1=9fdcab8bf07024f94b7e393a1095024ffa7839953fd794c7d846ed4111b582f7"
@@ -269,7 +271,11 @@ mod tests {
     fn the_webhook_is_signed_json() {
         let e = event(EventKind::PaymentSucceeded);
         let out = request(
-            &target(TargetKind::Webhook, "https://shop/hook", Some("whsec_0123456789abcdef")),
+            &target(
+                TargetKind::Webhook,
+                "https://shop/hook",
+                Some("whsec_0123456789abcdef"),
+            ),
             &e,
             1_764_590_005_500,
         )
@@ -312,7 +318,11 @@ mod tests {
         assert!(v["text"]["content"].as_str().unwrap().contains("12.30"));
 
         let wecom = request(
-            &target(TargetKind::WeCom, "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k", None),
+            &target(
+                TargetKind::WeCom,
+                "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k",
+                None,
+            ),
             &e,
             0,
         )
@@ -342,19 +352,40 @@ mod tests {
     fn answers_are_judged_as_each_platform_documents() {
         use TargetKind::*;
         assert_eq!(judge(Forward, 200, "success"), Ok(()));
-        assert!(judge(Forward, 200, "fail").unwrap_err().contains("\"fail\""));
+        assert!(
+            judge(Forward, 200, "fail")
+                .unwrap_err()
+                .contains("\"fail\"")
+        );
         assert_eq!(judge(Forward, 500, "success"), Err("HTTP 500".into()));
         assert_eq!(judge(Webhook, 204, ""), Ok(()));
         assert_eq!(judge(Webhook, 302, ""), Err("HTTP 302".into()));
-        assert_eq!(judge(DingTalk, 200, r#"{"errcode":0,"errmsg":"ok"}"#), Ok(()));
         assert_eq!(
-            judge(DingTalk, 200, r#"{"errcode":310000,"errmsg":"keywords not in content"}"#),
+            judge(DingTalk, 200, r#"{"errcode":0,"errmsg":"ok"}"#),
+            Ok(())
+        );
+        assert_eq!(
+            judge(
+                DingTalk,
+                200,
+                r#"{"errcode":310000,"errmsg":"keywords not in content"}"#
+            ),
             Err("errcode 310000: \"keywords not in content\"".into())
         );
         assert_eq!(judge(WeCom, 200, r#"{"errcode":0,"errmsg":"ok"}"#), Ok(()));
-        assert!(judge(WeCom, 200, "<html>").unwrap_err().contains("not JSON"));
-        assert_eq!(judge(Feishu, 200, r#"{"code":0,"msg":"success","data":{}}"#), Ok(()));
-        assert_eq!(judge(Feishu, 200, r#"{"StatusCode":0,"StatusMessage":"success"}"#), Ok(()));
+        assert!(
+            judge(WeCom, 200, "<html>")
+                .unwrap_err()
+                .contains("not JSON")
+        );
+        assert_eq!(
+            judge(Feishu, 200, r#"{"code":0,"msg":"success","data":{}}"#),
+            Ok(())
+        );
+        assert_eq!(
+            judge(Feishu, 200, r#"{"StatusCode":0,"StatusMessage":"success"}"#),
+            Ok(())
+        );
         assert_eq!(
             judge(Feishu, 200, r#"{"code":19021,"msg":"sign match fail"}"#),
             Err("code 19021: \"sign match fail\"".into())

@@ -42,7 +42,9 @@ pub async fn sweep(svc: &Services) -> usize {
             match svc.ledger.note_expired(no).await {
                 Ok(true) => expired += 1,
                 Ok(false) => {}
-                Err(e) => tracing::warn!(out_trade_no = %no, error = %e, "expiry sweep: cannot record"),
+                Err(e) => {
+                    tracing::warn!(out_trade_no = %no, error = %e, "expiry sweep: cannot record")
+                }
             }
         }
     }

@@ -386,7 +386,9 @@ pub async fn record_status(
 ) {
     // Whether a close came after the order's expiry is read on the gateway's clock.
     let seen_at = if trade_status == TradeStatus::TradeClosed {
-        Some(alipay_openapi::time::format_timestamp(&svc.clock.now().await))
+        Some(alipay_openapi::time::format_timestamp(
+            &svc.clock.now().await,
+        ))
     } else {
         None
     };

@@ -2,6 +2,8 @@
 //! in local mode on a private data dir; reach the embedded gateway's control API over HTTP.
 #![allow(dead_code)]
 
+pub(crate) mod raw;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -7,7 +7,11 @@ use alipay_openapi::TradeStatus;
 use super::*;
 use crate::domain::outbox::{DeliveryState, EventData, EventKind, Next, TargetKind};
 
-const ALL_TARGETS: [TargetKind; 3] = [TargetKind::Forward, TargetKind::Webhook, TargetKind::DingTalk];
+const ALL_TARGETS: [TargetKind; 3] = [
+    TargetKind::Forward,
+    TargetKind::Webhook,
+    TargetKind::DingTalk,
+];
 const LEASE: i64 = 30_000;
 
 fn now() -> i64 {
@@ -78,11 +82,18 @@ pub(crate) async fn events_are_recorded_once_with_their_change(b: &dyn Backend) 
             (EventKind::PaymentSucceeded, TargetKind::Webhook)
         ]
     );
-    assert_eq!(due[0].event.id, due[1].event.id, "one event, two deliveries");
+    assert_eq!(
+        due[0].event.id, due[1].event.id,
+        "one event, two deliveries"
+    );
     assert!(due[0].event.id.starts_with("evt_") && due[0].event.id.len() == 36);
     let data: EventData = serde_json::from_str(&due[0].event.data).unwrap();
     assert_eq!(
-        (data.total_amount.as_str(), data.trade_no.as_deref(), data.app_id.as_str()),
+        (
+            data.total_amount.as_str(),
+            data.trade_no.as_deref(),
+            data.app_id.as_str()
+        ),
         ("10.00", Some("T1"), APP)
     );
     for d in &due {
@@ -90,16 +101,25 @@ pub(crate) async fn events_are_recorded_once_with_their_change(b: &dyn Backend) 
     }
     // The same payment again, then finished: still one payment.
     l.update_status(&no("A"), &paid).await.unwrap();
-    l.update_status(&no("A"), &status("TRADE_FINISHED", None, StatusSource::Query))
-        .await
-        .unwrap();
+    l.update_status(
+        &no("A"),
+        &status("TRADE_FINISHED", None, StatusSource::Query),
+    )
+    .await
+    .unwrap();
     assert!(claim_all(l).await.is_empty());
 
     // A verified notification is kept byte for byte, for the forward target only, once.
     let body = b"notify_id=N1&sign=a%2Bb%3D&trade_status=TRADE_FINISHED";
     let n = notification("N1", TradeStatus::TradeFinished, body);
-    assert_eq!(l.apply_notification(&n).await.unwrap(), NotifyApply::Applied);
-    assert_eq!(l.apply_notification(&n).await.unwrap(), NotifyApply::Duplicate);
+    assert_eq!(
+        l.apply_notification(&n).await.unwrap(),
+        NotifyApply::Applied
+    );
+    assert_eq!(
+        l.apply_notification(&n).await.unwrap(),
+        NotifyApply::Duplicate
+    );
     let due = claim_all(l).await;
     assert_eq!(
         kinds(&due),
@@ -112,9 +132,12 @@ pub(crate) async fn events_are_recorded_once_with_their_change(b: &dyn Backend) 
 
     // A refund that succeeds is an event once; one sent and refused is one too.
     l.create_order(&order("R", 1_000)).await.unwrap();
-    l.update_status(&no("R"), &status("TRADE_SUCCESS", None, StatusSource::Query))
-        .await
-        .unwrap();
+    l.update_status(
+        &no("R"),
+        &status("TRADE_SUCCESS", None, StatusSource::Query),
+    )
+    .await
+    .unwrap();
     for d in claim_all(l).await {
         delivered(l, &d).await;
     }
@@ -138,15 +161,33 @@ pub(crate) async fn events_are_recorded_once_with_their_change(b: &dyn Backend) 
     let data: EventData = serde_json::from_str(&due[2].event.data).unwrap();
     let refund_data = data.refund.unwrap();
     assert_eq!(
-        (refund_data.out_request_no.as_str(), refund_data.refund_amount.as_str()),
+        (
+            refund_data.out_request_no.as_str(),
+            refund_data.refund_amount.as_str()
+        ),
         ("R1", "1.00")
     );
 
     // An unpaid end: closed by us, or by Alipay at the expiry (on the gateway's clock).
     for (number, source, seen_at, kind) in [
-        ("C", StatusSource::Close, "2026-11-25 10:00:00", EventKind::OrderClosed),
-        ("E", StatusSource::Query, "2026-11-25 10:30:00", EventKind::OrderExpired),
-        ("F", StatusSource::Notify, "2026-11-25 10:29:59", EventKind::OrderClosed),
+        (
+            "C",
+            StatusSource::Close,
+            "2026-11-25 10:00:00",
+            EventKind::OrderClosed,
+        ),
+        (
+            "E",
+            StatusSource::Query,
+            "2026-11-25 10:30:00",
+            EventKind::OrderExpired,
+        ),
+        (
+            "F",
+            StatusSource::Notify,
+            "2026-11-25 10:29:59",
+            EventKind::OrderClosed,
+        ),
     ] {
         l.create_order(&order(number, 500)).await.unwrap();
         let closed = StatusUpdate {
@@ -156,7 +197,10 @@ pub(crate) async fn events_are_recorded_once_with_their_change(b: &dyn Backend) 
         l.update_status(&no(number), &closed).await.unwrap();
         let due = claim_all(l).await;
         assert_eq!(due.len(), 2, "{number}");
-        assert!(due.iter().all(|d| d.event.kind == kind), "{number}: {due:?}");
+        assert!(
+            due.iter().all(|d| d.event.kind == kind),
+            "{number}: {due:?}"
+        );
     }
 
     // A link nobody opened: the sweep finds it past its expiry, and its expiry is told once.
@@ -193,16 +237,24 @@ pub(crate) async fn deliveries_are_leased_retried_and_given_up(b: &dyn Backend) 
     let two = store.open_outbox(&scope(APP), &[TargetKind::Webhook]).await;
     let (one, two) = (one.as_ref(), two.as_ref());
     one.create_order(&order("A", 1_000)).await.unwrap();
-    one.update_status(&no("A"), &status("TRADE_SUCCESS", None, StatusSource::Query))
-        .await
-        .unwrap();
+    one.update_status(
+        &no("A"),
+        &status("TRADE_SUCCESS", None, StatusSource::Query),
+    )
+    .await
+    .unwrap();
     let t0 = now() + 1;
     let due = one.claim_deliveries(t0, LEASE, 10).await.unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].attempts, 0);
     let id = due[0].event.id.clone();
     // Leased: no other sender (in this process or another) takes it meanwhile.
-    assert!(two.claim_deliveries(t0, LEASE, 10).await.unwrap().is_empty());
+    assert!(
+        two.claim_deliveries(t0, LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(one.next_delivery_at().await.unwrap(), Some(t0 + LEASE));
     // A sender that died holding it: taken again, same event, once the lease ran out.
     let again = two.claim_deliveries(t0 + LEASE, LEASE, 10).await.unwrap();
@@ -215,33 +267,60 @@ pub(crate) async fn deliveries_are_leased_retried_and_given_up(b: &dyn Backend) 
         http_status: Some(500),
         detail: "HTTP 500".into(),
     };
-    two.record_attempt(&id, TargetKind::Webhook, &failed).await.unwrap();
+    two.record_attempt(&id, TargetKind::Webhook, &failed)
+        .await
+        .unwrap();
     assert_eq!(one.next_delivery_at().await.unwrap(), Some(t0 + 5_000));
-    assert!(one.claim_deliveries(t0 + 4_999, LEASE, 10).await.unwrap().is_empty());
+    assert!(
+        one.claim_deliveries(t0 + 4_999, LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let retry = one.claim_deliveries(t0 + 5_000, LEASE, 10).await.unwrap();
-    assert_eq!((retry[0].event.id.as_str(), retry[0].attempts), (id.as_str(), 1));
+    assert_eq!(
+        (retry[0].event.id.as_str(), retry[0].attempts),
+        (id.as_str(), 1)
+    );
     let shown = one.deliveries(&no("A")).await.unwrap();
     assert_eq!(shown.len(), 1);
     assert_eq!(
-        (shown[0].state, shown[0].attempts, shown[0].last_error.as_deref()),
+        (
+            shown[0].state,
+            shown[0].attempts,
+            shown[0].last_error.as_deref()
+        ),
         (DeliveryState::Pending, 1, Some("HTTP 500"))
     );
     assert!(shown[0].next_attempt_at.is_some());
 
     // Delivered is final: a late failure from the sender whose lease ran out changes nothing.
     delivered(one, &retry[0]).await;
-    two.record_attempt(&id, TargetKind::Webhook, &failed).await.unwrap();
+    two.record_attempt(&id, TargetKind::Webhook, &failed)
+        .await
+        .unwrap();
     let shown = one.deliveries(&no("A")).await.unwrap();
-    assert_eq!((shown[0].state, shown[0].attempts), (DeliveryState::Delivered, 2));
+    assert_eq!(
+        (shown[0].state, shown[0].attempts),
+        (DeliveryState::Delivered, 2)
+    );
     assert!(shown[0].delivered_at.is_some() && shown[0].next_attempt_at.is_none());
     assert_eq!(one.next_delivery_at().await.unwrap(), None);
-    assert!(one.claim_deliveries(t0 + 10 * LEASE, LEASE, 10).await.unwrap().is_empty());
+    assert!(
+        one.claim_deliveries(t0 + 10 * LEASE, LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Given up: failed, never claimed again, and the health says so.
     one.create_order(&order("B", 1_000)).await.unwrap();
-    one.update_status(&no("B"), &status("TRADE_SUCCESS", None, StatusSource::Query))
-        .await
-        .unwrap();
+    one.update_status(
+        &no("B"),
+        &status("TRADE_SUCCESS", None, StatusSource::Query),
+    )
+    .await
+    .unwrap();
     let due = claim_all(one).await;
     let give_up = AttemptResult {
         next: Some(Next::GiveUp),
@@ -251,7 +330,12 @@ pub(crate) async fn deliveries_are_leased_retried_and_given_up(b: &dyn Backend) 
     one.record_attempt(&due[0].event.id, TargetKind::Webhook, &give_up)
         .await
         .unwrap();
-    assert!(one.claim_deliveries(t0 + 10 * LEASE, LEASE, 10).await.unwrap().is_empty());
+    assert!(
+        one.claim_deliveries(t0 + 10 * LEASE, LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let health = two.delivery_health().await.unwrap();
     assert_eq!(health.len(), 1);
     let h = &health[0];
@@ -259,7 +343,10 @@ pub(crate) async fn deliveries_are_leased_retried_and_given_up(b: &dyn Backend) 
         (h.target, h.pending, h.delivered, h.failed),
         (TargetKind::Webhook, 0, 1, 1)
     );
-    assert_eq!(h.last_error.as_deref(), Some("no answer: connection refused"));
+    assert_eq!(
+        h.last_error.as_deref(),
+        Some("no answer: connection refused")
+    );
     assert!(h.last_error_at.is_some() && h.last_delivered_at.is_some());
 }
 
@@ -272,7 +359,10 @@ pub(crate) async fn a_handle_delivers_only_to_its_targets(b: &dyn Backend) {
     // No target, no event.
     plain.create_order(&order("A", 100)).await.unwrap();
     plain
-        .update_status(&no("A"), &status("TRADE_SUCCESS", None, StatusSource::Query))
+        .update_status(
+            &no("A"),
+            &status("TRADE_SUCCESS", None, StatusSource::Query),
+        )
         .await
         .unwrap();
     assert!(claim_all(every.as_ref()).await.is_empty());
@@ -280,10 +370,16 @@ pub(crate) async fn a_handle_delivers_only_to_its_targets(b: &dyn Backend) {
     // Recorded for every target by one handle; each handle claims only its own targets'.
     every.create_order(&order("B", 100)).await.unwrap();
     every
-        .update_status(&no("B"), &status("TRADE_SUCCESS", None, StatusSource::Query))
+        .update_status(
+            &no("B"),
+            &status("TRADE_SUCCESS", None, StatusSource::Query),
+        )
         .await
         .unwrap();
-    assert!(claim_all(other_app.as_ref()).await.is_empty(), "another app's");
+    assert!(
+        claim_all(other_app.as_ref()).await.is_empty(),
+        "another app's"
+    );
     assert_eq!(
         kinds(&claim_all(webhook.as_ref()).await),
         [(EventKind::PaymentSucceeded, TargetKind::Webhook)]

@@ -6,11 +6,11 @@ use alipay_openapi::Money;
 use alipay_openapi::time::timestamp_now;
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
+use super::outbox::{NewEvent, emit};
 use super::rows::{
     Res, all, amount, approval_row, fail, first, money, notification_row, order_row, refund_row,
     state, sum,
 };
-use super::outbox::{NewEvent, emit};
 use crate::domain::notify::{self, Incoming, NotifyVerdict, OrderFacts};
 use crate::domain::outbox::{self as events, EventKind, StatusChange, TargetKind};
 use crate::domain::refund::{self, ApprovalStep, BeginDecision, PriorRefund, RefundFacts};

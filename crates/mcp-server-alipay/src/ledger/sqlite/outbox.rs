@@ -84,8 +84,8 @@ pub(super) fn emit(
     let data = serde_json::to_string(&data).map_err(|e| corrupt(e.to_string()))?;
     let (id, now) = (new_event_id(), now_ms());
     let raw = event.notification.map(|(_, raw)| raw);
-    let inserted = conn
-        .prepare_cached(
+    let inserted =
+        conn.prepare_cached(
             "INSERT INTO events (id, app_id, env, out_trade_no, kind, subject, data, raw_type,
                  raw_body, created_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
@@ -102,8 +102,7 @@ pub(super) fn emit(
             raw.map(|r| r.content_type.as_str()),
             raw.map(|r| r.body.as_slice()),
             now
-        ])?
-        > 0;
+        ])? > 0;
     if inserted {
         for target in receivers {
             conn.prepare_cached(
@@ -180,7 +179,13 @@ pub(super) fn claim(
            AND (d.lease_until IS NULL OR d.lease_until <= ?3)
            AND instr(?5, ',' || d.target || ',') > 0
          ORDER BY d.next_ms, e.created_ms LIMIT ?4",
-        params![s.app_id, s.env.as_str(), now, limit as i64, target_list(targets)],
+        params![
+            s.app_id,
+            s.env.as_str(),
+            now,
+            limit as i64,
+            target_list(targets)
+        ],
         |r| {
             Ok(DueDelivery {
                 event: event_row(r)?,
@@ -261,9 +266,10 @@ pub(super) fn next_due(
              WHERE app_id = ?1 AND env = ?2 AND state = 'pending'
                AND instr(?3, ',' || target || ',') > 0",
         )?
-        .query_row(params![s.app_id, s.env.as_str(), target_list(targets)], |r| {
-            r.get::<_, Option<i64>>(0)
-        })
+        .query_row(
+            params![s.app_id, s.env.as_str(), target_list(targets)],
+            |r| r.get::<_, Option<i64>>(0),
+        )
         .optional()?
         .flatten())
 }
