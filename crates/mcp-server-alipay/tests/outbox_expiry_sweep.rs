@@ -18,7 +18,10 @@ const APP_ID: &str = "2021000000000099";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_that_expire_unpaid_are_told_once() {
-    let (platform, app_key) = (PrivateKey::generate().unwrap(), PrivateKey::generate().unwrap());
+    let (platform, app_key) = (
+        PrivateKey::generate().unwrap(),
+        PrivateKey::generate().unwrap(),
+    );
     let config = EmulatorConfig::new(platform)
         .with_app(AppConfig::new(APP_ID, app_key.public_key().clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
