@@ -63,8 +63,9 @@ async fn outbox(config: &Config, scope: &crate::domain::AppScope, report: &mut R
                     h.last_error_at.as_deref().unwrap_or("?")
                 ),
                 &format!(
-                    "check {} (and its secret) and that the receiver answers as its platform says success looks; pending deliveries are retried on their own",
-                    target.kind.variable()
+                    "check {}{} and that the receiver answers as its platform says success looks (see docs/notifications.md); pending deliveries are retried on their own",
+                    target.kind.variable(),
+                    if target.secret.is_some() { " and its secret" } else { "" }
                 ),
             );
         } else {

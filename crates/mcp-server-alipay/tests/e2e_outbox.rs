@@ -427,6 +427,31 @@ async fn deliveries_pending_at_a_kill_are_made_after_the_restart() {
         "{:?}",
         ledger_deliveries(&dir)
     );
+    // `doctor` says which targets are failing, naming the variable and never a URL's secret part.
+    let doctor = std::process::Command::new(BIN)
+        .arg("doctor")
+        .env_clear()
+        .envs(&env)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&doctor.stdout);
+    assert!(!doctor.status.success(), "{report}");
+    for target in ["forward", "webhook", "dingtalk", "wecom", "feishu"] {
+        assert!(
+            report.contains(&format!("[FAIL] {target} (http://127.0.0.1) is failing")),
+            "{target}: {report}"
+        );
+    }
+    assert!(report.contains("check AP_WEBHOOK_URL"), "{report}");
+    for secret in [
+        "robot-token",
+        "wecom-key",
+        WEBHOOK_SECRET,
+        DINGTALK_SECRET,
+        FEISHU_SECRET,
+    ] {
+        assert!(!report.contains(secret), "{report}");
+    }
     server.kill();
     let before = ledger_deliveries(&dir);
 

@@ -37,6 +37,19 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// A transport error and its causes (`tcp connect error: Connection refused`), without the URL.
+fn transport_error(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 fn http_client() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
@@ -170,7 +183,7 @@ async fn attempt(http: &reqwest::Client, target: &targets::Target, due: &DueDeli
         Err(e) => {
             return Outcome {
                 status: None,
-                verdict: Err(format!("no answer: {}", e.without_url())),
+                verdict: Err(format!("no answer: {}", transport_error(e))),
             };
         }
     };
@@ -183,7 +196,7 @@ async fn attempt(http: &reqwest::Client, target: &targets::Target, due: &DueDeli
             Err(e) => {
                 return Outcome {
                     status: Some(status),
-                    verdict: Err(format!("HTTP {status}, answer cut: {}", e.without_url())),
+                    verdict: Err(format!("HTTP {status}, answer cut: {}", transport_error(e))),
                 };
             }
         }
