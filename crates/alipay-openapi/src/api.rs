@@ -450,6 +450,54 @@ impl ApiRequest for AipayTradePrecreate {
     }
 }
 
+/// `alipay.data.dataservice.bill.downloadurl.query`: where to download a day's (or a month's)
+/// bill. The URL is pre-signed and dies about 30 s after it is issued: fetch it at once (see
+/// [`crate::bill`]).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct BillDownloadUrlQuery {
+    /// `trade` (收单业务账单: payments and refunds) or `signcustomer` (账务账单: balance in and out).
+    pub bill_type: String,
+    /// `yyyy-MM-dd` (a past Beijing day: bills are T+1) or `yyyy-MM`.
+    pub bill_date: String,
+}
+
+impl BillDownloadUrlQuery {
+    pub fn trade(bill_date: impl Into<String>) -> Self {
+        Self {
+            bill_type: "trade".into(),
+            bill_date: bill_date.into(),
+        }
+    }
+}
+
+/// Success answer of `alipay.data.dataservice.bill.downloadurl.query`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct BillDownloadUrlQueryResponse {
+    /// The pre-signed download URL of the zip.
+    pub bill_download_url: Option<String>,
+    /// [`BillDownloadUrlQueryResponse::EMPTY`] on a day with no business.
+    pub bill_file_code: Option<String>,
+}
+
+impl BillDownloadUrlQueryResponse {
+    /// `bill_file_code` of a day with no business (the file, if any, has no rows).
+    pub const EMPTY: &'static str = "EMPTY_DATA_WITH_BILL_FILE";
+
+    pub fn is_empty_day(&self) -> bool {
+        self.bill_file_code.as_deref() == Some(Self::EMPTY)
+    }
+}
+
+impl ApiRequest for BillDownloadUrlQuery {
+    const METHOD: &'static str = "alipay.data.dataservice.bill.downloadurl.query";
+    const SENDS_NOTIFY_URL: bool = false;
+    type Response = BillDownloadUrlQueryResponse;
+    fn out_trade_no(&self) -> Option<&str> {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

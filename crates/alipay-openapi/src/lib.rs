@@ -8,6 +8,7 @@
 
 mod amount;
 pub mod api;
+pub mod bill;
 mod client;
 mod crypto;
 mod error;
@@ -21,10 +22,10 @@ pub mod time;
 
 pub use amount::{Amount, MAX_FEN, Money};
 pub use api::{
-    AipayTradePrecreate, AipayTradePrecreateResponse, AmountStyle, ApiRequest, PayKind, PayOrder,
-    RefundQuery, RefundQueryResponse, TradeClose, TradeCloseResponse, TradePrecreate,
-    TradePrecreateResponse, TradeQuery, TradeQueryResponse, TradeRefund, TradeRefundResponse,
-    TradeStatus,
+    AipayTradePrecreate, AipayTradePrecreateResponse, AmountStyle, ApiRequest,
+    BillDownloadUrlQuery, BillDownloadUrlQueryResponse, PayKind, PayOrder, RefundQuery,
+    RefundQueryResponse, TradeClose, TradeCloseResponse, TradePrecreate, TradePrecreateResponse,
+    TradeQuery, TradeQueryResponse, TradeRefund, TradeRefundResponse, TradeStatus,
 };
 pub use client::{
     AlipayClient, ClientConfig, DEFAULT_MAX_RESPONSE_BYTES, PROD_GATEWAY, SANDBOX_GATEWAY,
