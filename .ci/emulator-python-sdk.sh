@@ -2,7 +2,10 @@
 # Interop: Alipay's official Python SDK (alipay-sdk-python, from PyPI, in a venv) against the
 # alipay-emulator binary: page pay link -> pay -> query (SDK signature check on) -> refund -> refund
 # query, notifications and return_url verified with the SDK's own function, then a 智易收
-# alipay.aipay.trade.precreate through the SDK's model classes, paid and queried. Fails loudly.
+# alipay.aipay.trade.precreate through the SDK's model classes, paid and queried, then the clock
+# one day on and alipay.data.dataservice.bill.downloadurl.query through the SDK's model classes:
+# the bill's zip read with Python's zipfile and csv (GBK) and held against what was paid and
+# refunded. Fails loudly.
 #
 # Usage: bash .ci/emulator-python-sdk.sh [path/to/alipay-emulator]
 #   Without a path the binary is built with cargo (CARGO_TARGET_DIR is honoured).

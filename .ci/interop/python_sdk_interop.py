@@ -19,14 +19,24 @@ disagrees with it:
      cashier, pic_url is a PNG, paid through the control API, queried with the SDK, notified
   8. negative controls: a wrong Alipay public key makes execute() fail; a tampered notification
      does not verify (so the checks above can fail)
+  9. the trade bill: the emulator's clock moves one day on, alipay.data.dataservice.bill.downloadurl.query
+     through the SDK's model and request classes (AlipayDataDataserviceBillDownloadurlQueryModel /
+     Request; execute() verifies the answer), the URL fetched at once (a second fetch is refused),
+     the zip read with Python's own zipfile (names without the UTF-8 flag, so cp437 back to bytes,
+     then GBK) and csv over GBK text: its payment and refund rows and amounts are what this script
+     paid and refunded, the 0.6% fee adds up, the summary's 合计 agrees; today's bill is
+     isp.bill_not_exist (bills are T+1)
 
 Run by .ci/emulator-python-sdk.sh, which starts the emulator and passes its JSON line.
 """
 
 import argparse
+import csv
 import datetime
+import decimal
 import http.client
 import http.server
+import io
 import json
 import sys
 import threading
@@ -34,23 +44,33 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
 from html.parser import HTMLParser
 
 import rsa
 from alipay.aop.api.AlipayClientConfig import AlipayClientConfig
 from alipay.aop.api.DefaultAlipayClient import DefaultAlipayClient
 from alipay.aop.api.domain.AlipayAipayTradePrecreateModel import AlipayAipayTradePrecreateModel
+from alipay.aop.api.domain.AlipayDataDataserviceBillDownloadurlQueryModel import (
+    AlipayDataDataserviceBillDownloadurlQueryModel,
+)
 from alipay.aop.api.domain.AlipayTradeFastpayRefundQueryModel import AlipayTradeFastpayRefundQueryModel
 from alipay.aop.api.domain.AlipayTradePagePayModel import AlipayTradePagePayModel
 from alipay.aop.api.domain.AlipayTradeQueryModel import AlipayTradeQueryModel
 from alipay.aop.api.domain.AlipayTradeRefundModel import AlipayTradeRefundModel
 from alipay.aop.api.exception.Exception import ResponseException
 from alipay.aop.api.request.AlipayAipayTradePrecreateRequest import AlipayAipayTradePrecreateRequest
+from alipay.aop.api.request.AlipayDataDataserviceBillDownloadurlQueryRequest import (
+    AlipayDataDataserviceBillDownloadurlQueryRequest,
+)
 from alipay.aop.api.request.AlipayTradeFastpayRefundQueryRequest import AlipayTradeFastpayRefundQueryRequest
 from alipay.aop.api.request.AlipayTradePagePayRequest import AlipayTradePagePayRequest
 from alipay.aop.api.request.AlipayTradeQueryRequest import AlipayTradeQueryRequest
 from alipay.aop.api.request.AlipayTradeRefundRequest import AlipayTradeRefundRequest
 from alipay.aop.api.response.AlipayAipayTradePrecreateResponse import AlipayAipayTradePrecreateResponse
+from alipay.aop.api.response.AlipayDataDataserviceBillDownloadurlQueryResponse import (
+    AlipayDataDataserviceBillDownloadurlQueryResponse,
+)
 from alipay.aop.api.response.AlipayTradeFastpayRefundQueryResponse import AlipayTradeFastpayRefundQueryResponse
 from alipay.aop.api.response.AlipayTradeQueryResponse import AlipayTradeQueryResponse
 from alipay.aop.api.response.AlipayTradeRefundResponse import AlipayTradeRefundResponse
@@ -145,6 +165,71 @@ def sdk_verify(fields, alipay_public_key):
     params = {k: v for k, v in fields.items() if k not in ("sign", "sign_type")}
     content = get_sign_content(params)
     return verify_with_rsa(alipay_public_key, content.encode("utf-8"), fields["sign"])
+
+
+def http_bytes(url):
+    """GET a URL: status, headers (names in lower case), raw body."""
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+
+def bill_query(client, bill_type, bill_date):
+    """alipay.data.dataservice.bill.downloadurl.query through the SDK's own classes."""
+    model = AlipayDataDataserviceBillDownloadurlQueryModel()
+    model.bill_type = bill_type
+    model.bill_date = bill_date
+    response = AlipayDataDataserviceBillDownloadurlQueryResponse()
+    response.parse_response_content(client.execute(AlipayDataDataserviceBillDownloadurlQueryRequest(biz_model=model)))
+    return response
+
+
+def yuan(text):
+    return decimal.Decimal(text.strip())
+
+
+def money(amount):
+    """Two decimals, as the bill writes yuan."""
+    return str(amount.quantize(decimal.Decimal("0.01")))
+
+
+def fee_of(amount):
+    """0.6% of an amount, rounded half up to the fen."""
+    return (amount * decimal.Decimal("0.006")).quantize(decimal.Decimal("0.01"), rounding=decimal.ROUND_HALF_UP)
+
+
+def read_bill_zip(data):
+    """{name: rows} of a bill zip, read as Alipay's must be: the entry names carry no UTF-8 flag,
+    so zipfile decoded them as cp437; back to the bytes, then GBK. Contents are GBK CSV."""
+    files = {}
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for info in archive.infolist():
+            check(info.flag_bits & 0x800 == 0, "bill zip: entry without the UTF-8 flag")
+            check(info.compress_type == zipfile.ZIP_DEFLATED, "bill zip: entry deflated")
+            raw_name = info.filename.encode("cp437")
+            try:
+                raw_name.decode("utf-8")
+                fail("bill zip: an entry name is UTF-8, not GBK: %r" % raw_name)
+            except UnicodeDecodeError:
+                pass
+            name = raw_name.decode("gbk")
+            text = archive.read(info).decode("gbk")
+            check(text.endswith("\r\n") and "\n" not in text.replace("\r\n", ""), "bill zip: %s has CRLF line ends" % name)
+            files[name] = list(csv.reader(io.StringIO(text, newline="")))
+    return list(files.items())
+
+
+def table(rows, first_header):
+    """The data rows between a file's header row and the next # line."""
+    start = next(i for i, row in enumerate(rows) if row and row[0] == first_header)
+    data = []
+    for row in rows[start + 1:]:
+        if row and row[0].startswith("#"):
+            break
+        data.append(row)
+    return rows[start], data
 
 
 def make_client(gateway, app_id, app_private_key, alipay_public_key):
@@ -379,6 +464,123 @@ def main():
     except rsa.pkcs1.VerificationError:
         verified = False
     check(not verified, "a tampered notification does not verify")
+
+    # 9. The trade bill of the day(s) this script paid and refunded on, once the day is over.
+    paid = {out_trade_no: "88.80", form_trade_no: "0.01", agent_trade_no: "12.34"}
+    refunded = {(out_trade_no, "R1"): "10.00"}
+    views = {}
+    for no in list(paid) + [expiring_trade_no]:
+        status, _, body = http_request("%s/__emulator/apps/%s/trades/%s" % (base, args.app_id, no))
+        check(status == 200, "control API: trade " + no)
+        views[no] = json.loads(body)
+    check(views[expiring_trade_no]["gmt_payment"] is None, "the expired order was never paid")
+    refund_times = {
+        (no, r["out_request_no"]): r["gmt_refund_pay"] for no in paid for r in views[no]["refunds"]
+    }
+    check(set(refund_times) == set(refunded), "control API: the one refund this script made")
+    days = sorted({views[no]["gmt_payment"][:10] for no in paid} | {t[:10] for t in refund_times.values()})
+
+    status, _, body = http_request(base + "/__emulator/clock")
+    today = json.loads(body)["now"][:10]
+    response = bill_query(client, "trade", today)
+    check(
+        not response.is_success() and response.code == "40004" and response.sub_code == "isp.bill_not_exist",
+        "today's bill is isp.bill_not_exist (T+1): " + str(response.sub_msg),
+    )
+    status, _, body = http_request(
+        base + "/__emulator/clock", data=json.dumps({"advance_seconds": 86400}).encode("utf-8"), method="POST"
+    )
+    check(status == 200, "the emulator's clock moved one day on")
+
+    seller_id = None
+    for day in days:
+        response = bill_query(client, "trade", day)
+        check(response.is_success(), "bill of %s: 10000, signature verified in the SDK" % day)
+        url = response.bill_download_url or ""
+        check(url.startswith(base + "/bill/"), "bill of %s: bill_download_url on the emulator" % day)
+        check(response.bill_file_code is None, "bill of %s: not an empty day" % day)
+        status, headers, data = http_bytes(url)
+        check(status == 200 and headers.get("content-type") == "application/zip", "bill of %s: the zip downloaded at once" % day)
+        status, _, _ = http_bytes(url)
+        check(status == 404, "bill of %s: a second download is refused (404)" % day)
+        files = read_bill_zip(data)
+        stamp = day.replace("-", "")
+        check(len(files) == 2, "bill of %s: two files in the zip" % day)
+        (summary_name, summary), (detail_name, detail) = files
+        check(summary_name.endswith("_%s_业务明细(汇总).csv" % stamp), "bill of %s: the summary first: %s" % (day, summary_name))
+        check(detail_name.endswith("_%s_业务明细.csv" % stamp), "bill of %s: the detail: %s" % (day, detail_name))
+        check(detail[0] == ["#支付宝业务明细查询"], "detail: #支付宝业务明细查询")
+        account = detail[1][0]
+        check(account.startswith("#账号：[2088") and account.endswith("]"), "detail: " + account)
+        seller_id = account[len("#账号：["):-1]
+        check(detail_name == "%s_%s_业务明细.csv" % (seller_id, stamp), "detail: named after the account")
+
+        header, rows = table(detail, "支付宝交易号")
+        check(len(header) == 25, "detail: 25 columns")
+        col = {name: i for i, name in enumerate(header)}
+        payments, refunds, fees = {}, {}, decimal.Decimal("0")
+        for row in rows:
+            check(len(row) == 25, "detail: a row of 25 cells")
+            check(row[col["支付宝交易号"]].endswith("\t") and row[col["商户订单号"]].endswith("\t"), "detail: ids end in a tab")
+            no = row[col["商户订单号"]].strip()
+            trade_no = row[col["支付宝交易号"]].strip()
+            check(trade_no == views[no]["trade_no"], "detail: %s's trade_no matches the control API" % no)
+            amount = yuan(row[col["商家实收（元）"]])
+            fee = yuan(row[col["服务费（元）"]])
+            fees += fee
+            check(yuan(row[col["订单金额（元）"]]) == amount, "detail: 订单金额 = 商家实收 for " + no)
+            if row[col["业务类型"]] == "交易":
+                payments[no] = amount
+                check(fee == -fee_of(amount), "detail: %s's fee %s is -0.6%% of %s" % (no, fee, amount))
+                check(row[col["完成时间"]] == views[no]["gmt_payment"], "detail: %s's 完成时间 is its payment" % no)
+            else:
+                check(row[col["业务类型"]] == "退款", "detail: 业务类型 交易 or 退款")
+                request_no = row[col["退款批次号/请求号"]]
+                check(request_no.endswith("\t"), "detail: the refund's request number ends in a tab")
+                key = (no, request_no.strip())
+                refunds[key] = -amount
+                check(fee == fee_of(-amount), "detail: refund %s returns its share of the fee: %s" % (key, fee))
+                check(row[col["完成时间"]] == refund_times[key], "detail: refund %s's 完成时间" % (key,))
+        expected_payments = {no: yuan(v) for no, v in paid.items() if views[no]["gmt_payment"][:10] == day}
+        expected_refunds = {k: yuan(v) for k, v in refunded.items() if refund_times[k][:10] == day}
+        check(payments == expected_payments, "bill of %s: the payment rows are what was paid: %s" % (day, payments))
+        check(refunds == expected_refunds, "bill of %s: the refund rows are what was refunded: %s" % (day, refunds))
+        total_paid, total_refunded = sum(payments.values(), decimal.Decimal("0")), sum(refunds.values(), decimal.Decimal("0"))
+        footer = [row[0] for row in detail if row and row[0].startswith("#")]
+        check(
+            "#交易合计：%d笔，商家实收共%s元，商家优惠共0.00元" % (len(payments), money(total_paid)) in footer,
+            "detail footer: #交易合计：%d笔，商家实收共%s元" % (len(payments), money(total_paid)),
+        )
+        refund_total = money(-total_refunded) if total_refunded else "0.00"
+        check(
+            "#退款合计：%d笔，商家实收退款共%s元，商家优惠退款共0.00元" % (len(refunds), refund_total) in footer,
+            "detail footer: #退款合计：%d笔，商家实收退款共%s元" % (len(refunds), refund_total),
+        )
+
+        check(summary[0] == ["#支付宝业务汇总查询"], "summary: #支付宝业务汇总查询")
+        header, rows = table(summary, "门店编号")
+        check(len(header) == 12, "summary: 12 columns")
+        col = {name: i for i, name in enumerate(header)}
+        totals = [row for row in rows if row[0] == "合计"]
+        check(len(totals) == 1, "summary: one 合计 row")
+        total = totals[0]
+        net = total_paid - total_refunded
+        check(
+            int(total[col["交易订单总笔数"]]) == len(payments) and int(total[col["退款订单总笔数"]]) == len(refunds),
+            "summary 合计: %d payments, %d refunds" % (len(payments), len(refunds)),
+        )
+        check(yuan(total[col["订单金额（元）"]]) == net and yuan(total[col["商家实收（元）"]]) == net, "summary 合计: 商家实收 %s" % net)
+        check(yuan(total[col["服务费（元）"]]) == fees, "summary 合计: 服务费 %s, the rows' sum" % fees)
+        check(yuan(total[col["实收净额（元）"]]) == net + fees, "summary 合计: 实收净额 %s" % (net + fees))
+
+    # 9b. A day without business: EMPTY_DATA_WITH_BILL_FILE, and still a bill with headers.
+    empty_day = (datetime.date.fromisoformat(days[0]) - datetime.timedelta(days=1)).isoformat()
+    response = bill_query(client, "trade", empty_day)
+    check(response.is_success() and response.bill_file_code == "EMPTY_DATA_WITH_BILL_FILE", "bill of %s: EMPTY_DATA_WITH_BILL_FILE" % empty_day)
+    status, _, data = http_bytes(response.bill_download_url)
+    (_, summary), (_, detail) = read_bill_zip(data)
+    check(table(detail, "支付宝交易号")[1] == [], "the empty day's detail has no rows")
+    check(["合计", "", "0", "0"] == table(summary, "门店编号")[1][0][:4], "the empty day's 合计 is zero")
 
     receiver.shutdown()
     print("python SDK interop: all checks passed")

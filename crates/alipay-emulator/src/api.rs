@@ -1,31 +1,37 @@
-//! The JSON APIs behind `/gateway.do`: read `biz_content`, run the trade rules, return the
-//! answer object. Writing, signing and fault injection happen in `router.rs`.
+//! The JSON APIs behind `/gateway.do`: read `biz_content`, run the trade rules (or make a
+//! bill), return the answer object. Writing, signing and fault injection happen in `router.rs`.
 
 use alipay_openapi::{
-    AipayTradePrecreate, ApiRequest, GatewayRequest, RefundQuery, TradeClose, TradePrecreate,
-    TradeQuery, TradeRefund,
+    AipayTradePrecreate, ApiRequest, BillDownloadUrlQuery, BillDownloadUrlQueryResponse,
+    GatewayRequest, RefundQuery, TradeClose, TradePrecreate, TradeQuery, TradeRefund,
 };
 use chrono::{DateTime, FixedOffset};
 
 use crate::answer::Fields;
+use crate::bill_links::Download;
 use crate::biz::{self, Moments};
 use crate::checks::Accepted;
 use crate::codes::Failure;
 use crate::model::Product;
-use crate::shared::Shared;
+use crate::shared::{Shared, lock};
 use crate::trades::{self, Ctx};
+use crate::{bill_query, bill_zip, bills, ids};
 
 /// What carries out one JSON API: the trade rules, or the failure of its `biz_content`.
 type Handler = fn(&Shared, &Ctx<'_>, &Accepted<'_>, &GatewayRequest) -> Result<Fields, Failure>;
 
 /// The JSON APIs, each named by `alipay-openapi`'s `ApiRequest::METHOD`.
-const APIS: [(&str, Handler); 6] = [
+const APIS: [(&str, Handler); 7] = [
     (<TradeQuery as ApiRequest>::METHOD, query),
     (<TradeRefund as ApiRequest>::METHOD, refund),
     (<RefundQuery as ApiRequest>::METHOD, refund_query),
     (<TradeClose as ApiRequest>::METHOD, close),
     (<TradePrecreate as ApiRequest>::METHOD, precreate),
     (<AipayTradePrecreate as ApiRequest>::METHOD, agent_precreate),
+    (
+        <BillDownloadUrlQuery as ApiRequest>::METHOD,
+        bill_download_url,
+    ),
 ];
 
 /// The `method`s of the JSON APIs (the page APIs are `checks::PAGE_METHODS`).
@@ -139,6 +145,40 @@ fn agent_precreate(
     };
     let order = biz::agent_order(request, &accepted.biz, accepted.sign_type, at)?;
     Ok(shared.mutate(|s| trades::precreate(s, ctx, order, &shared.base_url)))
+}
+
+/// `alipay.data.dataservice.bill.downloadurl.query`: the checks (`bill_query`), then the bill of
+/// that day or month made now and a one-shot link to its zip (`bill_links`), with
+/// `bill_file_code: EMPTY_DATA_WITH_BILL_FILE` when the period had no business (the link still
+/// serves a bill, with headers and zero totals).
+fn bill_download_url(
+    shared: &Shared,
+    ctx: &Ctx<'_>,
+    accepted: &Accepted<'_>,
+    _: &GatewayRequest,
+) -> Result<Fields, Failure> {
+    let query = bill_query::read(&accepted.biz, &ctx.now)?;
+    let bill = shared.read(|s| bills::generate(s, ctx.app, query, &ctx.now));
+    let zip = bill_zip::zip(&bill.files, &ctx.now).map_err(|e| {
+        tracing::error!("cannot write the bill's zip: {e}");
+        Failure::for_sub_code("isp.unknow-error")
+    })?;
+    let token = ids::bill_token();
+    let url = format!("{}/bill/{token}", shared.base_url);
+    lock(&shared.bill_links).issue(
+        token,
+        ctx.now,
+        Download {
+            file_name: bill.download_name,
+            zip,
+        },
+    );
+    let mut f = Fields::success();
+    f.str("bill_download_url", &url);
+    if bill.empty {
+        f.str("bill_file_code", BillDownloadUrlQueryResponse::EMPTY);
+    }
+    Ok(f)
 }
 
 /// The answer for a request that was not carried out: the failure, plus the order it named.

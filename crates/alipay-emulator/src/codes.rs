@@ -136,6 +136,27 @@ impl Failure {
         )
     }
 
+    /// `40004 isv.invalid-arguments`: the bill service's code for a bad `bill_type` or
+    /// `bill_date` (its documented `INVAILID_ARGUMENTS`; the trade APIs' `ACQ.INVALID_PARAMETER`
+    /// is theirs alone), naming the field and the rule.
+    pub(crate) fn invalid_arguments(detail: &str) -> Self {
+        Self::new(
+            BUSINESS,
+            "isv.invalid-arguments",
+            &format!("参数无效：{detail}"),
+        )
+    }
+
+    /// `40004 isp.bill_not_exist`: the bill asked for is not there (bills are T+1: a day's
+    /// exists from the next day, a month's from the next month), with why.
+    pub(crate) fn bill_not_exist(detail: &str) -> Self {
+        Self::new(
+            BUSINESS,
+            "isp.bill_not_exist",
+            &format!("账单不存在：{detail}"),
+        )
+    }
+
     /// A business failure (`40004`) with Alipay's text for the sub-code.
     pub(crate) fn business(sub_code: &str) -> Self {
         Self::new(BUSINESS, sub_code, business_sub_msg(sub_code))

@@ -1,5 +1,5 @@
 //! Identifiers shaped like Alipay's: trade numbers, buyer ids, masked logon ids, notify ids,
-//! cashier tokens, trace ids.
+//! cashier tokens, bill link tokens, trace ids.
 
 use chrono::{DateTime, FixedOffset};
 use rand::RngExt as _;
@@ -49,6 +49,13 @@ pub(crate) fn cashier_token() -> String {
     format!("bax0{tail}")
 }
 
+/// A bill download link's token: 128 random bits, 32 lowercase hex digits (the link is its own
+/// capability, like Alipay's pre-signed URLs).
+pub(crate) fn bill_token() -> String {
+    let bits: u128 = rand::rng().random();
+    format!("{bits:032x}")
+}
+
 /// The `trace_id` header of a gateway answer: 32 lowercase hex digits.
 pub(crate) fn trace_id() -> String {
     let mut rng = rand::rng();
@@ -73,5 +80,7 @@ mod tests {
         assert_eq!(n.len(), 34);
         assert_eq!(cashier_token().len(), 24);
         assert_eq!(trace_id().len(), 32);
+        assert_eq!(bill_token().len(), 32);
+        assert_ne!(bill_token(), bill_token());
     }
 }

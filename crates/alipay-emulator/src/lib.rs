@@ -1,9 +1,10 @@
 //! A faithful offline Alipay OpenAPI v2 gateway (`gateway.do`): the common checks with Alipay's
 //! codes, signed JSON answers for `alipay.trade.query`, `.refund`, `.fastpay.refund.query`,
 //! `.close` and `.precreate`, cashier pages for `alipay.trade.wap.pay` / `.page.pay`, a trade state
-//! machine, signed asynchronous notifications with retries, optional persistence, and a control
-//! API (`/__emulator/…`) for tests: act as the buyer, move the clock (orders expire as on Alipay),
-//! inspect trades and requests, inject faults.
+//! machine, trade bills (`alipay.data.dataservice.bill.downloadurl.query`: GBK CSV files in a
+//! zip behind a one-shot link), signed asynchronous notifications with retries, optional
+//! persistence, and a control API (`/__emulator/…`) for tests: act as the buyer, move the clock
+//! (orders expire as on Alipay), inspect trades and requests, inject faults.
 //!
 //! Use it as a library ([`Emulator::start`]) or as the `alipay-emulator` binary ([`cli`]). All
 //! protocol work (keys, signatures, money, Beijing time) is `alipay-openapi`'s.
@@ -22,6 +23,10 @@
 
 mod answer;
 mod api;
+mod bill_links;
+mod bill_query;
+mod bill_zip;
+mod bills;
 mod biz;
 mod cashier;
 mod checkout;

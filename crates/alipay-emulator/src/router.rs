@@ -1,14 +1,16 @@
 //! `GET|POST /gateway.do`: merge the query string and the form body, run the common checks, then
 //! answer a JSON API (signed JSON, maybe faulted) or a page API (the cashier, or Alipay's error
 //! page). Every hit is recorded in the request log.
+//!
+//! `GET /bill/{token}`: the zip behind a `bill_download_url`, once, within 30 s of its issue.
 
 use std::sync::Arc;
 
 use alipay_openapi::{GatewayRequest, SignType, gateway};
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, Method, header};
-use axum::response::Response;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse as _, Response};
 use serde_json::Value;
 
 use crate::answer::Fields;
@@ -169,4 +171,42 @@ fn with_trace_id(mut response: Response) -> Response {
         response.headers_mut().insert("trace_id", v);
     }
     response
+}
+
+/// `GET /bill/{token}`: the bill's zip (`application/zip`, named by Content-Disposition), once;
+/// a used, expired (issued more than 30 s ago on the emulator's clock) or unknown link is a 404
+/// with a plain-text reason. `HEAD` looks without using the link up.
+pub(crate) async fn bill_download(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    Path(token): Path<String>,
+) -> Response {
+    let now = shared.clock.now();
+    let found = {
+        let mut links = lock(&shared.bill_links);
+        if method == Method::HEAD {
+            links.peek(&token, &now)
+        } else {
+            links.take(&token, &now)
+        }
+    };
+    match found {
+        Ok(download) => (
+            [
+                (header::CONTENT_TYPE, "application/zip".to_string()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{}\"", download.file_name),
+                ),
+            ],
+            download.zip,
+        )
+            .into_response(),
+        Err(refused) => (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            refused.reason(),
+        )
+            .into_response(),
+    }
 }

@@ -134,6 +134,7 @@ fn routes(shared: Arc<Shared>) -> Router {
         .route("/qr/{token}", get(checkout::qr))
         .route("/qr/{token}/pic.png", get(checkout::qr_image))
         .route("/cashier/{token}/pay", post(checkout::pay))
+        .route("/bill/{token}", get(router::bill_download))
         .route("/__emulator/keys", get(control::keys))
         .route(
             "/__emulator/clock",

@@ -1,5 +1,5 @@
 //! What every handler and the notifier share: configuration, the store behind one lock, the
-//! request log, the faults, and the signals between them.
+//! request log, the faults, the bill download links, and the signals between them.
 //!
 //! The store lock is a plain `std::sync::Mutex`: it is never held across an `.await`, and the
 //! state file is written while it is held so that saves happen in the order of the changes.
@@ -12,6 +12,7 @@ use alipay_openapi::PrivateKey;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::bill_links::BillLinks;
 use crate::clock::Clock;
 use crate::config::AppConfig;
 use crate::faults::Faults;
@@ -33,6 +34,8 @@ pub(crate) struct Shared {
     state_file: Option<StateFile>,
     pub requests: Mutex<RequestLog>,
     pub faults: Mutex<Faults>,
+    /// The bill download links handed out (memory only: they live 30 s).
+    pub bill_links: Mutex<BillLinks>,
     /// Wakes the notifier when a notification is queued.
     pub notifier_wake: Notify,
     /// Cancelled on shutdown: the server stops accepting, held answers are released, the
@@ -71,6 +74,7 @@ impl Shared {
             state_file,
             requests: Mutex::new(RequestLog::default()),
             faults: Mutex::new(Faults::default()),
+            bill_links: Mutex::new(BillLinks::default()),
             notifier_wake: Notify::new(),
             shutdown: CancellationToken::new(),
             wrong_key: OnceLock::new(),

@@ -122,16 +122,7 @@ impl BoundApp {
         }
 
         let (client, local) = connect(&config).await?;
-        // The clock that expires orders: the embedded gateway's in local mode (tests move it).
-        let clock: Arc<dyn crate::service::GatewayClock> = match &local {
-            Some(gateway) => match gateway.clock() {
-                Some(clock) => Arc::new(crate::service::EmbeddedClock(clock)),
-                None => Arc::new(crate::service::EmulatorClock::new(
-                    gateway.gateway_url().trim_end_matches("/gateway.do"),
-                )),
-            },
-            None => Arc::new(crate::service::SystemClock),
-        };
+        let clock = gateway_clock(local.as_ref());
         let scope = AppScope {
             env: config.env,
             app_id: client.config().merchant.app_id.clone(),
@@ -299,6 +290,21 @@ pub fn instructions(env: Env, tools: &[crate::tools::ToolKind]) -> String {
         text.push_str(" This server runs in LOCAL mode on an embedded Alipay gateway: no real money moves; links open a test cashier where anyone can click pay.");
     }
     text
+}
+
+/// The clock that expires orders and says which days have a bill: the embedded gateway's in local
+/// mode (tests move it; read in process when this process runs it, over its control API when
+/// another does), else real Beijing time.
+pub fn gateway_clock(local: Option<&LocalGateway>) -> Arc<dyn crate::service::GatewayClock> {
+    match local {
+        Some(gateway) => match gateway.clock() {
+            Some(clock) => Arc::new(crate::service::EmbeddedClock(clock)),
+            None => Arc::new(crate::service::EmulatorClock::new(
+                gateway.gateway_url().trim_end_matches("/gateway.do"),
+            )),
+        },
+        None => Arc::new(crate::service::SystemClock),
+    }
 }
 
 /// The ledger of `scope`, delivering events to the configured targets. One file per environment

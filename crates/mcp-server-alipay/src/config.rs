@@ -371,7 +371,7 @@ impl Config {
             if tools.is_empty() {
                 return Err(err(
                     "AP_SELECT_TOOLS",
-                    "selects no read-only tool, and AP_READ_ONLY=true allows only queryPay, refundQuery, listOrders and waitPay",
+                    "selects no read-only tool, and AP_READ_ONLY=true allows only queryPay, refundQuery, listOrders, waitPay and billRecon",
                 ));
             }
         }
@@ -694,7 +694,8 @@ mod tests {
                 ToolKind::QueryPay,
                 ToolKind::RefundQuery,
                 ToolKind::ListOrders,
-                ToolKind::WaitPay
+                ToolKind::WaitPay,
+                ToolKind::BillRecon
             ]
         );
     }

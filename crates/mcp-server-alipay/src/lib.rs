@@ -23,6 +23,7 @@ pub mod mcp;
 pub mod notify_receiver;
 pub mod outbox;
 pub mod qr;
+pub mod reconcile_cli;
 pub mod resources;
 pub mod service;
 pub mod stdio;

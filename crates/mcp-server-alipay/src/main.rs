@@ -28,6 +28,19 @@ enum Command {
     Doctor,
     /// Make an RSA-2048 application key pair for the Alipay console.
     Keygen(keygen::KeygenArgs),
+    /// Reconcile a past day's Alipay trade bill against the ledger (for cron): exit status 1 when
+    /// there are discrepancies, 2 when there is no reconciliation.
+    Reconcile(ReconcileArgs),
+}
+
+#[derive(clap::Args)]
+struct ReconcileArgs {
+    /// The Beijing day, yyyy-MM-dd (a past day: bills are T+1).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    date: String,
+    /// Print the report as JSON (as the tool's structured output) instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args, Default)]
@@ -57,6 +70,9 @@ fn main() -> ExitCode {
         Command::Emulator(args) => runtime.block_on(alipay_emulator::cli::run(args)),
         Command::Doctor => runtime.block_on(doctor::run()),
         Command::Keygen(args) => keygen::run(&args),
+        Command::Reconcile(args) => {
+            runtime.block_on(mcp_server_alipay::reconcile_cli::run(&args.date, args.json))
+        }
     }
 }
 

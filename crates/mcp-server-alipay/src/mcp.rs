@@ -6,7 +6,6 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -132,12 +131,12 @@ struct McpProgress {
 
 #[async_trait]
 impl Progress for McpProgress {
-    async fn report(&self, done: Duration, of: Duration, message: String) {
+    async fn report(&self, done: f64, total: f64, message: String) {
         let Some(token) = &self.token else {
             return;
         };
-        let param = ProgressNotificationParam::new(token.clone(), done.as_secs_f64())
-            .with_total(of.as_secs_f64())
+        let param = ProgressNotificationParam::new(token.clone(), done)
+            .with_total(total)
             .with_message(message);
         if let Err(e) = self.peer.notify_progress(param).await {
             tracing::debug!(error = %e, "cannot send a progress notification");

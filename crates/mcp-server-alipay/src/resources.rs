@@ -1,5 +1,7 @@
-//! MCP resources: `alipay://orders` (recent orders) and `alipay://orders/{outTradeNo}` (an order
-//! with its status, refunds and notifications), as JSON from the ledger.
+//! MCP resources: `alipay://orders` (recent orders), `alipay://orders/{outTradeNo}` (an order
+//! with its status, refunds, notifications and deliveries), as JSON from the ledger, and
+//! `alipay://bills/{date}` (a past day's bill reconciled against the ledger, as
+//! `reconcile-alipay-bill` answers).
 
 use rmcp::ErrorData as McpError;
 use rmcp::model::{Resource, ResourceTemplate};
@@ -11,6 +13,7 @@ use crate::ledger::{LedgerError, OrderFilter};
 
 pub const ORDERS_URI: &str = "alipay://orders";
 const ORDER_PREFIX: &str = "alipay://orders/";
+const BILL_PREFIX: &str = "alipay://bills/";
 const RECENT: usize = 50;
 
 pub fn order_uri(out_trade_no: &OutTradeNo) -> String {
@@ -54,6 +57,9 @@ pub fn templates() -> Vec<ResourceTemplate> {
         ResourceTemplate::new("alipay://orders/{outTradeNo}", "order")
             .with_description("One order: amount, title, link, status learned from Alipay, refunds and notifications")
             .with_mime_type("application/json"),
+        ResourceTemplate::new("alipay://bills/{date}", "bill")
+            .with_description("A past Beijing day's Alipay trade bill (yyyy-MM-dd), reconciled against the ledger: totals with fees, and every discrepancy")
+            .with_mime_type("application/json"),
     ]
 }
 
@@ -73,6 +79,9 @@ pub async fn read(app: &App, uri: &str) -> Result<String, McpError> {
     }
     // The URI goes back in `data` (SEP-2164), so a client can tell which read failed.
     let data = || Some(json!({ "uri": uri }));
+    if let Some(date) = uri.strip_prefix(BILL_PREFIX) {
+        return read_bill(app, date, data()).await;
+    }
     let not_found =
         |no: &str| McpError::resource_not_found(format!("no order {no} in the ledger"), data());
     let Some(no) = uri.strip_prefix(ORDER_PREFIX) else {
@@ -93,5 +102,32 @@ pub async fn read(app: &App, uri: &str) -> Result<String, McpError> {
         Some(detail) => serde_json::to_string(&detail)
             .map_err(|e| McpError::internal_error(e.to_string(), None)),
         None => Err(not_found(no)),
+    }
+}
+
+async fn read_bill(
+    app: &App,
+    date: &str,
+    data: Option<serde_json::Value>,
+) -> Result<String, McpError> {
+    use crate::service::bills;
+    use crate::tools::bill::BillOutput;
+    let canonical = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
+        .is_ok_and(|d| d.format("%Y-%m-%d").to_string() == date);
+    if !canonical {
+        return Err(McpError::resource_not_found(
+            format!(
+                "{date:?} is not a date yyyy-MM-dd (Beijing time); try alipay://bills/2026-11-30"
+            ),
+            data,
+        ));
+    }
+    match bills::reconcile_day(&app.services, date, &crate::service::NoProgress).await {
+        Ok(report) => serde_json::to_string(&BillOutput::of(&report))
+            .map_err(|e| McpError::internal_error(e.to_string(), None)),
+        Err(e @ (bills::BillFailure::NotYet { .. } | bills::BillFailure::NoBill(_))) => {
+            Err(McpError::resource_not_found(e.to_string(), data))
+        }
+        Err(e) => Err(McpError::internal_error(e.to_string(), data)),
     }
 }

@@ -204,7 +204,7 @@ async fn both_protocol_eras_run_the_whole_flow_on_one_server() {
     for client in [&modern, &legacy] {
         let info = client.peer_info().unwrap();
         assert_eq!(info.server_info.as_ref().unwrap().name, "mcp-server-alipay");
-        assert_eq!(client.list_all_tools().await.unwrap().len(), 10);
+        assert_eq!(client.list_all_tools().await.unwrap().len(), 11);
     }
     // At the same time, on the same server and the same embedded gateway.
     tokio::join!(
@@ -390,7 +390,7 @@ async fn without_a_token_one_is_generated_and_printed_once() {
     assert_eq!(token.len(), 64);
     assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
     let client = connect_http(&server.url, &token, ProtocolVersion::V_2026_07_28).await;
-    assert_eq!(client.list_all_tools().await.unwrap().len(), 10);
+    assert_eq!(client.list_all_tools().await.unwrap().len(), 11);
     let refused = tools_list(&reqwest::Client::new(), &server.url)
         .send()
         .await

@@ -365,6 +365,7 @@ async fn every_guardrail_at_just_under_and_just_over_its_limit() {
             "list-alipay-orders",
             "query-alipay-payment",
             "query-alipay-refund",
+            "reconcile-alipay-bill",
             "wait-for-alipay-payment"
         ]
     );

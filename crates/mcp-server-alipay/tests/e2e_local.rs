@@ -30,6 +30,7 @@ async fn pay_query_refund_flow_on_the_embedded_gateway() {
             "list-alipay-orders",
             "query-alipay-payment",
             "query-alipay-refund",
+            "reconcile-alipay-bill",
             "refund-alipay-payment",
             "wait-for-alipay-payment"
         ]

@@ -2,6 +2,7 @@
 //! plain types and pure functions. Nothing here does I/O; the ledger loads facts and stores
 //! decisions, the services orchestrate, the tools render. Each rule is unit-tested here, alone.
 
+pub mod bill;
 pub mod guardrail;
 pub mod ids;
 pub mod notify;

@@ -61,15 +61,18 @@ pub enum StatusSource {
     Close,
     /// The start-up settlement of unsettled refunds.
     Reconcile,
+    /// The daily bill (`reconcile-alipay-bill`).
+    Bill,
 }
 
 impl StatusSource {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Query,
         Self::Notify,
         Self::Refund,
         Self::Close,
         Self::Reconcile,
+        Self::Bill,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -79,6 +82,7 @@ impl StatusSource {
             Self::Refund => "refund",
             Self::Close => "close",
             Self::Reconcile => "reconcile",
+            Self::Bill => "bill",
         }
     }
 

@@ -63,6 +63,10 @@ pub struct OrderRecord {
     pub expires_at: Option<String>,
     /// Cumulative refunded amount as Alipay last reported it.
     pub refunded_amount: Money,
+    /// When it was paid (Beijing time), as Alipay said (`gmt_payment`, `send_pay_date`, the
+    /// bill), else when this server first saw it paid; `None` while unpaid, and for orders paid
+    /// before this was kept.
+    pub paid_at: Option<String>,
 }
 
 /// Something learned about an order's trade, from a verified gateway answer.
@@ -76,6 +80,8 @@ pub struct StatusUpdate {
     /// Beijing time on the gateway's clock when it was seen (`yyyy-MM-dd HH:mm:ss`): whether a
     /// close came at or after the order's expiry. `None` when not known.
     pub seen_at: Option<String>,
+    /// When it was paid, if the source says (`gmt_payment`, `send_pay_date`, the bill).
+    pub paid_at: Option<String>,
 }
 
 /// A server process, as the refunds it sends record it.
@@ -251,6 +257,8 @@ pub struct ReceivedNotification {
     pub content: String,
     /// Beijing time on the gateway's clock when Alipay sent it (`gmt_close`, else `notify_time`).
     pub seen_at: Option<String>,
+    /// `gmt_payment`.
+    pub paid_at: Option<String>,
     /// The body and content type exactly as received, for `AP_NOTIFY_FORWARD_URL`.
     pub raw: RawForm,
 }
@@ -567,6 +575,11 @@ pub trait Ledger: Send + Sync {
     ) -> Result<Money, LedgerError>;
     /// Sum of the refunds begun on a Beijing `day` that may have moved money.
     async fn refunded_on_day(&self, day: &str) -> Result<Money, LedgerError>;
+    /// Orders paid on a Beijing `day` (`paid_at`, else when the payment was learned): what that
+    /// day's bill must have.
+    async fn paid_on(&self, day: &str) -> Result<Vec<OrderRecord>, LedgerError>;
+    /// Refunds recorded as succeeded on a Beijing `day`: what that day's bill must have.
+    async fn refunds_succeeded_on(&self, day: &str) -> Result<Vec<RefundRecord>, LedgerError>;
 
     /// Judge with [`crate::domain::notify::verdict`] and, if taken, record and apply it; a
     /// refund's notification settles its refund as succeeded.

@@ -4,6 +4,7 @@
 //! authenticate and render; the tools parse and render.
 
 pub mod approvals;
+pub mod bills;
 pub mod expiry;
 pub mod notifications;
 pub mod orders;
@@ -21,6 +22,21 @@ use chrono::{DateTime, FixedOffset};
 
 use crate::config::Guardrails;
 use crate::ledger::{AuditDecision, AuditEntry, AuditOutcome, Ledger, OrderRecord};
+
+/// Tells the caller a long call goes on (MCP progress notifications, in `crate::mcp`): `done` of
+/// `total` (seconds waited, steps taken), and what is happening.
+#[async_trait]
+pub trait Progress: Send + Sync {
+    async fn report(&self, done: f64, total: f64, message: String);
+}
+
+/// For callers that asked for no progress.
+pub struct NoProgress;
+
+#[async_trait]
+impl Progress for NoProgress {
+    async fn report(&self, _: f64, _: f64, _: String) {}
+}
 
 /// What the flows need, and nothing else.
 #[derive(Clone)]

@@ -188,6 +188,7 @@ async fn check(
             .and_then(OutRequestNo::parse),
         content,
         seen_at,
+        paid_at: n.gmt_payment.clone(),
         raw: RawForm {
             content_type: content_type.to_string(),
             body: body.to_vec(),

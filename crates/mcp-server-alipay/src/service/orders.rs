@@ -345,6 +345,7 @@ pub async fn query(svc: &Services, out_trade_no: &OutTradeNo) -> Queried {
                     out_trade_no,
                     status.clone(),
                     q.trade_no.clone(),
+                    q.send_pay_date.clone(),
                     StatusSource::Query,
                 )
                 .await;
@@ -382,6 +383,7 @@ pub async fn record_status(
     out_trade_no: &OutTradeNo,
     trade_status: TradeStatus,
     trade_no: Option<String>,
+    paid_at: Option<String>,
     source: StatusSource,
 ) {
     // Whether a close came after the order's expiry is read on the gateway's clock.
@@ -398,6 +400,7 @@ pub async fn record_status(
         refunded: None,
         source,
         seen_at,
+        paid_at,
     };
     if let Err(e) = svc.ledger.update_status(out_trade_no, &update).await {
         tracing::error!(out_trade_no = %out_trade_no, error = %e, source = source.as_str(), "cannot record the status");
@@ -440,6 +443,7 @@ pub async fn close(svc: &Services, out_trade_no: &OutTradeNo) -> Closed {
                 out_trade_no,
                 TradeStatus::TradeClosed,
                 answer.trade_no.clone(),
+                None,
                 StatusSource::Close,
             )
             .await;

@@ -314,6 +314,7 @@ pub async fn prepare(
             &request.out_trade_no,
             status.clone(),
             trade.trade_no.clone(),
+            trade.send_pay_date.clone(),
             StatusSource::Query,
         )
         .await;
@@ -505,6 +506,7 @@ async fn settle(
             source: StatusSource::Refund,
             // A close by a full refund is no expiry.
             seen_at: None,
+            paid_at: None,
         };
         if let Err(e) = svc.ledger.update_status(&r.out_trade_no, &update).await {
             tracing::error!(out_trade_no = %r.out_trade_no, error = %e, "cannot record the refunded status");

@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
@@ -27,19 +26,7 @@ pub const POLL_EVERY: Duration = Duration::from_secs(3);
 /// How often a waiter that asked for progress hears of it (the issue: at least every 5 s).
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(4);
 
-/// Tells the caller the wait goes on (MCP progress notifications, in `crate::mcp`).
-#[async_trait]
-pub trait Progress: Send + Sync {
-    async fn report(&self, waited: Duration, of: Duration, message: String);
-}
-
-/// For callers that asked for no progress.
-pub struct NoProgress;
-
-#[async_trait]
-impl Progress for NoProgress {
-    async fn report(&self, _: Duration, _: Duration, _: String) {}
-}
+pub use crate::service::{NoProgress, Progress};
 
 /// How a wait ended.
 #[derive(Debug)]
@@ -128,8 +115,8 @@ pub async fn wait(
             let waited = Instant::now() - started;
             progress
                 .report(
-                    waited,
-                    timeout,
+                    waited.as_secs_f64(),
+                    timeout.as_secs_f64(),
                     format!(
                         "waiting for order {out_trade_no} to be paid ({} s of {} s)",
                         waited.as_secs(),

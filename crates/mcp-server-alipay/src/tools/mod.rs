@@ -4,6 +4,7 @@
 //! Nothing here knows rmcp: `crate::mcp` turns definitions into `tools/list` and routes calls.
 
 pub mod args;
+pub mod bill;
 pub mod close;
 pub mod create;
 pub mod list;
@@ -40,6 +41,7 @@ pub enum ToolKind {
     ListOrders,
     WaitPay,
     AgentPay,
+    BillRecon,
 }
 
 /// MCP tool annotations.
@@ -97,7 +99,7 @@ impl ToolDef {
 }
 
 /// Every tool, in the reference's order.
-pub const TOOLS: [&ToolDef; 10] = [
+pub const TOOLS: [&ToolDef; 11] = [
     &create::MOBILE,
     &create::WEB_PAGE,
     &query::DEF,
@@ -108,6 +110,7 @@ pub const TOOLS: [&ToolDef; 10] = [
     &create::QR_CODE,
     &list::DEF,
     &wait::DEF,
+    &bill::DEF,
 ];
 
 /// The output schema of `T` as it serialises (draft 2020-12, every subschema inlined so clients
@@ -199,7 +202,7 @@ mod tests {
 
     #[test]
     fn selects_by_key_or_name_tolerating_spaces() {
-        assert_eq!(ToolKind::select("all").unwrap().len(), 10);
+        assert_eq!(ToolKind::select("all").unwrap().len(), 11);
         assert_eq!(
             ToolKind::select("agentPay").unwrap(),
             ToolKind::select("create-alipay-payment-agent").unwrap()

@@ -15,7 +15,7 @@ use crate::service::orders::{Closed, Created, Queried};
 use crate::service::refunds::{RefundRequest, RefundResult, Refusal};
 use crate::tools::args::{Field, FieldKind};
 use crate::tools::{
-    TOOLS, ToolDef, ToolKind, close, create, list, query, refund, refund_query, wait,
+    TOOLS, ToolDef, ToolKind, bill, close, create, list, query, refund, refund_query, wait,
 };
 
 /// Samples of a field: values the parser takes, values it refuses, and of those the ones the
@@ -205,6 +205,7 @@ fn order(kind: OrderKind) -> OrderRecord {
         status_at: Some("2026-11-26 02:57:00".into()),
         expires_at: Some("2026-11-26 03:26:16".into()),
         refunded_amount: Money::from_fen(2_000),
+        paid_at: None,
     }
 }
 
@@ -364,6 +365,115 @@ fn rendered(kind: ToolKind) -> Vec<Value> {
             all.push(Waited::LedgerFailed(ledger_error()));
             all.iter().map(|w| wait::render(&no, w)).collect()
         }
+        ToolKind::BillRecon => {
+            use crate::domain::RefundState;
+            use crate::domain::bill::{Discrepancy, Settle, Totals};
+            use crate::service::bills::{BillFailure, BillReport};
+            let (o, r) = ("ILLUSTRATION_0001".to_string(), "R1".to_string());
+            let every = vec![
+                Discrepancy::NotInLedger {
+                    out_trade_no: o.clone(),
+                    trade_no: "T".into(),
+                    bill_fen: 100,
+                    line: 6,
+                },
+                Discrepancy::PaidNotRecorded {
+                    out_trade_no: o.clone(),
+                    trade_no: "T".into(),
+                    bill_fen: 100,
+                    line: 7,
+                },
+                Discrepancy::MissingFromBill {
+                    out_trade_no: o.clone(),
+                    ledger_fen: 100,
+                },
+                Discrepancy::AmountMismatch {
+                    out_trade_no: o.clone(),
+                    bill_fen: 100,
+                    ledger_fen: 200,
+                    line: 8,
+                },
+                Discrepancy::UnknownRefund {
+                    out_trade_no: o.clone(),
+                    out_request_no: r.clone(),
+                    bill_fen: 10,
+                    line: 9,
+                },
+                Discrepancy::RefundNotSettled {
+                    out_trade_no: o.clone(),
+                    out_request_no: r.clone(),
+                    bill_fen: 10,
+                    line: 10,
+                },
+                Discrepancy::RefundStateMismatch {
+                    out_trade_no: o.clone(),
+                    out_request_no: r.clone(),
+                    ledger_state: RefundState::Failed,
+                    bill_fen: 10,
+                    line: 11,
+                },
+                Discrepancy::RefundAmountMismatch {
+                    out_trade_no: o.clone(),
+                    out_request_no: r.clone(),
+                    bill_fen: 10,
+                    ledger_fen: 20,
+                    line: 12,
+                },
+                Discrepancy::RefundMissingFromBill {
+                    out_trade_no: o.clone(),
+                    out_request_no: r,
+                    ledger_fen: 10,
+                },
+            ];
+            let report =
+                |discrepancies: Vec<Discrepancy>, empty: bool, summary: Option<bool>| BillReport {
+                    date: "2026-11-30".into(),
+                    account: Some("2088000000000001".into()),
+                    empty,
+                    totals: Totals {
+                        gross_fen: 1_500,
+                        refunds_fen: 400,
+                        fees_fen: 6,
+                        net_fen: 1_094,
+                        payments: 2,
+                        refunds: 2,
+                        other_rows: 0,
+                    },
+                    discrepancies,
+                    settled: vec![Settle::Paid {
+                        out_trade_no: o.clone(),
+                        trade_no: "T".into(),
+                        paid_at: "2026-11-30 10:00:00".into(),
+                    }],
+                    summary_agrees: summary,
+                    unrecorded: vec!["Paid: database is locked".into()],
+                };
+            let gateway = GatewayError {
+                code: "40004".into(),
+                msg: "Business Failed".into(),
+                sub_code: Some("isp.bill_not_exist".into()),
+                sub_msg: Some("账单不存在".into()),
+                body: Value::Null,
+            };
+            let results: Vec<Result<BillReport, BillFailure>> = vec![
+                Ok(report(every, false, Some(true))),
+                Ok(report(Vec::new(), true, None)),
+                Ok(report(Vec::new(), false, Some(false))),
+                Err(BillFailure::NotYet {
+                    date: "2026-12-01".into(),
+                    today: "2026-12-01".into(),
+                }),
+                Err(BillFailure::NoBill(Box::new(gateway.clone()))),
+                Err(BillFailure::Gateway(Error::Business(Box::new(gateway)))),
+                Err(BillFailure::BadAnswer("no URL".into())),
+                Err(BillFailure::Download("HTTP 404".into())),
+                Err(BillFailure::Ledger(ledger_error())),
+            ];
+            results
+                .iter()
+                .map(|r| bill::render("2026-11-30", r))
+                .collect()
+        }
         ToolKind::ListOrders => vec![
             list::render(&Ok(vec![
                 order(OrderKind::Mobile),
@@ -507,6 +617,9 @@ fn a_bad_argument_result_matches_the_output_schema_too() {
             }
             ToolKind::WaitPay => {
                 ToolOutcome::bad_argument(def.name, &e, wait::WaitOutput::default())
+            }
+            ToolKind::BillRecon => {
+                ToolOutcome::bad_argument(def.name, &e, bill::BillOutput::default())
             }
         };
         assert!(outcome.is_error);

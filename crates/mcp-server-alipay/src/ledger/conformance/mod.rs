@@ -81,6 +81,7 @@ macro_rules! conformance_tests {
             events_are_recorded_once_with_their_change,
             deliveries_are_leased_retried_and_given_up,
             a_handle_delivers_only_to_its_targets,
+            a_days_payments_and_refunds_are_found,
         );
     };
     (@cases $backend:expr; $($case:ident),* $(,)?) => {
@@ -161,6 +162,7 @@ pub(crate) fn status(s: &str, refunded: Option<i64>, source: StatusSource) -> St
         refunded: refunded.map(fen),
         source,
         seen_at: None,
+        paid_at: None,
     }
 }
 
@@ -407,6 +409,7 @@ pub(crate) async fn a_refund_notification_settles_its_refund(b: &dyn Backend) {
         refund_request_no: Some(req("R1")),
         content: "c".into(),
         seen_at: None,
+        paid_at: None,
         raw: RawForm {
             content_type: "application/x-www-form-urlencoded".into(),
             body: b"notify".to_vec(),
@@ -530,6 +533,7 @@ pub(crate) async fn notifications_dedupe_and_never_move_status_backwards(b: &dyn
         refund_request_no: None,
         content: content.into(),
         seen_at: None,
+        paid_at: None,
         raw: RawForm {
             content_type: "application/x-www-form-urlencoded".into(),
             body: b"notify".to_vec(),
@@ -902,6 +906,7 @@ pub(crate) async fn changes_are_heard(b: &dyn Backend) {
         refund_request_no: None,
         content: "c".into(),
         seen_at: None,
+        paid_at: None,
         raw: RawForm {
             content_type: "application/x-www-form-urlencoded".into(),
             body: b"notify".to_vec(),
@@ -1035,6 +1040,7 @@ pub(crate) async fn apps_sharing_a_store_never_meet(b: &dyn Backend) {
         refund_request_no: None,
         content: "one".into(),
         seen_at: None,
+        paid_at: None,
         raw: RawForm {
             content_type: "application/x-www-form-urlencoded".into(),
             body: b"notify".to_vec(),
@@ -1240,5 +1246,77 @@ pub(crate) async fn an_approval_is_decided_once(b: &dyn Backend) {
     assert_eq!(
         l.refund(&no("A"), &req("R1")).await.unwrap().unwrap().state,
         RefundState::Pending
+    );
+}
+
+pub(crate) async fn a_days_payments_and_refunds_are_found(b: &dyn Backend) {
+    let store = b.fresh("a_days_payments_and_refunds_are_found").await;
+    let l = store.open(&scope(APP)).await;
+    let l = l.as_ref();
+    for number in ["A", "B", "C"] {
+        l.create_order(&order(number, 1_000)).await.unwrap();
+    }
+    // A: paid at the time Alipay gave; B: paid, no time given (the time it was learned counts);
+    // C: never paid.
+    let a = StatusUpdate {
+        paid_at: Some("2026-11-30 23:59:59".into()),
+        ..status("TRADE_SUCCESS", None, StatusSource::Notify)
+    };
+    l.update_status(&no("A"), &a).await.unwrap();
+    // A later source does not move the payment's time.
+    let later = StatusUpdate {
+        paid_at: Some("2026-12-01 00:00:05".into()),
+        ..status("TRADE_FINISHED", None, StatusSource::Query)
+    };
+    l.update_status(&no("A"), &later).await.unwrap();
+    l.update_status(
+        &no("B"),
+        &status("TRADE_SUCCESS", None, StatusSource::Query),
+    )
+    .await
+    .unwrap();
+    let a = l.order(&no("A")).await.unwrap().unwrap();
+    assert_eq!(a.paid_at.as_deref(), Some("2026-11-30 23:59:59"));
+    assert_eq!(l.order(&no("C")).await.unwrap().unwrap().paid_at, None);
+    let paid_on = |day: &'static str| async move {
+        l.paid_on(day)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.out_trade_no.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(paid_on("2026-11-30").await, ["A"]);
+    let today = &timestamp_now()[..10];
+    let b = l.order(&no("B")).await.unwrap().unwrap();
+    assert_eq!(b.paid_at.as_deref().map(|t| &t[..10]), Some(today));
+    let listed: Vec<String> = l
+        .paid_on(today)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.out_trade_no.to_string())
+        .collect();
+    assert_eq!(listed, ["B"]);
+    // Refunds: only succeeded ones count, on the day they were recorded as such.
+    let limits = no_daily_limit(1_000);
+    for (request, state) in [("R1", RefundState::Succeeded), ("R2", RefundState::Failed)] {
+        begin(l, &refund("B", request, 100), &limits).await;
+        finish(l, "B", request, &RefundOutcome::state(state), Some("test")).await;
+    }
+    begin(l, &refund("B", "R3", 100), &limits).await;
+    let succeeded: Vec<String> = l
+        .refunds_succeeded_on(today)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.out_request_no.to_string())
+        .collect();
+    assert_eq!(succeeded, ["R1"]);
+    assert!(
+        l.refunds_succeeded_on("2026-11-30")
+            .await
+            .unwrap()
+            .is_empty()
     );
 }

@@ -45,6 +45,7 @@ fn notification(id: &str, status: TradeStatus, body: &[u8]) -> ReceivedNotificat
         refund_request_no: None,
         content: format!("c-{id}"),
         seen_at: None,
+        paid_at: None,
         raw: RawForm {
             content_type: "application/x-www-form-urlencoded; charset=utf-8".into(),
             body: body.to_vec(),

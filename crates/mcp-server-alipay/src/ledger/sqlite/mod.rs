@@ -307,6 +307,17 @@ impl Ledger for SqliteLedger {
         self.run(move |c, s| ops::day_used(c, s, &day)).await
     }
 
+    async fn paid_on(&self, day: &str) -> Result<Vec<OrderRecord>, LedgerError> {
+        let day = day.to_string();
+        self.run(move |c, s| ops::paid_on(c, s, &day)).await
+    }
+
+    async fn refunds_succeeded_on(&self, day: &str) -> Result<Vec<RefundRecord>, LedgerError> {
+        let day = day.to_string();
+        self.run(move |c, s| ops::refunds_succeeded_on(c, s, &day))
+            .await
+    }
+
     async fn apply_notification(
         &self,
         n: &ReceivedNotification,

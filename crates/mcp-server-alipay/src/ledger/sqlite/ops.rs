@@ -2,8 +2,8 @@
 //! decisions are `crate::domain`'s; these load the facts and store what was decided. Every query
 //! names the handle's scope (`?1` app, `?2` environment).
 
-use alipay_openapi::Money;
 use alipay_openapi::time::timestamp_now;
+use alipay_openapi::{Money, TradeStatus};
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
 use super::outbox::{NewEvent, emit};
@@ -184,6 +184,22 @@ fn apply_status(
         Some(refunded) => raise_refunded(conn, s, no, refunded)?,
         None => false,
     };
+    if matches!(
+        update.trade_status,
+        TradeStatus::TradeSuccess | TradeStatus::TradeFinished
+    ) {
+        // The first word of the payment's time is kept; later sources do not move it.
+        conn.prepare_cached(
+            "UPDATE orders SET paid_at = COALESCE(paid_at, ?4)
+             WHERE app_id = ?1 AND env = ?2 AND out_trade_no = ?3",
+        )?
+        .execute(params![
+            s.app_id,
+            s.env.as_str(),
+            no.as_str(),
+            update.paid_at.as_deref().unwrap_or(&now)
+        ])?;
+    }
     if changed {
         conn.prepare_cached(
             "INSERT INTO status_events (app_id, env, out_trade_no, trade_status, source, at)
@@ -289,6 +305,7 @@ pub(super) fn create_order(
         status_at: None,
         expires_at: order.expires_at.clone(),
         refunded_amount: Money::ZERO,
+        paid_at: None,
     }))
 }
 
@@ -528,6 +545,33 @@ pub(super) fn refunded_besides(
     Ok(facts(conn, s, no, except)?.refunded())
 }
 
+pub(super) fn paid_on(conn: &Connection, s: &AppScope, day: &str) -> Res<Vec<OrderRecord>> {
+    all(
+        conn,
+        "SELECT * FROM orders WHERE app_id = ?1 AND env = ?2
+           AND substr(COALESCE(paid_at, CASE WHEN trade_status IN ('TRADE_SUCCESS', 'TRADE_FINISHED')
+               THEN status_at END), 1, 10) = ?3
+         ORDER BY created_at, rowid",
+        params![s.app_id, s.env.as_str(), day],
+        order_row,
+    )
+}
+
+pub(super) fn refunds_succeeded_on(
+    conn: &Connection,
+    s: &AppScope,
+    day: &str,
+) -> Res<Vec<RefundRecord>> {
+    all(
+        conn,
+        "SELECT * FROM refunds WHERE app_id = ?1 AND env = ?2 AND state = 'succeeded'
+           AND substr(updated_at, 1, 10) = ?3
+         ORDER BY created_at, rowid",
+        params![s.app_id, s.env.as_str(), day],
+        refund_row,
+    )
+}
+
 pub(super) fn apply_notification(
     conn: &mut Connection,
     s: &AppScope,
@@ -576,6 +620,7 @@ pub(super) fn apply_notification(
             refunded: n.refunded,
             source: StatusSource::Notify,
             seen_at: n.seen_at.clone(),
+            paid_at: n.paid_at.clone(),
         };
         apply_status(&tx, s, targets, no, &update)?;
     }

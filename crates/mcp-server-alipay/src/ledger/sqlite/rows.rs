@@ -151,6 +151,7 @@ pub(super) fn order_row(row: &Row<'_>) -> Res<OrderRecord> {
             .transpose()?,
         status_at: row.get("status_at")?,
         expires_at: row.get("expires_at")?,
+        paid_at: row.get("paid_at")?,
         refunded_amount: money(
             row.get("refunded_fen")?,
             format_args!("order {no} refunded"),

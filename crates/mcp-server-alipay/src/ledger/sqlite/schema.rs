@@ -348,7 +348,8 @@ fn upgrade_v2(tx: &Connection) -> Res<()> {
 /// to one target, leased to one sender at a time; every attempt is kept.
 fn upgrade_v3(tx: &Connection) -> Res<()> {
     tx.execute_batch(
-        "CREATE TABLE events (
+        "ALTER TABLE orders ADD COLUMN paid_at TEXT;
+         CREATE TABLE events (
              id            TEXT PRIMARY KEY,
              app_id        TEXT NOT NULL,
              env           TEXT NOT NULL,

@@ -266,6 +266,7 @@ async fn a_v0_ledger_becomes_its_owners_and_keeps_every_row() {
             status_at: Some("2026-11-25 10:01:00".into()),
             expires_at: None,
             refunded_amount: Money::from_fen(3_000),
+            paid_at: None,
         }
     );
     let listed = l
@@ -340,6 +341,7 @@ async fn a_v0_ledger_becomes_its_owners_and_keeps_every_row() {
         refund_request_no: None,
         content: "c1".into(),
         seen_at: None,
+        paid_at: None,
         raw: RawForm {
             content_type: "application/x-www-form-urlencoded".into(),
             body: b"notify".to_vec(),
