@@ -521,6 +521,9 @@ pub trait Ledger: Send + Sync {
     fn scope(&self) -> &AppScope;
     /// This process, as it registered itself when the ledger was opened.
     fn instance(&self) -> &InstanceId;
+    /// Today's Beijing day (`yyyy-MM-dd`) on the store's clock: what the daily refund budget
+    /// counts, the same for every process sharing the store.
+    async fn today(&self) -> Result<String, LedgerError>;
     /// Whether the process that registered `instance` still runs (its lease is held).
     async fn is_alive(&self, instance: &InstanceId) -> Result<bool, LedgerError>;
     /// Take the order's refund lock: one refund decision per order at a time, across every

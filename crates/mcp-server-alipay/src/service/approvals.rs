@@ -11,8 +11,8 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use crate::config::Secret;
+use crate::domain::RefundState;
 use crate::domain::refund::ApprovalStep;
-use crate::domain::{RefundState, beijing_today};
 use crate::ledger::{
     ApprovalRecord, ApprovalStatus, AuditDecision, AuditOutcome, NewRefund, RefundBegin,
     RefundLimits, RefundOutcome, RefundRecord,
@@ -88,7 +88,7 @@ pub async fn offer(svc: &Services, plan: &RefundPlan) -> RefundResult {
     };
     let limits = RefundLimits {
         daily: svc.guard.daily_refund_limit.map(Money::from),
-        day: beijing_today(),
+        day: refunds::today(svc).await,
         paid: plan.paid,
     };
     match svc.ledger.begin_refund(&new, &limits).await {

@@ -340,7 +340,7 @@ pub async fn prepare(
             )));
         }
         if let Some(limit) = svc.guard.daily_refund_limit {
-            let today = beijing_today();
+            let today = svc.ledger.today().await.map_err(unreadable)?;
             let mut used = svc
                 .ledger
                 .refunded_on_day(&today)
@@ -388,7 +388,7 @@ pub async fn execute(svc: &Services, plan: RefundPlan, step: ApprovalStep) -> Re
     };
     let limits = RefundLimits {
         daily: svc.guard.daily_refund_limit.map(Money::from),
-        day: beijing_today(),
+        day: today(svc).await,
         paid: plan.paid,
     };
     // A resend repeats the recorded request exactly: the same number with other parameters is
@@ -514,6 +514,15 @@ async fn settle(
     }
     tracing::info!(out_trade_no = %r.out_trade_no, out_request_no = %r.out_request_no, state = result.state().as_str(), "refund outcome");
     result
+}
+
+/// Today's Beijing day on the ledger's clock (the store's, shared by every instance); the local
+/// clock's when the store cannot say (the ledger's own call fails the same way right after).
+pub(crate) async fn today(svc: &Services) -> String {
+    match svc.ledger.today().await {
+        Ok(day) => day,
+        Err(_) => beijing_today(),
+    }
 }
 
 /// What the ledger records of a result.

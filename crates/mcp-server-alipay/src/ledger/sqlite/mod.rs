@@ -190,6 +190,11 @@ impl Ledger for SqliteLedger {
         self.instance.id()
     }
 
+    async fn today(&self) -> Result<String, LedgerError> {
+        // One host: its clock is the store's.
+        Ok(crate::domain::beijing_today())
+    }
+
     async fn is_alive(&self, instance: &InstanceId) -> Result<bool, LedgerError> {
         let (dir, token) = (self.instances_dir.clone(), instance.0.clone());
         tokio::task::spawn_blocking(move || liveness::is_alive(&dir, &token))
