@@ -207,8 +207,17 @@ impl BoundApp {
         }
         let services = app.services.clone();
         app.track(tokio::spawn(async move {
-            let done = crate::service::reconcile::reconcile(&services).await;
+            use crate::service::reconcile::{RECONCILE_EVERY, Reconciled, reconcile};
+            let done = reconcile(&services).await;
             tracing::info!(?done, "start-up reconciliation");
+            // Then periodically: another process sharing the ledger may die with refunds unsettled.
+            loop {
+                tokio::time::sleep(RECONCILE_EVERY).await;
+                let done = reconcile(&services).await;
+                if done != Reconciled::default() {
+                    tracing::info!(?done, "periodic reconciliation");
+                }
+            }
         }));
         Ok(app)
     }

@@ -61,6 +61,62 @@ pub struct Config {
     /// `AP_NOTIFY_FORWARD_URL`, `AP_WEBHOOK_*`, the robots, `AP_DELIVERY_*`: where verified events
     /// are delivered.
     pub outbox: crate::outbox::targets::OutboxConfig,
+    /// `AP_DATABASE_URL` (and `AP_DATABASE_CA_FILE`): the ledger on PostgreSQL, shared by any
+    /// number of instances; `None`: SQLite in `AP_DATA_DIR`.
+    pub database: Option<DatabaseConfig>,
+}
+
+/// A PostgreSQL ledger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatabaseConfig {
+    /// `postgres://user:password@host/db?sslmode=require`, or libpq's `host=… user=… dbname=…`;
+    /// it may hold a password, so it is never shown.
+    pub url: Secret,
+    /// `AP_DATABASE_CA_FILE`: PEM roots that verify the server's certificate (TLS).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `AP_DATABASE_URL` and `AP_DATABASE_CA_FILE`. The URL is never echoed: it may hold a password.
+fn database(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<DatabaseConfig>, ConfigError> {
+    let ca_file = get("AP_DATABASE_CA_FILE").map(PathBuf::from);
+    let Some(url) = get("AP_DATABASE_URL") else {
+        if ca_file.is_some() {
+            return Err(err(
+                "AP_DATABASE_CA_FILE",
+                "is set, but AP_DATABASE_URL is not",
+            ));
+        }
+        return Ok(None);
+    };
+    let is_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    let valid = if is_url {
+        url::Url::parse(&url)
+            .is_ok_and(|u| u.host_str().is_some_and(|h| !h.is_empty()) || url.contains("host="))
+    } else {
+        // libpq's key=value form: `host=/run/postgresql user=mcp dbname=ledger`.
+        url.split_whitespace().all(|kv| kv.contains('=')) && url.contains("host=")
+    };
+    if !valid {
+        return Err(err(
+            "AP_DATABASE_URL",
+            "not a PostgreSQL connection string: use postgres://user:password@host:5432/dbname (add ?sslmode=require for TLS) or libpq's host=… user=… dbname=…",
+        ));
+    }
+    if let Some(path) = &ca_file
+        && !path.is_file()
+    {
+        return Err(err(
+            "AP_DATABASE_CA_FILE",
+            format!(
+                "{} is not a readable file of PEM certificates",
+                path.display()
+            ),
+        ));
+    }
+    Ok(Some(DatabaseConfig {
+        url: Secret::new(url),
+        ca_file,
+    }))
 }
 
 /// A credential from the environment: usable, but never shown by `Debug`.
@@ -388,6 +444,7 @@ impl Config {
         };
         let http = http_settings(&get)?;
         let outbox = crate::outbox::targets::from_vars(&get)?;
+        let database = database(&get)?;
         Ok(Self {
             env,
             local_app_id: if env == Env::Local { app_id } else { None },
@@ -414,6 +471,7 @@ impl Config {
             guard,
             http,
             outbox,
+            database,
         })
     }
 
@@ -697,6 +755,41 @@ mod tests {
                 ToolKind::WaitPay,
                 ToolKind::BillRecon
             ]
+        );
+    }
+
+    #[test]
+    fn a_database_url_selects_postgresql_and_is_never_shown() {
+        assert_eq!(with(&[]).unwrap().database, None);
+        let c = with(&[(
+            "AP_DATABASE_URL",
+            "postgres://mcp:s3cret-pw@db.example.com:5432/ledger?sslmode=require",
+        )])
+        .unwrap();
+        let db = c.database.unwrap();
+        assert!(db.url.expose().contains("db.example.com"));
+        assert!(!format!("{db:?}").contains("s3cret-pw"));
+        let c = with(&[(
+            "AP_DATABASE_URL",
+            "host=/tmp/pg user=postgres dbname=postgres",
+        )])
+        .unwrap();
+        assert!(c.database.is_some());
+        let var = |pairs: &[(&str, &str)]| with(pairs).unwrap_err();
+        let e = var(&[("AP_DATABASE_URL", "mysql://root:s3cret-pw@db/x")]);
+        assert_eq!(e.var, "AP_DATABASE_URL");
+        assert!(!e.to_string().contains("s3cret-pw"), "{e}");
+        assert_eq!(
+            var(&[("AP_DATABASE_CA_FILE", "/etc/ssl/ca.pem")]).var,
+            "AP_DATABASE_CA_FILE"
+        );
+        assert_eq!(
+            var(&[
+                ("AP_DATABASE_URL", "postgres://db/x"),
+                ("AP_DATABASE_CA_FILE", "/no/such/ca.pem")
+            ])
+            .var,
+            "AP_DATABASE_CA_FILE"
         );
     }
 

@@ -1,7 +1,10 @@
-//! After a restart: settle refunds whose outcome was never recorded (a process died between
-//! sending and recording), so the ledger agrees with Alipay. A refund another live server is
-//! sending right now is left to it; one Alipay does not know yet stays unknown (still counted
-//! against every limit) until it is old enough to be sure it never arrived.
+//! Settle refunds whose outcome was never recorded (a process died between sending and
+//! recording), so the ledger agrees with Alipay: at start-up, and periodically
+//! ([`RECONCILE_EVERY`]) on every live process, so a dead instance's refunds are settled by a live
+//! one without waiting for a restart. A refund another live server is sending right now is left to
+//! it; one Alipay does not know yet stays unknown (still counted against every limit) until it is
+//! old enough to be sure it never arrived. Each is settled under its order's lock, and one another
+//! process settled meanwhile is left as it is, so one process settles each.
 
 use crate::domain::RefundState;
 use crate::ledger::RefundOutcome;
@@ -11,6 +14,9 @@ use crate::service::refund_query::ask as ask_refund;
 /// How long after its last send a refund Alipay does not know is taken as never arrived. A request
 /// in flight reaches Alipay within the client timeout; this leaves a wide margin beyond it.
 pub const NEVER_ARRIVED_AFTER_SECS: i64 = 300;
+
+/// How often a live process looks for refunds a dead one left unsettled.
+pub const RECONCILE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What one pass did, for the log and for tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -66,6 +72,18 @@ async fn settle_one(
         done.not_reachable += 1;
         return;
     };
+    // Another process may have settled it (or resent it) while this one waited for the lock.
+    match svc.ledger.refund(no, req).await {
+        Ok(Some(now)) if now.state.in_flight() && now.owner == r.owner => {}
+        Ok(_) => {
+            done.left_to_live_senders += 1;
+            return;
+        }
+        Err(_) => {
+            done.not_reachable += 1;
+            return;
+        }
+    }
     let (state, trade_no, detail) = match ask_refund(svc, no, req).await {
         Ok(q) if q.refund_succeeded() => (RefundState::Succeeded, q.trade_no, "reconciled"),
         Ok(_) if age_secs(&r.updated_at) > Some(NEVER_ARRIVED_AFTER_SECS) => (
