@@ -470,14 +470,27 @@ impl BillDownloadUrlQuery {
     }
 }
 
-/// Success answer of `alipay.data.dataservice.bill.downloadurl.query`.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+/// Success answer of `alipay.data.dataservice.bill.downloadurl.query`. Its `Debug` hides the
+/// URL: it is pre-signed, a credential for as long as it lives.
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default)]
 pub struct BillDownloadUrlQueryResponse {
     /// The pre-signed download URL of the zip.
     pub bill_download_url: Option<String>,
     /// [`BillDownloadUrlQueryResponse::EMPTY`] on a day with no business.
     pub bill_file_code: Option<String>,
+}
+
+impl fmt::Debug for BillDownloadUrlQueryResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BillDownloadUrlQueryResponse")
+            .field(
+                "bill_download_url",
+                &self.bill_download_url.as_ref().map(|_| "(redacted)"),
+            )
+            .field("bill_file_code", &self.bill_file_code)
+            .finish()
+    }
 }
 
 impl BillDownloadUrlQueryResponse {

@@ -83,9 +83,10 @@ impl Default for BillLimits {
     fn default() -> Self {
         Self {
             max_zip_bytes: 64 * 1024 * 1024,
-            max_entry_bytes: 256 * 1024 * 1024,
+            // A day of ~300 000 rows; memory stays a few hundred MB at the worst.
+            max_entry_bytes: 64 * 1024 * 1024,
             max_entries: 16,
-            max_rows: 2_000_000,
+            max_rows: 500_000,
             max_line_bytes: 64 * 1024,
         }
     }

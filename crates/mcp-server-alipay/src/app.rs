@@ -196,12 +196,18 @@ impl BoundApp {
                 app.services.ledger.clone(),
                 Arc::new(app.config.outbox.clone()),
             )));
+        }
+        let tells_expiries = app.config.outbox.kinds().into_iter().any(|t| {
+            crate::domain::outbox::receives(t, crate::domain::outbox::EventKind::OrderExpired)
+        });
+        if tells_expiries {
             // Links nobody opened expire with no word from Alipay: ask, and tell their end.
             let services = app.services.clone();
             app.track(tokio::spawn(async move {
+                let mut sweeper = crate::service::expiry::Sweeper::default();
                 loop {
                     tokio::time::sleep(crate::service::expiry::SWEEP_EVERY).await;
-                    crate::service::expiry::sweep(&services).await;
+                    sweeper.sweep(&services).await;
                 }
             }));
         }

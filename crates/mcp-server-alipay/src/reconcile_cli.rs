@@ -2,8 +2,8 @@
 //! ledger, for cron. The same work as `reconcile-alipay-bill`, on the same configuration and data
 //! dir (beside a running server too: the ledger is shared, and in local mode the running embedded
 //! gateway, whose clock says which days have a bill). Exit status 0: the bill and the ledger
-//! agree; 1: discrepancies (listed); 2: no reconciliation (bad configuration or date, no bill,
-//! a failure on the way).
+//! agree; 1: discrepancies (listed), or the bill's summary disagrees with its rows; 2: no
+//! reconciliation (bad configuration or date, no bill, a failure on the way).
 
 use std::process::ExitCode;
 
@@ -75,7 +75,8 @@ pub async fn run(date: &str, json: bool) -> ExitCode {
     } else {
         println!("{}", text(&report, &out)); // stdout-ok
     }
-    if report.discrepancies.is_empty() && report.unrecorded.is_empty() {
+    let agrees = report.summary_agrees != Some(false);
+    if report.discrepancies.is_empty() && report.unrecorded.is_empty() && agrees {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -119,6 +119,7 @@ async fn a_days_bill_is_reconciled_against_the_ledger() {
         format!("http://127.0.0.1:{}/lost", free_port()),
     );
     env.insert("AP_NOTIFY_LISTEN".into(), "off".into());
+    env.insert("AP_TIMEOUT_MS".into(), "1000".into());
     let client = connect(&env).await;
 
     // Start the business day at 01:00 Beijing on the gateway's clock, far from midnight.
@@ -178,6 +179,24 @@ async fn a_days_bill_is_reconciled_against_the_ledger() {
         .await
         .unwrap();
 
+    // A refund whose answer was lost, and whose every lookup failed: unknown in the ledger.
+    gateway
+        .fault(json!({"method": "alipay.trade.refund", "kind": "timeout", "delay_ms": 1500, "process": true}))
+        .await;
+    gateway
+        .fault(
+            json!({"method": "alipay.trade.fastpay.refund.query", "kind": "http_500", "times": 20}),
+        )
+        .await;
+    let lost = call(
+        &client,
+        "refund-alipay-payment",
+        json!({"outTradeNo": "BILL_A", "refundAmount": "1.00", "outRequestNo": "RF_LOST"}),
+    )
+    .await;
+    assert_eq!(structured(&lost)["outcomeUnknown"], true, "{}", text(&lost));
+    gateway.clear_faults().await;
+
     // Today has no bill yet: T+1, on the gateway's clock.
     let today = call(&client, "reconcile-alipay-bill", json!({"date": day})).await;
     assert!(is_error(&today), "{}", text(&today));
@@ -189,17 +208,18 @@ async fn a_days_bill_is_reconciled_against_the_ledger() {
     assert!(!is_error(&reconciled), "{}", text(&reconciled));
     let out = structured(&reconciled).clone();
     let totals = &out["totals"];
-    // 10.00 + 5.00 paid; 3.00 + 1.00 refunded; fees 0.6% half up: 0.06 + 0.03 − 0.02 − 0.01.
+    // 10.00 + 5.00 paid; 3.00 + 1.00 + 1.00 refunded; fees 0.6% half up, returned on refunds:
+    // 0.06 + 0.03 − 0.02 − 0.01 − 0.01.
     assert_eq!(totals["grossAmount"], "15.00");
-    assert_eq!(totals["refundAmount"], "4.00");
-    assert_eq!(totals["feeAmount"], "0.06");
-    assert_eq!(totals["netAmount"], "10.94");
+    assert_eq!(totals["refundAmount"], "5.00");
+    assert_eq!(totals["feeAmount"], "0.05");
+    assert_eq!(totals["netAmount"], "9.95");
     assert_eq!(
         (
             totals["paymentCount"].as_u64(),
             totals["refundCount"].as_u64()
         ),
-        (Some(2), Some(2))
+        (Some(2), Some(3))
     );
     assert_eq!(out["summaryAgrees"], true);
     // In the bill's row order, which for rows of the same second is the gateway's: sorted here.
@@ -223,6 +243,7 @@ async fn a_days_bill_is_reconciled_against_the_ledger() {
         kinds,
         [
             ("paidNotRecorded".to_string(), "BILL_B -".to_string()),
+            ("refundNotSettled".to_string(), "BILL_A RF_LOST".to_string()),
             ("unknownRefund".to_string(), "BILL_A RF_CONSOLE".to_string()),
         ],
         "{}",
@@ -255,6 +276,17 @@ async fn a_days_bill_is_reconciled_against_the_ledger() {
         ("TRADE_SUCCESS", "bill")
     );
     assert!(paid_at.starts_with(&day), "{paid_at}");
+    // And the lost refund as made, on the bill's day.
+    let (state, detail, succeeded_at): (String, String, String) = db
+        .query_row(
+            "SELECT state, detail, succeeded_at FROM refunds WHERE out_request_no = 'RF_LOST'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(state, "succeeded");
+    assert_eq!(detail, format!("confirmed by the bill of {day}"));
+    assert!(succeeded_at.starts_with(&day), "{succeeded_at}");
 
     // An independent parser reads the same bill and agrees with the tool.
     let app = app_client(&dir, &gateway);
@@ -270,7 +302,7 @@ async fn a_days_bill_is_reconciled_against_the_ledger() {
         .unwrap();
     let python = python_totals(&zip, &dir);
     assert_eq!(python["payments"], 2);
-    assert_eq!(python["refunds"], 2);
+    assert_eq!(python["refunds"], 3);
     assert_eq!(
         python["gross"].as_i64().unwrap(),
         yuan_fen(&totals["grossAmount"])
@@ -283,9 +315,12 @@ async fn a_days_bill_is_reconciled_against_the_ledger() {
         python["fees"].as_i64().unwrap(),
         yuan_fen(&totals["feeAmount"])
     );
-    assert_eq!(python["refundNos"], json!(["RF_CONSOLE", "RF_TOOL"]));
+    assert_eq!(
+        python["refundNos"],
+        json!(["RF_CONSOLE", "RF_LOST", "RF_TOOL"])
+    );
 
-    // Again: B is no longer a discrepancy; the console refund still is.
+    // Again: B and the lost refund are no longer discrepancies; the console refund still is.
     let again = call(&client, "reconcile-alipay-bill", json!({"date": day})).await;
     assert_eq!(
         structured(&again)["discrepancyCount"],
@@ -356,6 +391,13 @@ async fn a_days_bill_is_reconciled_against_the_ledger() {
     assert!(String::from_utf8_lossy(&run.stderr).contains("T+1"));
     let run = cli(&["--date", "2026-13-01"]);
     assert_eq!(run.status.code(), Some(2));
+
+    // The next day, reconciled in its turn: what the bill of the first day settled is not expected
+    // again (a settled refund keeps the bill's day, not the day it was settled).
+    advance(&gateway, 24 * 3600).await;
+    let next = call(&client, "reconcile-alipay-bill", json!({"date": tomorrow})).await;
+    assert!(!is_error(&next), "{}", text(&next));
+    assert_eq!(structured(&next)["discrepancyCount"], 0, "{}", text(&next));
     tokio::time::sleep(Duration::from_millis(10)).await;
     client.cancel().await.unwrap();
 }

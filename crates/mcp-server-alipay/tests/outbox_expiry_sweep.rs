@@ -38,6 +38,7 @@ async fn orders_that_expire_unpaid_are_told_once() {
     ))
     .unwrap();
     let dir = std::env::temp_dir().join(format!("mcp-alipay-sweep-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
     let scope = AppScope {
         env: Env::Local,
         app_id: APP_ID.into(),

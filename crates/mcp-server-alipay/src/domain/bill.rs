@@ -19,6 +19,8 @@ pub struct LedgerOrder {
     pub paid: bool,
     /// The ledger says it was paid on the bill's day (so the bill must have it).
     pub paid_on_day: bool,
+    /// The ledger has it closed with nothing refunded: closed unpaid.
+    pub closed_unpaid: bool,
 }
 
 /// A refund as the ledger has it, for reconciliation.
@@ -65,6 +67,15 @@ pub enum Discrepancy {
     /// Paid per the bill, not per the ledger (its notification never came): settled as paid.
     #[serde(rename_all = "camelCase")]
     PaidNotRecorded {
+        out_trade_no: String,
+        trade_no: String,
+        bill_fen: i64,
+        line: usize,
+    },
+    /// Paid per the bill, closed unpaid per the ledger: the buyer paid an order this server
+    /// took as closed (they may be owed a refund, or the goods). For a person; nothing is changed.
+    #[serde(rename_all = "camelCase")]
+    PaidButClosed {
         out_trade_no: String,
         trade_no: String,
         bill_fen: i64,
@@ -140,6 +151,8 @@ pub enum Settle {
     Refunded {
         out_trade_no: String,
         out_request_no: String,
+        /// The bill's 完成时间.
+        finished_at: String,
     },
 }
 
@@ -271,6 +284,15 @@ fn payment(row: &BillRow, order: Option<&LedgerOrder>, out: &mut Reconciliation)
         });
         return;
     }
+    if order.closed_unpaid {
+        out.discrepancies.push(Discrepancy::PaidButClosed {
+            out_trade_no: no,
+            trade_no: row.trade_no.clone(),
+            bill_fen,
+            line,
+        });
+        return;
+    }
     if !order.paid {
         out.discrepancies.push(Discrepancy::PaidNotRecorded {
             out_trade_no: no.clone(),
@@ -320,6 +342,7 @@ fn refund(row: &BillRow, req: &str, known: Option<&LedgerRefund>, out: &mut Reco
             out.settle.push(Settle::Refunded {
                 out_trade_no: no,
                 out_request_no: req,
+                finished_at: row.finished_at.clone(),
             });
         }
         // Refused, or never sent (awaiting a person): the bill says otherwise, and a person
@@ -368,6 +391,7 @@ mod tests {
             total_fen: fen,
             paid,
             paid_on_day,
+            closed_unpaid: false,
         }
     }
 
@@ -424,6 +448,7 @@ mod tests {
             row(BillRowKind::Payment, "LOST_NOTIFY", 500, None, -3, 6),
             row(BillRowKind::Payment, "NOT_OURS", 700, None, -4, 7),
             row(BillRowKind::Payment, "WRONG_AMOUNT", 900, None, -5, 8),
+            row(BillRowKind::Payment, "CLOSED", 300, None, -2, 13),
             row(BillRowKind::Refund, "PAID", -100, Some("CONSOLE"), 1, 9),
             row(BillRowKind::Refund, "PAID", -200, Some("PENDING"), 1, 10),
             row(BillRowKind::Refund, "PAID", -300, Some("FAILED"), 2, 11),
@@ -439,6 +464,10 @@ mod tests {
         let orders = [
             order("LOST_NOTIFY", 500, false, false),
             order("WRONG_AMOUNT", 1_000, true, true),
+            LedgerOrder {
+                closed_unpaid: true,
+                ..order("CLOSED", 300, false, false)
+            },
             order("PAID", 5_000, true, false),
             order("ABSENT", 800, true, true),
             // Paid another day: not expected in this bill.
@@ -471,6 +500,7 @@ mod tests {
                 "paidNotRecorded LOST_NOTIFY -",
                 "notInLedger NOT_OURS -",
                 "amountMismatch WRONG_AMOUNT -",
+                "paidButClosed CLOSED -",
                 "unknownRefund PAID CONSOLE",
                 "refundNotSettled PAID PENDING",
                 "refundStateMismatch PAID FAILED",
@@ -490,6 +520,7 @@ mod tests {
                 Settle::Refunded {
                     out_trade_no: "PAID".into(),
                     out_request_no: "PENDING".into(),
+                    finished_at: "2026-11-30 10:01:00".into(),
                 },
             ]
         );

@@ -143,6 +143,9 @@ pub struct RefundOutcome {
     /// Alipay's cumulative refund on the trade, when it said.
     pub total_refunded: Option<Money>,
     pub detail: Option<String>,
+    /// When Alipay made it (Beijing), when the source says (the bill's 完成时间); else the time it
+    /// is recorded. Kept from the first word that it succeeded: which day's bill must have it.
+    pub succeeded_at: Option<String>,
 }
 
 impl RefundOutcome {
@@ -152,6 +155,7 @@ impl RefundOutcome {
             trade_no: None,
             total_refunded: None,
             detail: None,
+            succeeded_at: None,
         }
     }
 }

@@ -90,14 +90,13 @@ async fn check_past(svc: &Services, date: &str) -> Result<(), BillFailure> {
     Ok(())
 }
 
-/// Alipay's own download hosts, or the gateway's (the emulator serves its bills itself).
+/// Alipay's own download hosts, or the gateway's own origin (scheme, host and port: the emulator
+/// serves its bills itself).
 fn may_fetch(url: &url::Url, gateway: &str) -> bool {
     let host = url.host_str().unwrap_or("");
-    let gateway_host = url::Url::parse(gateway)
-        .ok()
-        .and_then(|g| g.host_str().map(str::to_string));
+    let same_origin = url::Url::parse(gateway).is_ok_and(|g| g.origin() == url.origin());
     matches!(url.scheme(), "http" | "https")
-        && (gateway_host.as_deref() == Some(host)
+        && (same_origin
             || [".alipay.com", ".alipaydev.com"]
                 .iter()
                 .any(|suffix| host.ends_with(suffix)))
@@ -251,6 +250,8 @@ async fn ledger_facts(
         .into_values()
         .map(|o| LedgerOrder {
             paid: is_paid(&o),
+            closed_unpaid: o.trade_status == Some(TradeStatus::TradeClosed)
+                && o.refunded_amount.fen() == 0,
             paid_on_day: paid_on_day.contains(o.out_trade_no.as_str()),
             total_fen: o.total_amount.fen(),
             out_trade_no: o.out_trade_no.to_string(),
@@ -301,6 +302,7 @@ async fn record(svc: &Services, date: &str, settle: &Settle) -> Result<bool, Str
         Settle::Refunded {
             out_trade_no,
             out_request_no,
+            finished_at,
         } => {
             let no = OutTradeNo::parse(out_trade_no).ok_or("no order number")?;
             let req = OutRequestNo::parse(out_request_no).ok_or("no refund number")?;
@@ -309,6 +311,7 @@ async fn record(svc: &Services, date: &str, settle: &Settle) -> Result<bool, Str
                 trade_no: None,
                 total_refunded: None,
                 detail: Some(format!("confirmed by the bill of {date}")),
+                succeeded_at: Some(finished_at.clone()),
             };
             let held = svc
                 .ledger
@@ -411,6 +414,14 @@ mod tests {
         ));
         assert!(!ok(
             "http://127.0.0.2:8765/bill/abc",
+            "http://127.0.0.1:8765/gateway.do"
+        ));
+        assert!(!ok(
+            "http://127.0.0.1:6379/bill/abc",
+            "http://127.0.0.1:8765/gateway.do"
+        ));
+        assert!(!ok(
+            "https://127.0.0.1:8765/bill/abc",
             "http://127.0.0.1:8765/gateway.do"
         ));
     }

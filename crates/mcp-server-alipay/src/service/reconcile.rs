@@ -103,6 +103,7 @@ async fn settle_one(
         trade_no,
         total_refunded: None,
         detail: Some(detail.into()),
+        succeeded_at: None,
     };
     // Only while the dead sender still holds it: a resend by a live process owns it now.
     let stored = svc.ledger.finish_refund(no, req, &settled, sender).await;

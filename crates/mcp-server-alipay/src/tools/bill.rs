@@ -85,7 +85,7 @@ impl From<&Totals> for TotalsOut {
 #[derive(Clone, Debug, Default, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DiscrepancyOut {
-    /// `notInLedger`, `paidNotRecorded`, `missingFromBill`, `amountMismatch`, `unknownRefund`,
+    /// `notInLedger`, `paidNotRecorded`, `paidButClosed`, `missingFromBill`, `amountMismatch`, `unknownRefund`,
     /// `refundNotSettled`, `refundStateMismatch`, `refundAmountMismatch`,
     /// `refundMissingFromBill`.
     pub kind: String,
@@ -118,6 +118,7 @@ fn discrepancy(d: &Discrepancy, settled: &[Settle]) -> DiscrepancyOut {
             Settle::Refunded {
                 out_trade_no,
                 out_request_no,
+                ..
             } => out_trade_no == no && req == Some(out_request_no.as_str()),
         })
     };
@@ -166,6 +167,21 @@ fn discrepancy(d: &Discrepancy, settled: &[Settle]) -> DiscrepancyOut {
                 ..base("paidNotRecorded", out_trade_no)
             }
         }
+        Discrepancy::PaidButClosed {
+            out_trade_no,
+            trade_no,
+            bill_fen,
+            line,
+        } => DiscrepancyOut {
+            trade_no: Some(trade_no.clone()),
+            bill_amount: Some(yuan(*bill_fen)),
+            line: Some(*line),
+            detail: format!(
+                "账单显示订单 {out_trade_no} 已支付 ¥{}，本地账本记为已关闭未支付：买家可能需要退款或发货，请人工处理",
+                yuan(*bill_fen)
+            ),
+            ..base("paidButClosed", out_trade_no)
+        },
         Discrepancy::MissingFromBill {
             out_trade_no,
             ledger_fen,

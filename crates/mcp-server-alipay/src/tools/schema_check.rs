@@ -383,6 +383,12 @@ fn rendered(kind: ToolKind) -> Vec<Value> {
                     bill_fen: 100,
                     line: 7,
                 },
+                Discrepancy::PaidButClosed {
+                    out_trade_no: o.clone(),
+                    trade_no: "T".into(),
+                    bill_fen: 100,
+                    line: 13,
+                },
                 Discrepancy::MissingFromBill {
                     out_trade_no: o.clone(),
                     ledger_fen: 100,

@@ -243,6 +243,7 @@ pub(crate) async fn refunds_replay_retry_conflict_and_respect_the_limits(b: &dyn
         trade_no: Some("T".into()),
         total_refunded: Some(fen(1_000)),
         detail: None,
+        succeeded_at: None,
     };
     finish(l, "A", "R1", &confirmed, None).await;
     assert!(matches!(
@@ -279,6 +280,7 @@ pub(crate) async fn refunds_replay_retry_conflict_and_respect_the_limits(b: &dyn
         trade_no: None,
         total_refunded: None,
         detail: Some("ACQ.X".into()),
+        succeeded_at: None,
     };
     finish(l, "A", "R2", &refused, None).await;
     assert_eq!(
@@ -1319,4 +1321,60 @@ pub(crate) async fn a_days_payments_and_refunds_are_found(b: &dyn Backend) {
             .unwrap()
             .is_empty()
     );
+    // Settled by a bill with its time: that day's, and a later confirmation does not move it.
+    begin(l, &refund("B", "R4", 100), &limits).await;
+    let by_bill = RefundOutcome {
+        succeeded_at: Some("2026-11-30 23:59:00".into()),
+        detail: Some("confirmed by the bill of 2026-11-30".into()),
+        ..RefundOutcome::state(RefundState::Succeeded)
+    };
+    finish(l, "B", "R4", &by_bill, None).await;
+    finish(
+        l,
+        "B",
+        "R4",
+        &RefundOutcome::state(RefundState::Succeeded),
+        Some("test"),
+    )
+    .await;
+    let on_day: Vec<String> = l
+        .refunds_succeeded_on("2026-11-30")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.out_request_no.to_string())
+        .collect();
+    assert_eq!(on_day, ["R4"]);
+    let r4 = l.refund(&no("B"), &req("R4")).await.unwrap().unwrap();
+    assert_eq!(
+        r4.detail.as_deref(),
+        Some("confirmed by the bill of 2026-11-30"),
+        "a later confirmation keeps what was recorded"
+    );
+    // The bill proves a payment, and never moves a trade further along back.
+    l.update_status(&no("C"), &status("TRADE_CLOSED", None, StatusSource::Close))
+        .await
+        .unwrap();
+    let from_bill = StatusUpdate {
+        paid_at: Some("2026-11-30 10:00:00".into()),
+        ..status("TRADE_SUCCESS", None, StatusSource::Bill)
+    };
+    assert!(!l.update_status(&no("C"), &from_bill).await.unwrap());
+    assert_eq!(trade_status(l, "C").await, Some(TradeStatus::TradeClosed));
+    // A status repeated later (a partial refund's TRADE_SUCCESS) is no payment time.
+    l.create_order(&order("D", 1_000)).await.unwrap();
+    l.update_status(
+        &no("D"),
+        &status("TRADE_SUCCESS", None, StatusSource::Query),
+    )
+    .await
+    .unwrap();
+    let first = l.order(&no("D")).await.unwrap().unwrap().paid_at;
+    l.update_status(
+        &no("D"),
+        &status("TRADE_SUCCESS", Some(100), StatusSource::Refund),
+    )
+    .await
+    .unwrap();
+    assert_eq!(l.order(&no("D")).await.unwrap().unwrap().paid_at, first);
 }

@@ -337,12 +337,46 @@ pub(crate) async fn deliveries_are_leased_retried_and_given_up(b: &dyn Backend) 
             .unwrap()
             .is_empty()
     );
+    // A sender whose lease ran out cannot give up a delivery another sender now holds; and a
+    // success wins over a give-up.
+    one.create_order(&order("C", 1_000)).await.unwrap();
+    one.update_status(
+        &no("C"),
+        &status("TRADE_SUCCESS", None, StatusSource::Query),
+    )
+    .await
+    .unwrap();
+    let first = one
+        .claim_deliveries(t0 + 20 * LEASE, LEASE, 10)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    let taken = two
+        .claim_deliveries(t0 + 21 * LEASE, LEASE, 10)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    one.record_attempt(&first[0].event.id, TargetKind::Webhook, &give_up)
+        .await
+        .unwrap();
+    let c = one.deliveries(&no("C")).await.unwrap();
+    assert_eq!(c[0].state, DeliveryState::Pending, "still the new holder's");
+    two.record_attempt(&taken[0].event.id, TargetKind::Webhook, &give_up)
+        .await
+        .unwrap();
+    delivered(one, &first[0]).await;
+    let c = one.deliveries(&no("C")).await.unwrap();
+    assert_eq!(
+        c[0].state,
+        DeliveryState::Delivered,
+        "the target answered after all"
+    );
     let health = two.delivery_health().await.unwrap();
     assert_eq!(health.len(), 1);
     let h = &health[0];
     assert_eq!(
         (h.target, h.pending, h.delivered, h.failed),
-        (TargetKind::Webhook, 0, 1, 1)
+        (TargetKind::Webhook, 0, 2, 1)
     );
     assert_eq!(
         h.last_error.as_deref(),

@@ -406,7 +406,8 @@ impl Ledger for SqliteLedger {
         result: &AttemptResult,
     ) -> Result<(), LedgerError> {
         let (id, result) = (event_id.to_string(), result.clone());
-        self.run(move |c, _| outbox::record_attempt(c, &id, target, &result))
+        let owner = self.instance.id().0.clone();
+        self.run(move |c, _| outbox::record_attempt(c, &owner, &id, target, &result))
             .await
     }
 

@@ -162,6 +162,13 @@ fn apply_status(
     update: &StatusUpdate,
 ) -> Res<(bool, Changed)> {
     let before = find_order(conn, s, no)?.and_then(|o| o.trade_status);
+    // The bill proves a payment; it never moves a trade the ledger knows further along back.
+    if update.source == StatusSource::Bill
+        && crate::domain::order::progress(before.as_ref())
+            >= crate::domain::order::progress(Some(&update.trade_status))
+    {
+        return Ok((false, false));
+    }
     let now = timestamp_now();
     let (status, source) = (update.trade_status.as_str(), update.source.as_str());
     let changed =
@@ -184,11 +191,14 @@ fn apply_status(
         Some(refunded) => raise_refunded(conn, s, no, refunded)?,
         None => false,
     };
-    if matches!(
+    let paid_now = matches!(
         update.trade_status,
         TradeStatus::TradeSuccess | TradeStatus::TradeFinished
-    ) {
-        // The first word of the payment's time is kept; later sources do not move it.
+    );
+    let becomes_paid = changed && crate::domain::order::progress(before.as_ref()) < 2;
+    if paid_now && (update.paid_at.is_some() || becomes_paid) {
+        // The first word of the payment's time is kept; later sources do not move it, and a
+        // status repeated later (a partial refund's) is no payment time.
         conn.prepare_cached(
             "UPDATE orders SET paid_at = COALESCE(paid_at, ?4)
              WHERE app_id = ?1 AND env = ?2 AND out_trade_no = ?3",
@@ -262,6 +272,28 @@ fn emit_refund(
         };
         emit(conn, s, targets, &event)?;
     }
+    Ok(())
+}
+
+/// When a refund succeeded: the first word is kept (the bill's time, else now).
+fn mark_succeeded(
+    conn: &Connection,
+    s: &AppScope,
+    no: &OutTradeNo,
+    req: &OutRequestNo,
+    at: Option<&str>,
+) -> Res<()> {
+    conn.prepare_cached(
+        "UPDATE refunds SET succeeded_at = COALESCE(succeeded_at, ?5)
+         WHERE app_id = ?1 AND env = ?2 AND out_trade_no = ?3 AND out_request_no = ?4",
+    )?
+    .execute(params![
+        s.app_id,
+        s.env.as_str(),
+        no.as_str(),
+        req.as_str(),
+        at.map_or_else(timestamp_now, str::to_string)
+    ])?;
     Ok(())
 }
 
@@ -478,7 +510,25 @@ pub(super) fn finish_refund(
             sender,
         )
     });
-    if write {
+    // Success confirmed again (a later query): fill in what was missing, keep the rest.
+    let again = stored
+        .as_ref()
+        .is_some_and(|r| r.state == RefundState::Succeeded && outcome.state == r.state);
+    if write && again {
+        tx.execute(
+            "UPDATE refunds SET trade_no = COALESCE(trade_no, ?5),
+                 total_refunded_fen = COALESCE(total_refunded_fen, ?6)
+             WHERE app_id = ?1 AND env = ?2 AND out_trade_no = ?3 AND out_request_no = ?4",
+            params![
+                s.app_id,
+                s.env.as_str(),
+                no.as_str(),
+                req.as_str(),
+                outcome.trade_no,
+                outcome.total_refunded.map(Money::fen)
+            ],
+        )?;
+    } else if write {
         tx.execute(
             "UPDATE refunds SET state = ?5, trade_no = COALESCE(?6, trade_no),
                  total_refunded_fen = COALESCE(?7, total_refunded_fen), detail = ?8, updated_at = ?9
@@ -495,6 +545,9 @@ pub(super) fn finish_refund(
                 timestamp_now()
             ],
         )?;
+        if outcome.state == RefundState::Succeeded {
+            mark_succeeded(&tx, s, no, req, outcome.succeeded_at.as_deref())?;
+        }
     }
     let raised = match outcome.total_refunded {
         Some(total) => raise_refunded(&tx, s, no, total)?,
@@ -565,7 +618,7 @@ pub(super) fn refunds_succeeded_on(
     all(
         conn,
         "SELECT * FROM refunds WHERE app_id = ?1 AND env = ?2 AND state = 'succeeded'
-           AND substr(updated_at, 1, 10) = ?3
+           AND substr(COALESCE(succeeded_at, updated_at), 1, 10) = ?3
          ORDER BY created_at, rowid",
         params![s.app_id, s.env.as_str(), day],
         refund_row,
@@ -650,6 +703,7 @@ pub(super) fn apply_notification(
                 timestamp_now()
             ],
         )?;
+        mark_succeeded(&tx, s, no, req, None)?;
         emit_refund(&tx, s, targets, r.state, no, req)?;
     }
     if let Some(order) = find_order(&tx, s, no)? {

@@ -212,6 +212,7 @@ pub(super) fn claim(
 
 pub(super) fn record_attempt(
     conn: &mut Connection,
+    owner: &str,
     event_id: &str,
     target: TargetKind,
     result: &AttemptResult,
@@ -236,12 +237,15 @@ pub(super) fn record_attempt(
         Some(Next::RetryAt(at)) => ("pending", Some(at), Some(detail.as_str()), None),
         Some(Next::GiveUp) => ("failed", None, Some(detail.as_str()), None),
     };
-    // Delivered is final: a late failure of a second sender does not undo it.
+    // Delivered is final, and wins over a give-up: a late failure of a sender whose lease ran
+    // out neither undoes it nor disturbs the sender that holds the lease now.
     tx.prepare_cached(
         "UPDATE deliveries SET state = ?3, attempts = attempts + 1,
              next_ms = COALESCE(?4, next_ms), last_error = COALESCE(?5, last_error),
              delivered_at = COALESCE(?6, delivered_at), lease_until = NULL, lease_owner = NULL
-         WHERE event_id = ?1 AND target = ?2 AND state = 'pending'",
+         WHERE event_id = ?1 AND target = ?2
+           AND (CASE WHEN ?3 = 'delivered' THEN state IN ('pending', 'failed')
+                ELSE state = 'pending' AND (lease_owner IS NULL OR lease_owner = ?7) END)",
     )?
     .execute(params![
         event_id,
@@ -249,7 +253,8 @@ pub(super) fn record_attempt(
         state,
         next_ms,
         error,
-        delivered_at
+        delivered_at,
+        owner
     ])?;
     tx.commit()?;
     Ok(())

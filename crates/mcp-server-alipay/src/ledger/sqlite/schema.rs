@@ -349,6 +349,11 @@ fn upgrade_v2(tx: &Connection) -> Res<()> {
 fn upgrade_v3(tx: &Connection) -> Res<()> {
     tx.execute_batch(
         "ALTER TABLE orders ADD COLUMN paid_at TEXT;
+         ALTER TABLE refunds ADD COLUMN succeeded_at TEXT;
+         -- Orders and refunds settled before these were kept: the best word there is.
+         UPDATE orders SET paid_at = status_at
+             WHERE trade_status IN ('TRADE_SUCCESS', 'TRADE_FINISHED');
+         UPDATE refunds SET succeeded_at = updated_at WHERE state = 'succeeded';
          CREATE TABLE events (
              id            TEXT PRIMARY KEY,
              app_id        TEXT NOT NULL,

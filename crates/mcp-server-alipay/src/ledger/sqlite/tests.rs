@@ -266,7 +266,8 @@ async fn a_v0_ledger_becomes_its_owners_and_keeps_every_row() {
             status_at: Some("2026-11-25 10:01:00".into()),
             expires_at: None,
             refunded_amount: Money::from_fen(3_000),
-            paid_at: None,
+            // Paid before payment times were kept: when it was learned paid.
+            paid_at: Some("2026-11-25 10:01:00".into()),
         }
     );
     let listed = l
