@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, Env};
 use crate::confirm::PendingConfirmations;
 use crate::domain::AppScope;
-use crate::ledger::{Ledger, SqliteLedger};
+use crate::ledger::{Ledger, PostgresLedger, PostgresOptions, SqliteLedger};
 use crate::local::{self, LocalGateway};
 use crate::notify_receiver;
 use crate::service::Services;
@@ -127,7 +127,7 @@ impl BoundApp {
             env: config.env,
             app_id: client.config().merchant.app_id.clone(),
         };
-        let ledger: Arc<dyn Ledger> = Arc::new(open_ledger(&config, &scope).await?);
+        let ledger = open_ledger(&config, &scope).await?;
         let services = Services {
             client,
             ledger,
@@ -322,15 +322,28 @@ pub fn gateway_clock(local: Option<&LocalGateway>) -> Arc<dyn crate::service::Ga
     }
 }
 
-/// The ledger of `scope`, delivering events to the configured targets. One file per environment
-/// (local mode's lives with its keys); each row knows its app, so apps sharing a data dir never
-/// see each other's orders.
-pub async fn open_ledger(config: &Config, scope: &AppScope) -> Result<SqliteLedger, String> {
+/// The ledger of `scope`, delivering events to the configured targets: on PostgreSQL with
+/// `AP_DATABASE_URL` (shared by any number of instances), else SQLite, one file per environment
+/// (local mode's lives with its keys). Each row knows its app and environment, so apps sharing a
+/// store never see each other's orders.
+pub async fn open_ledger(config: &Config, scope: &AppScope) -> Result<Arc<dyn Ledger>, String> {
+    let targets = config.outbox.kinds();
+    if let Some(db) = &config.database {
+        let options = PostgresOptions {
+            url: db.url.expose().to_string(),
+            ca_file: db.ca_file.clone(),
+            schema: None,
+        };
+        let ledger = PostgresLedger::connect(&options, scope.clone())
+            .await
+            .map_err(|e| format!("AP_DATABASE_URL: {e}"))?;
+        return Ok(Arc::new(ledger.with_outbox(&targets)));
+    }
     let path = config.env_dir().join("ledger.db");
     let ledger = SqliteLedger::open(&path, scope.clone(), &config.data_dir.join("instances"))
         .await
         .map_err(|e| format!("AP_DATA_DIR: {e} ({})", path.display()))?;
-    Ok(ledger.with_outbox(&config.outbox.kinds()))
+    Ok(Arc::new(ledger.with_outbox(&targets)))
 }
 
 /// The Alipay client the configuration asks for: the merchant's app at Alipay, or, in local mode,

@@ -24,7 +24,6 @@ impl Report {
 /// How deliveries to each configured target have gone, from the ledger (read only: nothing is
 /// sent, so a running server's deliveries are not disturbed).
 async fn outbox(config: &Config, scope: &crate::domain::AppScope, report: &mut Report) {
-    use crate::ledger::Ledger as _;
     let ledger = match crate::app::open_ledger(config, scope).await {
         Ok(l) => l,
         Err(e) => {

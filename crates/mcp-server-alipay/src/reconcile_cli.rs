@@ -47,7 +47,7 @@ pub async fn run(date: &str, json: bool) -> ExitCode {
     };
     let svc = Services {
         client,
-        ledger: std::sync::Arc::new(ledger),
+        ledger,
         guard: config.guard.clone(),
         timeout: config.timeout,
         order_ttl_minutes: config.order_ttl_minutes,

@@ -14,6 +14,7 @@
 
 #[cfg(test)]
 mod conformance;
+mod postgres;
 mod sqlite;
 
 use std::fmt;
@@ -27,6 +28,7 @@ use crate::domain::refund::{ApprovalStep, OverLimit};
 use crate::domain::{OrderKind, OutRequestNo, OutTradeNo, RefundState, StatusSource};
 
 pub use crate::domain::AppScope;
+pub use postgres::{PostgresLedger, PostgresOptions};
 pub use sqlite::SqliteLedger;
 
 /// An order about to be recorded.

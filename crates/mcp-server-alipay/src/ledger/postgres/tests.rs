@@ -1,0 +1,600 @@
+//! The PostgreSQL ledger runs the conformance suite, each case in a schema of its own on the
+//! database `AP_TEST_DATABASE_URL` names (so cases run in parallel on one server); and its own
+//! tests: migration races and refusals, the lease and the order lock across handles and lost
+//! connections, changes heard across handles, notifications racing.
+//!
+//! Without `AP_TEST_DATABASE_URL` each test says `skipped: …` on stderr and passes, except in CI
+//! (`CI=true`), where it fails: CI must not skip them silently.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio_postgres::Client;
+
+use super::conn::Connector;
+use super::liveness::OrderLocks;
+use super::{Cx, PostgresLedger, PostgresOptions};
+use crate::domain::{AppScope, Env};
+use crate::ledger::conformance::{
+    APP, Backend, Corruption, OTHER_APP, Store, no, order, refund, scope, status,
+};
+use crate::ledger::*;
+
+const URL_VAR: &str = "AP_TEST_DATABASE_URL";
+/// The roots that verify the test database's certificate, for a URL with `sslmode=require`.
+const CA_VAR: &str = "AP_TEST_DATABASE_CA_FILE";
+
+fn ca_file() -> Option<std::path::PathBuf> {
+    std::env::var_os(CA_VAR)
+        .filter(|v| !v.is_empty())
+        .map(Into::into)
+}
+
+/// The test database's connection string; `None` (said on stderr) when there is none, except
+/// in CI, which fails instead.
+fn database() -> Option<String> {
+    match std::env::var(URL_VAR) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{URL_VAR} is not set, and CI must not skip the PostgreSQL ledger's tests"
+            );
+            eprintln!("skipped: {URL_VAR} is not set");
+            None
+        }
+    }
+}
+
+struct Postgres {
+    url: String,
+}
+
+fn backend() -> Option<Postgres> {
+    database().map(|url| Postgres { url })
+}
+
+/// A plain client on the test database (its `search_path` the schema, if given).
+async fn admin(url: &str, schema: Option<&str>) -> Client {
+    let options = PostgresOptions {
+        url: url.to_string(),
+        ca_file: ca_file(),
+        schema: schema.map(str::to_string),
+    };
+    Connector::new(&options).unwrap().plain().await.unwrap()
+}
+
+/// A schema of its own on the test database, dropped with everything in it when dropped.
+struct Schema {
+    url: String,
+    name: String,
+}
+
+impl Schema {
+    /// A new name (the schema is not created: the first handle's connect does that).
+    fn named(url: &str, test: &str) -> Self {
+        let test: String = test
+            .chars()
+            .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+            .take(40)
+            .collect();
+        Self {
+            url: url.to_string(),
+            name: format!("t_{test}_{:08x}", rand::random::<u32>()),
+        }
+    }
+
+    /// A new, empty schema.
+    async fn new(url: &str, test: &str) -> Self {
+        let schema = Self::named(url, test);
+        admin(url, None)
+            .await
+            .batch_execute(&format!("CREATE SCHEMA {}", schema.name))
+            .await
+            .unwrap();
+        schema
+    }
+
+    fn options(&self) -> PostgresOptions {
+        PostgresOptions {
+            url: self.url.clone(),
+            ca_file: ca_file(),
+            schema: Some(self.name.clone()),
+        }
+    }
+
+    async fn connect(&self, scope: &AppScope) -> Result<PostgresLedger, LedgerError> {
+        PostgresLedger::connect(&self.options(), scope.clone()).await
+    }
+
+    /// A plain client in the schema, as another program would have.
+    async fn sql(&self) -> Client {
+        admin(&self.url, Some(&self.name)).await
+    }
+
+    fn cx(&self, scope: &AppScope) -> Cx {
+        Cx {
+            scope: scope.clone(),
+            schema: self.name.clone(),
+            channel: super::listen::channel(&self.name, scope),
+        }
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        // On a runtime of its own: this one may be ending.
+        let (url, name) = (self.url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let options = PostgresOptions {
+                    url,
+                    ca_file: ca_file(),
+                    schema: None,
+                };
+                let client = Connector::new(&options).ok()?.plain().await.ok()?;
+                client
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                    .await
+                    .ok()
+            })
+        });
+        let _ = dropped.join();
+    }
+}
+
+#[async_trait]
+impl Backend for Postgres {
+    async fn fresh(&self, test: &str) -> Box<dyn Store> {
+        Box::new(Schema::new(&self.url, test).await)
+    }
+}
+
+#[async_trait]
+impl Store for Schema {
+    async fn open(&self, scope: &AppScope) -> Box<dyn Ledger> {
+        Box::new(self.connect(scope).await.unwrap())
+    }
+
+    async fn open_outbox(&self, scope: &AppScope, targets: &[TargetKind]) -> Box<dyn Ledger> {
+        Box::new(self.connect(scope).await.unwrap().with_outbox(targets))
+    }
+
+    async fn corrupt(&self, scope: &AppScope, what: &Corruption) {
+        let (set, no, req) = match what {
+            Corruption::OrderKind(n) => ("orders SET kind = 'desktop'", n, None),
+            Corruption::OrderAmount(n) => ("orders SET amount_fen = 0", n, None),
+            Corruption::OrderRefunded(n) => ("orders SET refunded_fen = -1", n, None),
+            Corruption::RefundState(n, r) => ("refunds SET state = 'refunded'", n, Some(r)),
+            // A bigint column cannot hold text: the nearest a hand edit can do is a number that
+            // is no amount.
+            Corruption::RefundAmount(n, r) => ("refunds SET amount_fen = -100", n, Some(r)),
+        };
+        let which = "app_id = $1 AND env = $2 AND out_trade_no = $3";
+        let (app, env) = (scope.app_id.as_str(), scope.env.as_str());
+        let client = self.sql().await;
+        let changed = match req {
+            None => {
+                client
+                    .execute(
+                        &format!("UPDATE {set} WHERE {which}"),
+                        &[&app, &env, &no.as_str()],
+                    )
+                    .await
+            }
+            Some(r) => {
+                client
+                    .execute(
+                        &format!("UPDATE {set} WHERE {which} AND out_request_no = $4"),
+                        &[&app, &env, &no.as_str(), &r.as_str()],
+                    )
+                    .await
+            }
+        }
+        .unwrap();
+        assert_eq!(changed, 1, "{what:?}");
+    }
+}
+
+/// The suite: `ledger::postgres::tests::conformance::<case>`.
+mod conformance {
+    crate::ledger::conformance::conformance_tests!(match super::backend() {
+        Some(backend) => backend,
+        None => return,
+    });
+}
+
+async fn count(client: &Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_processes_starting_at_once_migrate_once() {
+    let Some(url) = database() else { return };
+    // On an empty schema, and on one that does not exist yet.
+    for fresh in [true, false] {
+        let schema = Arc::new(if fresh {
+            Schema::new(&url, "migrate_once").await
+        } else {
+            Schema::named(&url, "migrate_once_new")
+        });
+        let connects: Vec<_> = (0..8)
+            .map(|i| {
+                let schema = schema.clone();
+                let app = if i % 2 == 0 { APP } else { OTHER_APP };
+                tokio::spawn(async move { schema.connect(&scope(app)).await })
+            })
+            .collect();
+        let mut handles = Vec::new();
+        for connect in connects {
+            handles.push(connect.await.unwrap().expect("every process starts"));
+        }
+        let sql = schema.sql().await;
+        assert_eq!(count(&sql, "SELECT count(*) FROM schema_version").await, 1);
+        assert_eq!(
+            count(&sql, "SELECT max(version)::bigint FROM schema_version").await,
+            i64::from(super::schema::VERSION)
+        );
+        assert_eq!(count(&sql, "SELECT count(*) FROM meta").await, 1);
+        assert_eq!(count(&sql, "SELECT count(*) FROM instances").await, 8);
+        // Each its own process.
+        let mut ids: Vec<_> = handles.iter().map(|h| h.instance().clone()).collect();
+        ids.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        ids.dedup();
+        assert_eq!(ids.len(), 8);
+        handles[0].create_order(&order("A", 100)).await.unwrap();
+        assert!(handles[2].order(&no("A")).await.unwrap().is_some());
+        assert!(handles[1].order(&no("A")).await.unwrap().is_none());
+        drop(handles);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_this_version_did_not_write_are_refused() {
+    let Some(url) = database() else { return };
+    let schema = Schema::new(&url, "refused").await;
+    let first = schema.connect(&scope(APP)).await.unwrap();
+    first.create_order(&order("A", 100)).await.unwrap();
+    let sql = schema.sql().await;
+    // Written by a newer version.
+    sql.batch_execute("INSERT INTO schema_version (version) VALUES (5)")
+        .await
+        .unwrap();
+    let e = schema.connect(&scope(APP)).await.err().expect("refused");
+    assert_eq!(e.kind, LedgerErrorKind::Refused, "{e}");
+    assert!(e.to_string().contains("schema version 5"), "{e}");
+    sql.batch_execute("DELETE FROM schema_version WHERE version = 5")
+        .await
+        .unwrap();
+    // Another environment's.
+    for env in [Env::Sandbox, Env::Local] {
+        let other = AppScope {
+            env,
+            app_id: APP.into(),
+        };
+        let e = schema.connect(&other).await.err().expect("refused");
+        assert_eq!(e.kind, LedgerErrorKind::Refused, "{e}");
+        assert!(
+            e.to_string().contains("prod") && e.to_string().contains(env.as_str()),
+            "{e}"
+        );
+    }
+    schema.connect(&scope(OTHER_APP)).await.unwrap();
+    // A schema with a table of the same name that is not ours.
+    let foreign = Schema::new(&url, "foreign").await;
+    foreign
+        .sql()
+        .await
+        .batch_execute("CREATE TABLE orders (id integer)")
+        .await
+        .unwrap();
+    let e = foreign.connect(&scope(APP)).await.err().expect("refused");
+    assert_eq!(e.kind, LedgerErrorKind::Refused, "{e}");
+    assert!(e.to_string().contains("orders"), "{e}");
+}
+
+#[tokio::test]
+async fn options_that_cannot_be_are_refused_before_connecting() {
+    let refused = |options: PostgresOptions| async move {
+        let e = PostgresLedger::connect(&options, scope(APP))
+            .await
+            .err()
+            .expect("refused");
+        assert_eq!(e.kind, LedgerErrorKind::Refused, "{e}");
+        e.to_string()
+    };
+    let e = refused(PostgresOptions {
+        url: "postgres://a:b@/x?sslmode=sometimes".into(),
+        ..Default::default()
+    })
+    .await;
+    assert!(e.contains("connection string"), "{e}");
+    let e = refused(PostgresOptions {
+        url: "host=/nowhere".into(),
+        schema: Some("Robert'); DROP TABLE orders;--".into()),
+        ..Default::default()
+    })
+    .await;
+    assert!(e.contains("not a plain name"), "{e}");
+    let e = refused(PostgresOptions {
+        url: "host=/nowhere sslmode=require".into(),
+        ca_file: Some("/nonexistent/ca.pem".into()),
+        ..Default::default()
+    })
+    .await;
+    assert!(e.contains("/nonexistent/ca.pem"), "{e}");
+}
+
+/// The server process holding the advisory lock named `key`, if any.
+async fn holder(sql: &Client, key: &str) -> Option<i32> {
+    sql.query_opt(
+        "WITH k AS (SELECT hashtextextended($1, 0) AS k)
+         SELECT l.pid FROM pg_locks l, k
+         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND l.classid = ((k.k >> 32) & 4294967295)::oid
+           AND l.objid = (k.k & 4294967295)::oid",
+        &[&key],
+    )
+    .await
+    .unwrap()
+    .map(|r| r.get(0))
+}
+
+async fn terminate(sql: &Client, pid: i32) {
+    let done: bool = sql
+        .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(done, "terminated {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_order_lock_holds_across_handles_until_dropped_or_its_connection_dies() {
+    let Some(url) = database() else { return };
+    let schema = Schema::new(&url, "order_lock").await;
+    let (one, two) = (
+        Arc::new(schema.connect(&scope(APP)).await.unwrap()),
+        Arc::new(schema.connect(&scope(APP)).await.unwrap()),
+    );
+    let a = no("A");
+    let held = one.lock_order(&a).await.unwrap();
+    // Another handle waits (and a wait given up leaves nothing behind).
+    for _ in 0..3 {
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), two.lock_order(&a))
+                .await
+                .is_err(),
+            "another handle waits"
+        );
+    }
+    // Another app's order of the same number is another lock.
+    let other = schema.connect(&scope(OTHER_APP)).await.unwrap();
+    drop(
+        tokio::time::timeout(Duration::from_secs(5), other.lock_order(&a))
+            .await
+            .expect("another app's lock is free")
+            .unwrap(),
+    );
+    let taken = Arc::new(AtomicBool::new(false));
+    let waiter = {
+        let (two, taken, a) = (two.clone(), taken.clone(), a.clone());
+        tokio::spawn(async move {
+            let guard = two.lock_order(&a).await.unwrap();
+            taken.store(true, Ordering::SeqCst);
+            guard
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!taken.load(Ordering::SeqCst));
+    drop(held);
+    let guard = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("released on drop")
+        .unwrap();
+    // The holder's connection dies (its process is gone): the server releases the lock.
+    let sql = schema.sql().await;
+    let key = OrderLocks::key(&schema.cx(&scope(APP)), &a);
+    let pid = holder(&sql, &key).await.expect("the lock is held");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), one.lock_order(&a))
+            .await
+            .is_err()
+    );
+    terminate(&sql, pid).await;
+    let again = tokio::time::timeout(Duration::from_secs(5), one.lock_order(&a))
+        .await
+        .expect("released with its connection")
+        .unwrap();
+    assert_ne!(holder(&sql, &key).await, Some(pid));
+    // The dead holder's guard goes quietly; the live one still holds.
+    drop(guard);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(holder(&sql, &key).await.is_some());
+    drop(again);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while holder(&sql, &key).await.is_some() {
+        assert!(Instant::now() < deadline, "unlocked on drop");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_dies_with_its_handle_and_comes_back_after_its_connection_is_cut() {
+    let Some(url) = database() else { return };
+    let schema = Schema::new(&url, "lease").await;
+    let one = schema.connect(&scope(APP)).await.unwrap();
+    let two = schema.connect(&scope(APP)).await.unwrap();
+    let first = one.instance().clone();
+    assert_eq!(first.as_str().len(), 32);
+    assert!(two.is_alive(&first).await.unwrap());
+    // Cut its connection, as a network would: dead, then alive again once it reconnected.
+    let sql = schema.sql().await;
+    let pid: i32 = sql
+        .query_one(
+            "SELECT backend_pid FROM instances WHERE token = $1",
+            &[&first.as_str()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    terminate(&sql, pid).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while two.is_alive(&first).await.unwrap() {
+        assert!(Instant::now() < deadline, "a cut lease is lost");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !two.is_alive(&first).await.unwrap() {
+        assert!(Instant::now() < deadline, "the lease is taken again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(one.is_alive(&first).await.unwrap());
+    // Dropped: dead at once, and its row goes.
+    drop(one);
+    assert!(!two.is_alive(&first).await.unwrap());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let rows = sql
+            .query(
+                "SELECT 1 FROM instances WHERE token = $1",
+                &[&first.as_str()],
+            )
+            .await
+            .unwrap();
+        if rows.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "its row is removed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(two.is_alive(two.instance()).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_change_is_heard_by_every_handle_on_the_store_within_a_second() {
+    let Some(url) = database() else { return };
+    let schema = Schema::new(&url, "changes").await;
+    let writer = schema.connect(&scope(APP)).await.unwrap();
+    let reader = schema.connect(&scope(APP)).await.unwrap();
+    let other_app = schema.connect(&scope(OTHER_APP)).await.unwrap();
+    let elsewhere = Schema::new(&url, "changes_elsewhere").await;
+    let other_store = elsewhere.connect(&scope(APP)).await.unwrap();
+    let (mut rx, mut theirs, mut far) =
+        (reader.changes(), other_app.changes(), other_store.changes());
+    let mut own = writer.changes();
+    writer.create_order(&order("A", 1_000)).await.unwrap();
+    let paid = status("TRADE_SUCCESS", None, StatusSource::Query);
+    let at = Instant::now();
+    assert!(writer.update_status(&no("A"), &paid).await.unwrap());
+    let heard = tokio::time::timeout(Duration::from_secs(1), rx.recv())
+        .await
+        .expect("heard within a second")
+        .unwrap();
+    assert_eq!(heard.out_trade_no, no("A"));
+    assert!(at.elapsed() < Duration::from_secs(1));
+    let heard = tokio::time::timeout(Duration::from_secs(1), own.recv())
+        .await
+        .expect("its own too")
+        .unwrap();
+    assert_eq!(heard.out_trade_no, no("A"));
+    // Nobody else's.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(theirs.try_recv().is_err(), "another app hears nothing");
+    assert!(far.try_recv().is_err(), "another store hears nothing");
+    // The listener's connection cut: it comes back, and hears again.
+    let sql = schema.sql().await;
+    let name = format!("mcp-server-alipay changes {}", reader.instance().as_str());
+    let pid: i32 = sql
+        .query_one(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1",
+            &[&name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    terminate(&sql, pid).await;
+    let lim = crate::ledger::conformance::no_daily_limit(1_000);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut n = 0;
+    loop {
+        n += 1;
+        writer
+            .begin_refund(&refund("A", &format!("R{n}"), 1), &lim)
+            .await
+            .unwrap();
+        if let Ok(Ok(heard)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
+            assert_eq!(heard.out_trade_no, no("A"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "the listener comes back");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_notifications_are_recorded_once() {
+    let Some(url) = database() else { return };
+    let schema = Schema::new(&url, "racing_notifications").await;
+    let handles: [Arc<PostgresLedger>; 2] = [
+        Arc::new(schema.connect(&scope(APP)).await.unwrap()),
+        Arc::new(schema.connect(&scope(APP)).await.unwrap()),
+    ];
+    let notification = |id: &str, number: &str| ReceivedNotification {
+        notify_id: id.into(),
+        out_trade_no: no(number),
+        trade_status: TradeStatus::TradeSuccess,
+        trade_no: Some("T".into()),
+        refunded: None,
+        refund_request_no: None,
+        content: format!("c-{id}-{number}"),
+        seen_at: None,
+        paid_at: None,
+        raw: RawForm {
+            content_type: "application/x-www-form-urlencoded".into(),
+            body: b"notify".to_vec(),
+        },
+    };
+    for i in 0..10 {
+        let (a, b) = (format!("A{i}"), format!("B{i}"));
+        for number in [&a, &b] {
+            handles[0].create_order(&order(number, 100)).await.unwrap();
+        }
+        // Eight deliveries of one notification, and the same id for another order at once.
+        let tasks: Vec<_> = (0..9)
+            .map(|t| {
+                let l = handles[t % 2].clone();
+                let n = notification(&format!("N{i}"), if t == 8 { &b } else { &a });
+                tokio::spawn(async move { l.apply_notification(&n).await.unwrap() })
+            })
+            .collect();
+        let (mut applied, mut duplicates, mut reused) = (0, 0, 0);
+        for task in tasks {
+            match task.await.unwrap() {
+                NotifyApply::Applied => applied += 1,
+                NotifyApply::Duplicate => duplicates += 1,
+                NotifyApply::ReusedId => reused += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        // A's won (its seven twins are duplicates, B's is a reused id), or B's (A's eight are).
+        assert_eq!(applied, 1, "round {i}");
+        assert!(
+            (duplicates, reused) == (7, 1) || (duplicates, reused) == (0, 8),
+            "round {i}: {duplicates} duplicates, {reused} reused"
+        );
+        let accepted = count(
+            &schema.sql().await,
+            &format!(
+                "SELECT count(*) FROM notifications WHERE notify_id = 'N{i}' AND verdict = 'accepted'"
+            ),
+        )
+        .await;
+        assert_eq!(accepted, 1, "round {i}");
+    }
+}

@@ -1,0 +1,276 @@
+//! Three server processes on one PostgreSQL ledger and one gateway (local mode: the first process
+//! runs the embedded gateway, the others use it through the shared data dir), clients spread
+//! across them. The oracle is the gateway's own record, never a server's word. Needs a database:
+//! `AP_TEST_DATABASE_URL` (CI starts one, `.ci/postgres.sh`); without it the test says it was
+//! skipped, and fails under `CI=true`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+/// The database, or `None` (skipped) outside CI.
+fn database() -> Option<String> {
+    match std::env::var("AP_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true but AP_TEST_DATABASE_URL is not set: the PostgreSQL tests cannot run")
+        }
+        _ => {
+            eprintln!("skipped: AP_TEST_DATABASE_URL is not set");
+            None
+        }
+    }
+}
+
+/// A fresh database for this test, on the server `url` names (dropped at the end by the CI
+/// cluster's teardown).
+async fn fresh_database(url: &str, name: &str) -> String {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to AP_TEST_DATABASE_URL");
+    tokio::spawn(connection);
+    // One statement each: batched, they would run in one implicit transaction.
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name}"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        client.batch_execute(&sql).await.unwrap();
+    }
+    if url.contains("dbname=") {
+        url.split_whitespace()
+            .map(|kv| {
+                if kv.starts_with("dbname=") {
+                    format!("dbname={name}")
+                } else {
+                    kv.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    } else {
+        format!("{url} dbname={name}")
+    }
+}
+
+struct Fleet {
+    clients: Vec<Client>,
+    gateway: Gateway,
+    _dir: TempDir,
+}
+
+async fn fleet(tag: &str, extra: &[(&str, &str)]) -> Option<Fleet> {
+    let url = database()?;
+    let db = fresh_database(&url, &format!("mi_{tag}")).await;
+    let dir = TempDir::new(tag);
+    let mut env = local_env(dir.path(), free_port());
+    env.insert("AP_DATABASE_URL".into(), db);
+    env.insert("AP_NOTIFY_LISTEN".into(), "off".into());
+    for (k, v) in extra {
+        env.insert((*k).into(), (*v).into());
+    }
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(connect(&env).await);
+    }
+    // Any create tells where the shared gateway is.
+    let created = call(
+        &clients[0],
+        "create-web-page-alipay-payment",
+        json!({"outTradeNo": "FLEET_PROBE", "totalAmount": "0.01", "orderTitle": "probe"}),
+    )
+    .await;
+    let gateway = Gateway::from_link(&link_of(&created));
+    Some(Fleet {
+        clients,
+        gateway,
+        _dir: dir,
+    })
+}
+
+async fn refund_requests(gateway: &Gateway, no: &str) -> usize {
+    gateway
+        .requests()
+        .await
+        .into_iter()
+        .filter(|r| r["method"] == "alipay.trade.refund" && r.to_string().contains(no))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_share_one_ledger_exactly_once() {
+    let Some(f) = fleet("exactly_once", &[]).await else {
+        return;
+    };
+    let [a, b, c] = [&f.clients[0], &f.clients[1], &f.clients[2]];
+
+    // The same order created on all three at once is one order: one link, one amount.
+    let args = json!({"outTradeNo": "FLEET_1", "totalAmount": "10.00", "orderTitle": "fleet"});
+    let made = tokio::join!(
+        call(a, "create-web-page-alipay-payment", args.clone()),
+        call(b, "create-web-page-alipay-payment", args.clone()),
+        call(c, "create-web-page-alipay-payment", args.clone()),
+    );
+    let links: Vec<String> = [&made.0, &made.1, &made.2]
+        .iter()
+        .map(|r| {
+            assert!(!is_error(r), "{}", text(r));
+            structured(r)["url"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert!(
+        links.iter().all(|l| l == &links[0]),
+        "one order, one link: {links:?}"
+    );
+    let fresh = [&made.0, &made.1, &made.2]
+        .iter()
+        .filter(|r| structured(r)["existing"] == false)
+        .count();
+    assert_eq!(fresh, 1, "exactly one instance made it");
+    // A conflicting order under that number is refused on any instance.
+    let other = call(
+        c,
+        "create-web-page-alipay-payment",
+        json!({"outTradeNo": "FLEET_1", "totalAmount": "11.00", "orderTitle": "fleet"}),
+    )
+    .await;
+    assert!(is_error(&other), "{}", text(&other));
+
+    f.gateway.open(&links[0]).await;
+    f.gateway.pay("FLEET_1").await;
+
+    // The same refund sent to all three at once is one refund at the gateway.
+    let refund =
+        json!({"outTradeNo": "FLEET_1", "refundAmount": "4.00", "outRequestNo": "FLEET_1_R1"});
+    let sent = tokio::join!(
+        call(a, "refund-alipay-payment", refund.clone()),
+        call(b, "refund-alipay-payment", refund.clone()),
+        call(c, "refund-alipay-payment", refund.clone()),
+    );
+    for r in [&sent.0, &sent.1, &sent.2] {
+        assert!(!is_error(r), "{}", text(r));
+    }
+    assert_eq!(refund_requests(&f.gateway, "FLEET_1_R1").await, 1);
+    assert_eq!(f.gateway.trade("FLEET_1").await["refund_fee"], "4.00");
+
+    // Two different refunds that together exceed what remains (6.00), sent to two instances at
+    // once: exactly one is made.
+    let (x, y) = tokio::join!(
+        call(
+            b,
+            "refund-alipay-payment",
+            json!({"outTradeNo": "FLEET_1", "refundAmount": "4.00", "outRequestNo": "FLEET_1_R2"}),
+        ),
+        call(
+            c,
+            "refund-alipay-payment",
+            json!({"outTradeNo": "FLEET_1", "refundAmount": "4.00", "outRequestNo": "FLEET_1_R3"}),
+        ),
+    );
+    let made: Vec<bool> = [&x, &y]
+        .iter()
+        .map(|r| text(r).starts_with("退款结果: 退款成功"))
+        .collect();
+    assert_eq!(
+        made.iter().filter(|m| **m).count(),
+        1,
+        "{}\n{}",
+        text(&x),
+        text(&y)
+    );
+    assert_eq!(f.gateway.trade("FLEET_1").await["refund_fee"], "8.00");
+
+    for client in f.clients {
+        client.cancel().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_on_one_instance_hears_a_payment_another_recorded() {
+    let Some(f) = fleet("wait", &[]).await else {
+        return;
+    };
+    let [a, b] = [&f.clients[0], &f.clients[1]];
+    let created = call(
+        b,
+        "create-web-page-alipay-payment",
+        json!({"outTradeNo": "FLEET_W", "totalAmount": "3.00", "orderTitle": "wait"}),
+    )
+    .await;
+    f.gateway.open(&link_of(&created)).await;
+    let started = Instant::now();
+    let wait = call(
+        a,
+        "wait-for-alipay-payment",
+        json!({"outTradeNo": "FLEET_W", "timeoutSeconds": 30}),
+    );
+    let pay_and_record = async {
+        // A's poller asks when the wait starts, then 3 s later: paying just after its first ask
+        // leaves ~2.7 s before it could see the payment itself.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        f.gateway.pay("FLEET_W").await;
+        let paid_at = Instant::now();
+        // B learns it (as its notify receiver would) and records it in the shared ledger.
+        let q = call(b, "query-alipay-payment", json!({"outTradeNo": "FLEET_W"})).await;
+        assert!(text(&q).contains("TRADE_SUCCESS"), "{}", text(&q));
+        paid_at
+    };
+    let (waited, paid_at) = tokio::join!(wait, pay_and_record);
+    assert_eq!(structured(&waited)["state"], "paid", "{}", text(&waited));
+    let heard = started.elapsed().saturating_sub(paid_at - started);
+    assert!(
+        heard < Duration::from_millis(1500),
+        "the wait returned {heard:?} after the payment: it did not hear the other instance"
+    );
+    for client in f.clients {
+        client.cancel().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daily_refund_budget_holds_across_instances() {
+    let Some(f) = fleet("budget", &[("AP_DAILY_REFUND_LIMIT", "5.00")]).await else {
+        return;
+    };
+    let mut numbers = Vec::new();
+    for (i, client) in f.clients.iter().enumerate() {
+        let no = format!("FLEET_B{i}");
+        let created = call(
+            client,
+            "create-web-page-alipay-payment",
+            json!({"outTradeNo": no, "totalAmount": "3.00", "orderTitle": "budget"}),
+        )
+        .await;
+        f.gateway.open(&link_of(&created)).await;
+        f.gateway.pay(&no).await;
+        numbers.push(no);
+    }
+    // Three refunds of 2.00 on three instances at once against a budget of 5.00: two are made.
+    let refund = |i: usize| {
+        call(
+            &f.clients[i],
+            "refund-alipay-payment",
+            json!({"outTradeNo": numbers[i], "refundAmount": "2.00", "outRequestNo": format!("{}_R", numbers[i])}),
+        )
+    };
+    let (r0, r1, r2) = tokio::join!(refund(0), refund(1), refund(2));
+    let results = [r0, r1, r2];
+    let ok = results
+        .iter()
+        .filter(|r| text(r).starts_with("退款结果: 退款成功"))
+        .count();
+    assert_eq!(ok, 2, "{:?}", results.iter().map(text).collect::<Vec<_>>());
+    let mut refunded_fen = 0;
+    for no in &numbers {
+        let fee = f.gateway.trade(no).await["refund_fee"].clone();
+        let fee = fee.as_str().unwrap_or("0.00");
+        let (yuan, fen) = fee.split_once('.').unwrap_or((fee, "0"));
+        refunded_fen += yuan.parse::<i64>().unwrap() * 100 + fen.parse::<i64>().unwrap();
+    }
+    assert_eq!(refunded_fen, 400, "the gateway refunded two of the three");
+    for client in f.clients {
+        client.cancel().await.unwrap();
+    }
+}
