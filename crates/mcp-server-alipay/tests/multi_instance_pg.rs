@@ -58,21 +58,34 @@ async fn fresh_database(url: &str, name: &str) -> String {
 struct Fleet {
     clients: Vec<Client>,
     gateway: Gateway,
+    /// The database, for checks the gateway cannot answer.
+    db: String,
     _dir: TempDir,
 }
 
 async fn fleet(tag: &str, extra: &[(&str, &str)]) -> Option<Fleet> {
+    fleet_with(tag, extra, |_, _| {}).await
+}
+
+/// As [`fleet`], with `each(i, env)` adjusting instance `i`'s environment.
+async fn fleet_with(
+    tag: &str,
+    extra: &[(&str, &str)],
+    each: impl Fn(usize, &mut std::collections::HashMap<String, String>),
+) -> Option<Fleet> {
     let url = database()?;
     let db = fresh_database(&url, &format!("mi_{tag}")).await;
     let dir = TempDir::new(tag);
     let mut env = local_env(dir.path(), free_port());
-    env.insert("AP_DATABASE_URL".into(), db);
+    env.insert("AP_DATABASE_URL".into(), db.clone());
     env.insert("AP_NOTIFY_LISTEN".into(), "off".into());
     for (k, v) in extra {
         env.insert((*k).into(), (*v).into());
     }
     let mut clients = Vec::new();
-    for _ in 0..3 {
+    for i in 0..3 {
+        let mut env = env.clone();
+        each(i, &mut env);
         clients.push(connect(&env).await);
     }
     // Any create tells where the shared gateway is.
@@ -86,6 +99,7 @@ async fn fleet(tag: &str, extra: &[(&str, &str)]) -> Option<Fleet> {
     Some(Fleet {
         clients,
         gateway,
+        db,
         _dir: dir,
     })
 }
@@ -270,6 +284,86 @@ async fn a_daily_refund_budget_holds_across_instances() {
         refunded_fen += yuan.parse::<i64>().unwrap() * 100 + fen.parse::<i64>().unwrap();
     }
     assert_eq!(refunded_fen, 400, "the gateway refunded two of the three");
+    for client in f.clients {
+        client.cancel().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_delivered_to_all_three_is_counted_once() {
+    use axum::body::Bytes;
+    use axum::http::HeaderMap;
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    // Between the gateway and the fleet: each notification goes to all three receivers at once.
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_url = format!("http://{}/fan-out", proxy.local_addr().unwrap());
+    let answers = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let fan_out = {
+        let (ports, answers) = (ports.clone(), answers.clone());
+        move |headers: HeaderMap, body: Bytes| {
+            let (ports, answers) = (ports.clone(), answers.clone());
+            async move {
+                let http = reqwest::Client::new();
+                let post = |port: u16| {
+                    http.post(format!("http://127.0.0.1:{port}/alipay/notify"))
+                        .header("content-type", headers["content-type"].clone())
+                        .body(body.to_vec())
+                        .send()
+                };
+                let (x, y, z) = tokio::join!(post(ports[0]), post(ports[1]), post(ports[2]));
+                let mut all = Vec::new();
+                for r in [x, y, z] {
+                    all.push(r.unwrap().text().await.unwrap());
+                }
+                answers.lock().unwrap().extend(all.clone());
+                all[0].clone()
+            }
+        }
+    };
+    let app = axum::Router::new().route("/fan-out", axum::routing::post(fan_out));
+    tokio::spawn(async move { axum::serve(proxy, app).await.unwrap() });
+    let Some(f) = fleet_with(
+        "notify",
+        &[("AP_NOTIFY_URL", proxy_url.as_str())],
+        |i, env| {
+            env.insert("AP_NOTIFY_LISTEN".into(), format!("127.0.0.1:{}", ports[i]));
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let created = call(
+        &f.clients[1],
+        "create-web-page-alipay-payment",
+        json!({"outTradeNo": "FLEET_N", "totalAmount": "6.00", "orderTitle": "notify"}),
+    )
+    .await;
+    f.gateway.open(&link_of(&created)).await;
+    f.gateway.pay("FLEET_N").await;
+    assert!(
+        eventually(10, || async { answers.lock().unwrap().len() >= 3 }).await,
+        "the fan-out delivered nothing"
+    );
+    // Every receiver answered success (the first took it, the others saw a duplicate)...
+    assert_eq!(*answers.lock().unwrap(), ["success", "success", "success"]);
+    // ...and the shared ledger holds it once, with one status change.
+    let (db, connection) = tokio_postgres::connect(&f.db, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let count = |sql: &'static str| {
+        let db = &db;
+        async move { db.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    assert_eq!(
+        count("SELECT count(*) FROM notifications WHERE out_trade_no = 'FLEET_N' AND verdict = 'accepted'").await,
+        1
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM status_events WHERE out_trade_no = 'FLEET_N' AND trade_status = 'TRADE_SUCCESS'").await,
+        1
+    );
     for client in f.clients {
         client.cancel().await.unwrap();
     }
