@@ -8,6 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::raw::Raw;
 use common::*;
 use serde_json::json;
 
@@ -60,6 +61,8 @@ struct Fleet {
     gateway: Gateway,
     /// The database, for checks the gateway cannot answer.
     db: String,
+    /// The instances' environment (for one more instance).
+    env: std::collections::HashMap<String, String>,
     _dir: TempDir,
 }
 
@@ -100,6 +103,7 @@ async fn fleet_with(
         clients,
         gateway,
         db,
+        env,
         _dir: dir,
     })
 }
@@ -364,6 +368,73 @@ async fn a_notification_delivered_to_all_three_is_counted_once() {
         count("SELECT count(*) FROM status_events WHERE out_trade_no = 'FLEET_N' AND trade_status = 'TRADE_SUCCESS'").await,
         1
     );
+    for client in f.clients {
+        client.cancel().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_cut_off_by_kill_9_is_finished_by_another_instance_exactly_once() {
+    let Some(f) = fleet("kill", &[]).await else {
+        return;
+    };
+    let created = call(
+        &f.clients[0],
+        "create-web-page-alipay-payment",
+        json!({"outTradeNo": "FLEET_K", "totalAmount": "9.00", "orderTitle": "kill"}),
+    )
+    .await;
+    f.gateway.open(&link_of(&created)).await;
+    f.gateway.pay("FLEET_K").await;
+    // A fourth instance sends the refund; Alipay makes it but its answer is slow; the instance is
+    // killed while it waits.
+    f.gateway
+        .fault(json!({"method": "alipay.trade.refund", "kind": "timeout", "delay_ms": 4000, "process": true, "times": 1}))
+        .await;
+    let env = f.env.clone();
+    let killed = tokio::task::spawn_blocking(move || {
+        let mut doomed = Raw::start(&env);
+        doomed.tool(
+            "refund-alipay-payment",
+            json!({"outTradeNo": "FLEET_K", "refundAmount": "2.00", "outRequestNo": "FLEET_K_R"}),
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+        doomed.kill();
+    });
+    killed.await.unwrap();
+    assert_eq!(
+        refund_requests(&f.gateway, "FLEET_K_R").await,
+        1,
+        "it reached Alipay"
+    );
+    assert_eq!(f.gateway.trade("FLEET_K").await["refund_fee"], "2.00");
+    // The same call on a live instance: the dead sender's refund is resent with its number, and
+    // Alipay, which made it already, does not make it twice.
+    let again = call(
+        &f.clients[1],
+        "refund-alipay-payment",
+        json!({"outTradeNo": "FLEET_K", "refundAmount": "2.00", "outRequestNo": "FLEET_K_R"}),
+    )
+    .await;
+    assert!(!is_error(&again), "{}", text(&again));
+    assert_eq!(
+        f.gateway.trade("FLEET_K").await["refund_fee"],
+        "2.00",
+        "refunded once"
+    );
+    let (db, connection) = tokio_postgres::connect(&f.db, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let state: String = db
+        .query_one(
+            "SELECT state FROM refunds WHERE out_request_no = 'FLEET_K_R'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(state, "succeeded");
     for client in f.clients {
         client.cancel().await.unwrap();
     }
