@@ -529,7 +529,12 @@ pub trait Ledger: Send + Sync {
     fn instance(&self) -> &InstanceId;
     /// Today's Beijing day (`yyyy-MM-dd`) on the store's clock: what the daily refund budget
     /// counts, the same for every process sharing the store.
-    async fn today(&self) -> Result<String, LedgerError>;
+    async fn today(&self) -> Result<String, LedgerError> {
+        Ok(self.now().await?[..10].to_string())
+    }
+    /// Now, Beijing `yyyy-MM-dd HH:mm:ss`, on the store's clock: the clock every timestamp it
+    /// records is read on, so ages compare like with like across hosts.
+    async fn now(&self) -> Result<String, LedgerError>;
     /// Whether the process that registered `instance` still runs (its lease is held).
     async fn is_alive(&self, instance: &InstanceId) -> Result<bool, LedgerError>;
     /// Take the order's refund lock: one refund decision per order at a time, across every

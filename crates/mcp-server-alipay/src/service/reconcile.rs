@@ -86,7 +86,7 @@ async fn settle_one(
     }
     let (state, trade_no, detail) = match ask_refund(svc, no, req).await {
         Ok(q) if q.refund_succeeded() => (RefundState::Succeeded, q.trade_no, "reconciled"),
-        Ok(_) if age_secs(&r.updated_at) > Some(NEVER_ARRIVED_AFTER_SECS) => (
+        Ok(_) if age_secs(svc, &r.updated_at).await > Some(NEVER_ARRIVED_AFTER_SECS) => (
             RefundState::Failed,
             None,
             "reconciled: Alipay has no such refund",
@@ -115,8 +115,11 @@ async fn settle_one(
     }
 }
 
-/// Seconds since a ledger timestamp (Beijing `yyyy-MM-dd HH:mm:ss`).
-fn age_secs(timestamp: &str) -> Option<i64> {
+/// Seconds since a ledger timestamp (Beijing `yyyy-MM-dd HH:mm:ss`), on the ledger's own clock:
+/// a host whose clock runs fast must not take a refund still on its way for one that never
+/// arrived. `None` (not old enough to say) when the ledger cannot tell its time.
+async fn age_secs(svc: &Services, timestamp: &str) -> Option<i64> {
     let then = alipay_openapi::time::parse_timestamp(timestamp)?;
-    Some((chrono::Utc::now() - then.with_timezone(&chrono::Utc)).num_seconds())
+    let now = alipay_openapi::time::parse_timestamp(&svc.ledger.now().await.ok()?)?;
+    Some((now - then).num_seconds())
 }

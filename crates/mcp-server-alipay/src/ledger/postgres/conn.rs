@@ -36,7 +36,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const POOL_SIZE: usize = 16;
 /// Connections holding order locks, per handle (a separate pool, so that holders never starve the
 /// calls they make while they hold).
-const LOCK_POOL_SIZE: usize = 16;
+const LOCK_POOL_SIZE: usize = 8;
 const APPLICATION_NAME: &str = "mcp-server-alipay";
 
 /// The longest PostgreSQL identifier, in bytes.
@@ -138,8 +138,10 @@ impl Connector {
         }
         // Session settings in the startup packet: they hold for the connection's life (a pooled
         // connection is never `RESET`).
+        // The server's keepalives too: a host that dies without closing its sockets loses its
+        // lease and its order locks in about a minute, not after the kernel's two hours.
         let mut settings = format!(
-            "-c lock_timeout={LOCK_TIMEOUT_MS} -c statement_timeout={STATEMENT_TIMEOUT_MS} -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
+            "-c lock_timeout={LOCK_TIMEOUT_MS} -c statement_timeout={STATEMENT_TIMEOUT_MS} -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS} -c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3"
         );
         if let Some(schema) = &options.schema {
             check_schema(schema)?;

@@ -232,16 +232,13 @@ impl Ledger for PostgresLedger {
         self.lease.id()
     }
 
-    async fn today(&self) -> Result<String, LedgerError> {
+    async fn now(&self) -> Result<String, LedgerError> {
         in_tx!(self, read, |tx| async {
-            rows::first(
-                &tx,
-                "SELECT to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM-DD')",
-                &[],
-                |r| at::<String>(r, 0),
-            )
+            rows::first(&tx, concat!("SELECT ", beijing_now!()), &[], |r| {
+                at::<String>(r, 0)
+            })
             .await?
-            .ok_or_else(|| rows::corrupt("the database has no date"))
+            .ok_or_else(|| rows::corrupt("the database has no time"))
         })
     }
 

@@ -427,7 +427,7 @@ pub(super) async fn note_expired(
     if order.trade_status.is_some() {
         return Ok(false);
     }
-    emit(
+    let new = emit(
         tx,
         cx,
         targets,
@@ -438,5 +438,10 @@ pub(super) async fn note_expired(
             notification: None,
         },
     )
-    .await
+    .await?;
+    if new {
+        // As SQLite's handle does: the order's subscribers and waiters hear of its end.
+        super::ops::announce(tx, cx, no).await?;
+    }
+    Ok(new)
 }

@@ -236,11 +236,13 @@ pub(super) async fn begin_refund(
     let (no, req) = (&refund.out_trade_no, &refund.out_request_no);
     // First the locks, always in this order; only then the facts.
     lock_decisions(tx, cx, no).await?;
-    if limits.daily.is_some() {
-        lock_day(tx, cx, &limits.day).await?;
-    }
+    // Always, limit or not: an instance configured without the limit still queues behind the ones
+    // with it (cheap: one more advisory lock).
+    lock_day(tx, cx, &limits.day).await?;
     let reported_fen = reported(tx, cx, no, true).await?;
-    let prior = find_refund(tx, cx, no, req, false).await?;
+    // Locked too: a refund may name an order with no row to lock, and a writer that settles this
+    // refund (the bill, a refund query) holds no advisory lock, only the refund's row.
+    let prior = find_refund(tx, cx, no, req, true).await?;
     let facts = facts(tx, cx, no, req, reported_fen).await?;
     let used = day_used_besides(tx, cx, &limits.day, Some((no, req))).await?;
     let decision = refund::decide_begin(

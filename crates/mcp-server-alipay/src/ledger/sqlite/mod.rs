@@ -190,9 +190,9 @@ impl Ledger for SqliteLedger {
         self.instance.id()
     }
 
-    async fn today(&self) -> Result<String, LedgerError> {
+    async fn now(&self) -> Result<String, LedgerError> {
         // One host: its clock is the store's.
-        Ok(crate::domain::beijing_today())
+        Ok(alipay_openapi::time::timestamp_now())
     }
 
     async fn is_alive(&self, instance: &InstanceId) -> Result<bool, LedgerError> {
