@@ -52,91 +52,119 @@ pub struct Totals {
     pub other_rows: u64,
 }
 
-/// One way the bill and the ledger disagree.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "camelCase")]
-pub enum Discrepancy {
+/// What kind of disagreement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum DiscrepancyKind {
     /// A payment in the bill for an order the ledger does not have (made elsewhere, or lost).
-    #[serde(rename_all = "camelCase")]
-    NotInLedger {
-        out_trade_no: String,
-        trade_no: String,
-        bill_fen: i64,
-        line: usize,
-    },
+    NotInLedger,
     /// Paid per the bill, not per the ledger (its notification never came): settled as paid.
-    #[serde(rename_all = "camelCase")]
-    PaidNotRecorded {
-        out_trade_no: String,
-        trade_no: String,
-        bill_fen: i64,
-        line: usize,
-    },
+    PaidNotRecorded,
     /// Paid per the bill, closed unpaid per the ledger: the buyer paid an order this server
     /// took as closed (they may be owed a refund, or the goods). For a person; nothing is changed.
-    #[serde(rename_all = "camelCase")]
-    PaidButClosed {
-        out_trade_no: String,
-        trade_no: String,
-        bill_fen: i64,
-        line: usize,
-    },
+    PaidButClosed,
     /// Paid on this day per the ledger, absent from the bill.
-    #[serde(rename_all = "camelCase")]
-    MissingFromBill {
-        out_trade_no: String,
-        ledger_fen: i64,
-    },
+    MissingFromBill,
     /// The bill's payment is not the ledger's order amount.
-    #[serde(rename_all = "camelCase")]
-    AmountMismatch {
-        out_trade_no: String,
-        bill_fen: i64,
-        ledger_fen: i64,
-        line: usize,
-    },
+    AmountMismatch,
     /// A refund in the bill the ledger does not have (made in Alipay's console, or elsewhere).
-    #[serde(rename_all = "camelCase")]
-    UnknownRefund {
-        out_trade_no: String,
-        out_request_no: String,
-        bill_fen: i64,
-        line: usize,
-    },
+    UnknownRefund,
     /// A refund the ledger had not settled as made (pending or unknown) that the bill shows
     /// made: settled as succeeded.
-    #[serde(rename_all = "camelCase")]
-    RefundNotSettled {
-        out_trade_no: String,
-        out_request_no: String,
-        bill_fen: i64,
-        line: usize,
-    },
+    RefundNotSettled,
     /// A refund the ledger refused or never sent, which the bill shows made.
-    #[serde(rename_all = "camelCase")]
-    RefundStateMismatch {
-        out_trade_no: String,
-        out_request_no: String,
-        ledger_state: RefundState,
-        bill_fen: i64,
-        line: usize,
-    },
+    RefundStateMismatch,
     /// The bill's refund is not the ledger's refund amount.
-    #[serde(rename_all = "camelCase")]
-    RefundAmountMismatch {
-        out_trade_no: String,
-        out_request_no: String,
-        bill_fen: i64,
-        ledger_fen: i64,
-        line: usize,
-    },
+    RefundAmountMismatch,
     /// Succeeded on this day per the ledger, absent from the bill.
-    #[serde(rename_all = "camelCase")]
-    RefundMissingFromBill {
-        out_trade_no: String,
-        out_request_no: String,
-        ledger_fen: i64,
-    },
+    RefundMissingFromBill,
+}
+
+impl DiscrepancyKind {
+    pub const ALL: [Self; 10] = [
+        Self::NotInLedger,
+        Self::PaidNotRecorded,
+        Self::PaidButClosed,
+        Self::MissingFromBill,
+        Self::AmountMismatch,
+        Self::UnknownRefund,
+        Self::RefundNotSettled,
+        Self::RefundStateMismatch,
+        Self::RefundAmountMismatch,
+        Self::RefundMissingFromBill,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotInLedger => "notInLedger",
+            Self::PaidNotRecorded => "paidNotRecorded",
+            Self::PaidButClosed => "paidButClosed",
+            Self::MissingFromBill => "missingFromBill",
+            Self::AmountMismatch => "amountMismatch",
+            Self::UnknownRefund => "unknownRefund",
+            Self::RefundNotSettled => "refundNotSettled",
+            Self::RefundStateMismatch => "refundStateMismatch",
+            Self::RefundAmountMismatch => "refundAmountMismatch",
+            Self::RefundMissingFromBill => "refundMissingFromBill",
+        }
+    }
+}
+
+/// One way the bill and the ledger disagree, with the facts each kind has (the bill's amount and
+/// line for what the bill shows, the ledger's amount or state for what the ledger holds).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Discrepancy {
+    pub kind: DiscrepancyKind,
+    pub out_trade_no: String,
+    pub out_request_no: Option<String>,
+    pub trade_no: Option<String>,
+    pub bill_fen: Option<i64>,
+    pub ledger_fen: Option<i64>,
+    pub ledger_state: Option<RefundState>,
+    /// The bill row's line in the detail file.
+    pub line: Option<usize>,
+}
+
+impl Discrepancy {
+    /// About a payment row of the bill.
+    fn payment(kind: DiscrepancyKind, row: &BillRow) -> Self {
+        Self {
+            trade_no: Some(row.trade_no.clone()),
+            ..Self::row(kind, row)
+        }
+    }
+
+    /// About a refund row of the bill (its amount as refunded, positive).
+    fn refund(kind: DiscrepancyKind, row: &BillRow, req: &str) -> Self {
+        Self {
+            out_request_no: Some(req.to_string()),
+            bill_fen: Some(row.order_amount_fen.saturating_neg()),
+            ..Self::row(kind, row)
+        }
+    }
+
+    fn row(kind: DiscrepancyKind, row: &BillRow) -> Self {
+        Self {
+            bill_fen: Some(row.order_amount_fen),
+            line: Some(row.line),
+            ..Self::ledger_only(kind, &row.out_trade_no, None)
+        }
+    }
+
+    /// About something the ledger has and the bill lacks.
+    fn ledger_only(kind: DiscrepancyKind, out_trade_no: &str, ledger_fen: Option<i64>) -> Self {
+        Self {
+            kind,
+            out_trade_no: out_trade_no.to_string(),
+            out_request_no: None,
+            trade_no: None,
+            bill_fen: None,
+            ledger_fen,
+            ledger_state: None,
+            line: None,
+        }
+    }
 }
 
 /// A ledger state the bill proves, to record with source `bill`.
@@ -235,11 +263,13 @@ pub fn reconcile(
         .copied()
         .collect();
     missing.sort_by(|a, b| a.out_trade_no.cmp(&b.out_trade_no));
-    out.discrepancies
-        .extend(missing.into_iter().map(|o| Discrepancy::MissingFromBill {
-            out_trade_no: o.out_trade_no.clone(),
-            ledger_fen: o.total_fen,
-        }));
+    out.discrepancies.extend(missing.into_iter().map(|o| {
+        Discrepancy::ledger_only(
+            DiscrepancyKind::MissingFromBill,
+            &o.out_trade_no,
+            Some(o.total_fen),
+        )
+    }));
     let mut missing: Vec<&LedgerRefund> = refunds
         .iter()
         .filter(|r| {
@@ -251,57 +281,43 @@ pub fn reconcile(
     missing.sort_by(|a, b| {
         (&a.out_trade_no, &a.out_request_no).cmp(&(&b.out_trade_no, &b.out_request_no))
     });
-    out.discrepancies.extend(
-        missing
-            .into_iter()
-            .map(|r| Discrepancy::RefundMissingFromBill {
-                out_trade_no: r.out_trade_no.clone(),
-                out_request_no: r.out_request_no.clone(),
-                ledger_fen: r.amount_fen,
-            }),
-    );
+    out.discrepancies
+        .extend(missing.into_iter().map(|r| Discrepancy {
+            out_request_no: Some(r.out_request_no.clone()),
+            ..Discrepancy::ledger_only(
+                DiscrepancyKind::RefundMissingFromBill,
+                &r.out_trade_no,
+                Some(r.amount_fen),
+            )
+        }));
     out
 }
 
 fn payment(row: &BillRow, order: Option<&LedgerOrder>, out: &mut Reconciliation) {
-    let (no, bill_fen, line) = (row.out_trade_no.clone(), row.order_amount_fen, row.line);
+    use DiscrepancyKind::*;
     let Some(order) = order else {
-        out.discrepancies.push(Discrepancy::NotInLedger {
-            out_trade_no: no,
-            trade_no: row.trade_no.clone(),
-            bill_fen,
-            line,
-        });
+        out.discrepancies
+            .push(Discrepancy::payment(NotInLedger, row));
         return;
     };
-    if order.total_fen != bill_fen {
+    if order.total_fen != row.order_amount_fen {
         // A payment of another amount proves nothing about our order: reported, not settled.
-        out.discrepancies.push(Discrepancy::AmountMismatch {
-            out_trade_no: no,
-            bill_fen,
-            ledger_fen: order.total_fen,
-            line,
+        out.discrepancies.push(Discrepancy {
+            ledger_fen: Some(order.total_fen),
+            ..Discrepancy::row(AmountMismatch, row)
         });
         return;
     }
     if order.closed_unpaid {
-        out.discrepancies.push(Discrepancy::PaidButClosed {
-            out_trade_no: no,
-            trade_no: row.trade_no.clone(),
-            bill_fen,
-            line,
-        });
+        out.discrepancies
+            .push(Discrepancy::payment(PaidButClosed, row));
         return;
     }
     if !order.paid {
-        out.discrepancies.push(Discrepancy::PaidNotRecorded {
-            out_trade_no: no.clone(),
-            trade_no: row.trade_no.clone(),
-            bill_fen,
-            line,
-        });
+        out.discrepancies
+            .push(Discrepancy::payment(PaidNotRecorded, row));
         out.settle.push(Settle::Paid {
-            out_trade_no: no,
+            out_trade_no: row.out_trade_no.clone(),
             trade_no: row.trade_no.clone(),
             paid_at: row.finished_at.clone(),
         });
@@ -309,50 +325,35 @@ fn payment(row: &BillRow, order: Option<&LedgerOrder>, out: &mut Reconciliation)
 }
 
 fn refund(row: &BillRow, req: &str, known: Option<&LedgerRefund>, out: &mut Reconciliation) {
-    let (no, req, line) = (row.out_trade_no.clone(), req.to_string(), row.line);
-    let bill_fen = row.order_amount_fen.saturating_neg();
+    use DiscrepancyKind::*;
     let Some(known) = known else {
-        out.discrepancies.push(Discrepancy::UnknownRefund {
-            out_trade_no: no,
-            out_request_no: req,
-            bill_fen,
-            line,
-        });
+        out.discrepancies
+            .push(Discrepancy::refund(UnknownRefund, row, req));
         return;
     };
-    if known.amount_fen != bill_fen {
-        out.discrepancies.push(Discrepancy::RefundAmountMismatch {
-            out_trade_no: no,
-            out_request_no: req,
-            bill_fen,
-            ledger_fen: known.amount_fen,
-            line,
+    if known.amount_fen != row.order_amount_fen.saturating_neg() {
+        out.discrepancies.push(Discrepancy {
+            ledger_fen: Some(known.amount_fen),
+            ..Discrepancy::refund(RefundAmountMismatch, row, req)
         });
         return;
     }
     match known.state {
         RefundState::Succeeded => {}
         RefundState::Pending | RefundState::Unknown => {
-            out.discrepancies.push(Discrepancy::RefundNotSettled {
-                out_trade_no: no.clone(),
-                out_request_no: req.clone(),
-                bill_fen,
-                line,
-            });
+            out.discrepancies
+                .push(Discrepancy::refund(RefundNotSettled, row, req));
             out.settle.push(Settle::Refunded {
-                out_trade_no: no,
-                out_request_no: req,
+                out_trade_no: row.out_trade_no.clone(),
+                out_request_no: req.to_string(),
                 finished_at: row.finished_at.clone(),
             });
         }
         // Refused, or never sent (awaiting a person): the bill says otherwise, and a person
         // must look; nothing is overwritten.
-        state => out.discrepancies.push(Discrepancy::RefundStateMismatch {
-            out_trade_no: no,
-            out_request_no: req,
-            ledger_state: state,
-            bill_fen,
-            line,
+        state => out.discrepancies.push(Discrepancy {
+            ledger_state: Some(state),
+            ..Discrepancy::refund(RefundStateMismatch, row, req)
         }),
     }
 }
@@ -402,6 +403,13 @@ mod tests {
             amount_fen: fen,
             state,
             on_day,
+        }
+    }
+
+    #[test]
+    fn kind_names_are_what_serde_writes() {
+        for k in DiscrepancyKind::ALL {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
         }
     }
 

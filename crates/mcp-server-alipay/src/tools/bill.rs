@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::domain::bill::{Discrepancy, Settle, Totals};
+use crate::domain::bill::{Discrepancy, DiscrepancyKind, Settle, Totals};
 use crate::service::bills::{self, BillFailure, BillReport};
 use crate::tools::args::{ArgError, Field, FieldKind, RawArgs};
 use crate::tools::render::{ErrorOut, ToolOutcome, WithError, failure_text};
@@ -111,192 +111,80 @@ pub struct DiscrepancyOut {
     pub detail: String,
 }
 
+/// The discrepancy in words; `settled`: the ledger now records what the bill proved.
+fn detail(d: &Discrepancy, settled: bool) -> String {
+    use DiscrepancyKind::*;
+    let no = &d.out_trade_no;
+    let req = d.out_request_no.as_deref().unwrap_or("");
+    let bill = yuan(d.bill_fen.unwrap_or(0));
+    let ledger = yuan(d.ledger_fen.unwrap_or(0));
+    let done = |what: &'static str| if settled { what } else { "" };
+    match d.kind {
+        NotInLedger => {
+            format!("账单有收款 ¥{bill}，本地账本没有订单 {no}（在别处创建，或记录丢失）")
+        }
+        PaidNotRecorded => format!(
+            "订单 {no} 已支付 ¥{bill}，本地账本未记录（异步通知可能丢失）{}",
+            done("——已按账单记为已支付")
+        ),
+        PaidButClosed => format!(
+            "账单显示订单 {no} 已支付 ¥{bill}，本地账本记为已关闭未支付：买家可能需要退款或发货，请人工处理"
+        ),
+        MissingFromBill => {
+            format!("本地账本记录订单 {no} 当天已支付 ¥{ledger}，账单中没有这笔收款")
+        }
+        AmountMismatch => format!("订单 {no} 金额不符：账单 ¥{bill}，账本 ¥{ledger}"),
+        UnknownRefund => format!(
+            "账单有订单 {no} 的退款 {req} ¥{bill}，本地账本不知道（可能在支付宝商家后台操作）"
+        ),
+        RefundNotSettled => format!(
+            "订单 {no} 的退款 {req} ¥{bill} 已完成，本地账本尚未确认{}",
+            done("——已按账单记为退款成功")
+        ),
+        RefundStateMismatch => format!(
+            "账单显示订单 {no} 的退款 {req} ¥{bill} 已完成，账本记为 {}：请人工核对",
+            d.ledger_state.map_or("?", |s| s.as_str())
+        ),
+        RefundAmountMismatch => {
+            format!("订单 {no} 的退款 {req} 金额不符：账单 ¥{bill}，账本 ¥{ledger}")
+        }
+        RefundMissingFromBill => {
+            format!("本地账本记录订单 {no} 的退款 {req} ¥{ledger} 当天成功，账单中没有")
+        }
+    }
+}
+
 fn discrepancy(d: &Discrepancy, settled: &[Settle]) -> DiscrepancyOut {
-    let was_settled = |no: &str, req: Option<&str>| {
-        settled.iter().any(|s| match s {
-            Settle::Paid { out_trade_no, .. } => req.is_none() && out_trade_no == no,
+    // Only the two kinds the bill settles can have been settled.
+    let settles = matches!(
+        d.kind,
+        DiscrepancyKind::PaidNotRecorded | DiscrepancyKind::RefundNotSettled
+    );
+    let was_settled = settles
+        && settled.iter().any(|s| match s {
+            Settle::Paid { out_trade_no, .. } => {
+                d.out_request_no.is_none() && *out_trade_no == d.out_trade_no
+            }
             Settle::Refunded {
                 out_trade_no,
                 out_request_no,
                 ..
-            } => out_trade_no == no && req == Some(out_request_no.as_str()),
-        })
-    };
-    let base = |kind: &str, no: &str| DiscrepancyOut {
-        kind: kind.into(),
-        out_trade_no: no.into(),
-        ..Default::default()
-    };
-    match d {
-        Discrepancy::NotInLedger {
-            out_trade_no,
-            trade_no,
-            bill_fen,
-            line,
-        } => DiscrepancyOut {
-            trade_no: Some(trade_no.clone()),
-            bill_amount: Some(yuan(*bill_fen)),
-            line: Some(*line),
-            detail: format!(
-                "账单有收款 ¥{}，本地账本没有订单 {out_trade_no}（在别处创建，或记录丢失）",
-                yuan(*bill_fen)
-            ),
-            ..base("notInLedger", out_trade_no)
-        },
-        Discrepancy::PaidNotRecorded {
-            out_trade_no,
-            trade_no,
-            bill_fen,
-            line,
-        } => {
-            let done = was_settled(out_trade_no, None);
-            DiscrepancyOut {
-                trade_no: Some(trade_no.clone()),
-                bill_amount: Some(yuan(*bill_fen)),
-                line: Some(*line),
-                settled: done,
-                detail: format!(
-                    "订单 {out_trade_no} 已支付 ¥{}，本地账本未记录（异步通知可能丢失）{}",
-                    yuan(*bill_fen),
-                    if done {
-                        "——已按账单记为已支付"
-                    } else {
-                        ""
-                    }
-                ),
-                ..base("paidNotRecorded", out_trade_no)
+            } => {
+                *out_trade_no == d.out_trade_no
+                    && d.out_request_no.as_deref() == Some(out_request_no.as_str())
             }
-        }
-        Discrepancy::PaidButClosed {
-            out_trade_no,
-            trade_no,
-            bill_fen,
-            line,
-        } => DiscrepancyOut {
-            trade_no: Some(trade_no.clone()),
-            bill_amount: Some(yuan(*bill_fen)),
-            line: Some(*line),
-            detail: format!(
-                "账单显示订单 {out_trade_no} 已支付 ¥{}，本地账本记为已关闭未支付：买家可能需要退款或发货，请人工处理",
-                yuan(*bill_fen)
-            ),
-            ..base("paidButClosed", out_trade_no)
-        },
-        Discrepancy::MissingFromBill {
-            out_trade_no,
-            ledger_fen,
-        } => DiscrepancyOut {
-            ledger_amount: Some(yuan(*ledger_fen)),
-            detail: format!(
-                "本地账本记录订单 {out_trade_no} 当天已支付 ¥{}，账单中没有这笔收款",
-                yuan(*ledger_fen)
-            ),
-            ..base("missingFromBill", out_trade_no)
-        },
-        Discrepancy::AmountMismatch {
-            out_trade_no,
-            bill_fen,
-            ledger_fen,
-            line,
-        } => DiscrepancyOut {
-            bill_amount: Some(yuan(*bill_fen)),
-            ledger_amount: Some(yuan(*ledger_fen)),
-            line: Some(*line),
-            detail: format!(
-                "订单 {out_trade_no} 金额不符：账单 ¥{}，账本 ¥{}",
-                yuan(*bill_fen),
-                yuan(*ledger_fen)
-            ),
-            ..base("amountMismatch", out_trade_no)
-        },
-        Discrepancy::UnknownRefund {
-            out_trade_no,
-            out_request_no,
-            bill_fen,
-            line,
-        } => DiscrepancyOut {
-            out_request_no: Some(out_request_no.clone()),
-            bill_amount: Some(yuan(*bill_fen)),
-            line: Some(*line),
-            detail: format!(
-                "账单有订单 {out_trade_no} 的退款 {out_request_no} ¥{}，本地账本不知道（可能在支付宝商家后台操作）",
-                yuan(*bill_fen)
-            ),
-            ..base("unknownRefund", out_trade_no)
-        },
-        Discrepancy::RefundNotSettled {
-            out_trade_no,
-            out_request_no,
-            bill_fen,
-            line,
-        } => {
-            let done = was_settled(out_trade_no, Some(out_request_no));
-            DiscrepancyOut {
-                out_request_no: Some(out_request_no.clone()),
-                bill_amount: Some(yuan(*bill_fen)),
-                line: Some(*line),
-                settled: done,
-                detail: format!(
-                    "订单 {out_trade_no} 的退款 {out_request_no} ¥{} 已完成，本地账本尚未确认{}",
-                    yuan(*bill_fen),
-                    if done {
-                        "——已按账单记为退款成功"
-                    } else {
-                        ""
-                    }
-                ),
-                ..base("refundNotSettled", out_trade_no)
-            }
-        }
-        Discrepancy::RefundStateMismatch {
-            out_trade_no,
-            out_request_no,
-            ledger_state,
-            bill_fen,
-            line,
-        } => DiscrepancyOut {
-            out_request_no: Some(out_request_no.clone()),
-            bill_amount: Some(yuan(*bill_fen)),
-            ledger_state: Some(ledger_state.as_str().into()),
-            line: Some(*line),
-            detail: format!(
-                "账单显示订单 {out_trade_no} 的退款 {out_request_no} ¥{} 已完成，账本记为 {}：请人工核对",
-                yuan(*bill_fen),
-                ledger_state.as_str()
-            ),
-            ..base("refundStateMismatch", out_trade_no)
-        },
-        Discrepancy::RefundAmountMismatch {
-            out_trade_no,
-            out_request_no,
-            bill_fen,
-            ledger_fen,
-            line,
-        } => DiscrepancyOut {
-            out_request_no: Some(out_request_no.clone()),
-            bill_amount: Some(yuan(*bill_fen)),
-            ledger_amount: Some(yuan(*ledger_fen)),
-            line: Some(*line),
-            detail: format!(
-                "订单 {out_trade_no} 的退款 {out_request_no} 金额不符：账单 ¥{}，账本 ¥{}",
-                yuan(*bill_fen),
-                yuan(*ledger_fen)
-            ),
-            ..base("refundAmountMismatch", out_trade_no)
-        },
-        Discrepancy::RefundMissingFromBill {
-            out_trade_no,
-            out_request_no,
-            ledger_fen,
-        } => DiscrepancyOut {
-            out_request_no: Some(out_request_no.clone()),
-            ledger_amount: Some(yuan(*ledger_fen)),
-            detail: format!(
-                "本地账本记录订单 {out_trade_no} 的退款 {out_request_no} ¥{} 当天成功，账单中没有",
-                yuan(*ledger_fen)
-            ),
-            ..base("refundMissingFromBill", out_trade_no)
-        },
+        });
+    DiscrepancyOut {
+        kind: d.kind.as_str().into(),
+        out_trade_no: d.out_trade_no.clone(),
+        out_request_no: d.out_request_no.clone(),
+        trade_no: d.trade_no.clone(),
+        bill_amount: d.bill_fen.map(yuan),
+        ledger_amount: d.ledger_fen.map(yuan),
+        ledger_state: d.ledger_state.map(|s| s.as_str().into()),
+        line: d.line,
+        settled: was_settled,
+        detail: detail(d, was_settled),
     }
 }
 

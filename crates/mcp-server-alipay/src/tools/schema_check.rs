@@ -367,70 +367,24 @@ fn rendered(kind: ToolKind) -> Vec<Value> {
         }
         ToolKind::BillRecon => {
             use crate::domain::RefundState;
-            use crate::domain::bill::{Discrepancy, Settle, Totals};
+            use crate::domain::bill::{Discrepancy, DiscrepancyKind, Settle, Totals};
             use crate::service::bills::{BillFailure, BillReport};
             let (o, r) = ("ILLUSTRATION_0001".to_string(), "R1".to_string());
-            let every = vec![
-                Discrepancy::NotInLedger {
+            // Every kind, with every fact a kind may carry.
+            let every: Vec<Discrepancy> = DiscrepancyKind::ALL
+                .into_iter()
+                .enumerate()
+                .map(|(i, kind)| Discrepancy {
+                    kind,
                     out_trade_no: o.clone(),
-                    trade_no: "T".into(),
-                    bill_fen: 100,
-                    line: 6,
-                },
-                Discrepancy::PaidNotRecorded {
-                    out_trade_no: o.clone(),
-                    trade_no: "T".into(),
-                    bill_fen: 100,
-                    line: 7,
-                },
-                Discrepancy::PaidButClosed {
-                    out_trade_no: o.clone(),
-                    trade_no: "T".into(),
-                    bill_fen: 100,
-                    line: 13,
-                },
-                Discrepancy::MissingFromBill {
-                    out_trade_no: o.clone(),
-                    ledger_fen: 100,
-                },
-                Discrepancy::AmountMismatch {
-                    out_trade_no: o.clone(),
-                    bill_fen: 100,
-                    ledger_fen: 200,
-                    line: 8,
-                },
-                Discrepancy::UnknownRefund {
-                    out_trade_no: o.clone(),
-                    out_request_no: r.clone(),
-                    bill_fen: 10,
-                    line: 9,
-                },
-                Discrepancy::RefundNotSettled {
-                    out_trade_no: o.clone(),
-                    out_request_no: r.clone(),
-                    bill_fen: 10,
-                    line: 10,
-                },
-                Discrepancy::RefundStateMismatch {
-                    out_trade_no: o.clone(),
-                    out_request_no: r.clone(),
-                    ledger_state: RefundState::Failed,
-                    bill_fen: 10,
-                    line: 11,
-                },
-                Discrepancy::RefundAmountMismatch {
-                    out_trade_no: o.clone(),
-                    out_request_no: r.clone(),
-                    bill_fen: 10,
-                    ledger_fen: 20,
-                    line: 12,
-                },
-                Discrepancy::RefundMissingFromBill {
-                    out_trade_no: o.clone(),
-                    out_request_no: r,
-                    ledger_fen: 10,
-                },
-            ];
+                    out_request_no: Some(r.clone()),
+                    trade_no: Some("T".into()),
+                    bill_fen: Some(100),
+                    ledger_fen: Some(200),
+                    ledger_state: Some(RefundState::Failed),
+                    line: Some(6 + i),
+                })
+                .collect();
             let report =
                 |discrepancies: Vec<Discrepancy>, empty: bool, summary: Option<bool>| BillReport {
                     date: "2026-11-30".into(),
