@@ -14,6 +14,7 @@
 
 #[cfg(test)]
 mod conformance;
+pub(crate) mod events;
 mod postgres;
 mod sqlite;
 

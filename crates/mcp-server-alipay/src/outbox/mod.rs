@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 
 use self::targets::OutboxConfig;
 use crate::domain::outbox::Next;
+use crate::ledger::events::now_ms;
 use crate::ledger::{AttemptResult, DueDelivery, Ledger};
 
 /// How long one attempt may take before it counts as failed.
@@ -30,12 +31,6 @@ const MAX_IN_FLIGHT: usize = 16;
 const IDLE_WAIT: Duration = Duration::from_secs(30);
 /// The most of an answer read.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 /// A transport error and its causes (`tcp connect error: Connection refused`), without the URL.
 fn transport_error(e: reqwest::Error) -> String {

@@ -7,7 +7,7 @@
 use alipay_openapi::{Money, TradeStatus};
 
 use super::Cx;
-use super::outbox::{NewEvent, emit};
+use super::outbox::emit;
 use super::refunds::{emit_refund, find_refund, mark_succeeded, raise_refunded};
 use super::rows::{
     APPROVAL_COLUMNS, NOTIFICATION_COLUMNS, ORDER_COLUMNS, Res, Tx, all, approval_row, at, execute,
@@ -18,6 +18,7 @@ use crate::domain::order::progress;
 use crate::domain::outbox::{self as events, EventKind, StatusChange, TargetKind};
 use crate::domain::refund;
 use crate::domain::{OutTradeNo, RefundState, StatusSource};
+use crate::ledger::events::NewEvent;
 use crate::ledger::{
     ApprovalRecord, ApprovalStatus, AuditEntry, CreateOrder, LedgerErrorKind, NewOrder,
     NotificationRecord, NotifyApply, OrderFilter, OrderRecord, ReceivedNotification, StatusFilter,

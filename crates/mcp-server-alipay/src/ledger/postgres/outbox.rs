@@ -9,39 +9,14 @@ use super::Cx;
 use super::ops::lock_order;
 use super::rows::{ORDER_COLUMNS, Res, Tx, all, at, corrupt, execute, first, get, order_row};
 use crate::domain::OutTradeNo;
-use crate::domain::outbox::{
-    DeliveryState, EventData, EventKind, Next, RefundData, TargetKind, receives,
-};
+use crate::domain::outbox::{DeliveryState, EventKind, Next, TargetKind};
+use crate::ledger::events::{NewEvent, new_event_id, now_ms};
 use crate::ledger::{
-    AttemptResult, DeliveryRecord, DueDelivery, EventRecord, OrderRecord, RawForm, RefundRecord,
-    TargetHealth,
+    AttemptResult, DeliveryRecord, DueDelivery, EventRecord, OrderRecord, RawForm, TargetHealth,
 };
 
 /// Longest error detail kept per attempt.
 const MAX_DETAIL: usize = 300;
-
-/// An event about to be recorded.
-pub(super) struct NewEvent<'a> {
-    pub(super) kind: EventKind,
-    pub(super) order: &'a OrderRecord,
-    /// The refund it is about.
-    pub(super) refund: Option<&'a RefundRecord>,
-    /// The notification it forwards: its id and the verbatim form.
-    pub(super) notification: Option<(&'a str, &'a RawForm)>,
-}
-
-/// Unix milliseconds on this host's clock (what the delivery worker passes as `now_ms` too).
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-fn new_event_id() -> String {
-    let bytes: [u8; 16] = rand::random();
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("evt_{hex}")
-}
 
 /// The configured targets' names, for `target = ANY($n)`.
 fn names(targets: &[TargetKind]) -> Vec<&'static str> {
@@ -56,46 +31,17 @@ pub(super) async fn emit(
     targets: &[TargetKind],
     event: &NewEvent<'_>,
 ) -> Res<bool> {
-    let receivers: Vec<TargetKind> = targets
-        .iter()
-        .copied()
-        .filter(|t| receives(*t, event.kind))
-        .collect();
+    let receivers = event.receivers(targets);
     if receivers.is_empty() {
         return Ok(false);
     }
-    let order = event.order;
-    let subject = match (event.refund, event.notification) {
-        (Some(r), _) => r.out_request_no.to_string(),
-        (None, Some((notify_id, _))) => notify_id.to_string(),
-        (None, None) => String::new(),
-    };
+    let (order, subject, raw) = (event.order, event.subject(), event.raw());
     // The store's clock, as every other time it records.
     let occurred_at: String = first(tx, concat!("SELECT ", beijing_now!()), &[], |r| at(r, 0))
         .await?
         .ok_or_else(|| corrupt("the database has no time"))?;
-    let data = EventData {
-        out_trade_no: order.out_trade_no.to_string(),
-        order_kind: order.kind.as_str().to_string(),
-        title: order.title.clone(),
-        total_amount: order.total_amount.to_string(),
-        trade_status: order.trade_status.as_ref().map(|t| t.as_str().to_string()),
-        trade_no: order.trade_no.clone(),
-        refunded_amount: order.refunded_amount.to_string(),
-        expires_at: order.expires_at.clone(),
-        refund: event.refund.map(|r| RefundData {
-            out_request_no: r.out_request_no.to_string(),
-            refund_amount: r.refund_amount.to_string(),
-            state: r.state.as_str().to_string(),
-        }),
-        notify_id: event.notification.map(|(id, _)| id.to_string()),
-        app_id: cx.scope.app_id.clone(),
-        env: cx.env().to_string(),
-        occurred_at,
-    };
-    let data = serde_json::to_string(&data).map_err(|e| corrupt(e.to_string()))?;
+    let data = event.data(&cx.scope, occurred_at);
     let (id, now) = (new_event_id(), now_ms());
-    let raw = event.notification.map(|(_, raw)| raw);
     let inserted = execute(
         tx,
         "INSERT INTO events (id, app_id, env, out_trade_no, kind, subject, data, raw_type,

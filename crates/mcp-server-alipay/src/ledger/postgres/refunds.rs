@@ -11,7 +11,7 @@ use alipay_openapi::Money;
 
 use super::Cx;
 use super::ops::{Changed, announce, find_order};
-use super::outbox::{NewEvent, emit};
+use super::outbox::emit;
 use super::rows::{
     REFUND_COLUMNS, Res, Tx, all, amount, at, execute, fail, first, get, money, refund_row, state,
     sum,
@@ -19,6 +19,7 @@ use super::rows::{
 use crate::domain::outbox::{self as events, TargetKind};
 use crate::domain::refund::{self, ApprovalStep, BeginDecision, PriorRefund, RefundFacts};
 use crate::domain::{OutRequestNo, OutTradeNo, RefundState};
+use crate::ledger::events::NewEvent;
 use crate::ledger::{
     LedgerErrorKind, NewRefund, RefundBegin, RefundLimits, RefundOutcome, RefundRecord,
 };

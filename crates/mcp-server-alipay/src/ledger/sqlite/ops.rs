@@ -6,7 +6,7 @@ use alipay_openapi::time::timestamp_now;
 use alipay_openapi::{Money, TradeStatus};
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
-use super::outbox::{NewEvent, emit};
+use super::outbox::emit;
 use super::rows::{
     Res, all, amount, approval_row, fail, first, money, notification_row, order_row, refund_row,
     state, sum,
@@ -15,6 +15,7 @@ use crate::domain::notify::{self, Incoming, NotifyVerdict, OrderFacts};
 use crate::domain::outbox::{self as events, EventKind, StatusChange, TargetKind};
 use crate::domain::refund::{self, ApprovalStep, BeginDecision, PriorRefund, RefundFacts};
 use crate::domain::{AppScope, OutRequestNo, OutTradeNo, RefundState, StatusSource};
+use crate::ledger::events::NewEvent;
 use crate::ledger::{
     ApprovalRecord, ApprovalStatus, AuditEntry, CreateOrder, LedgerErrorKind, NewOrder, NewRefund,
     NotificationRecord, NotifyApply, OrderFilter, OrderRecord, ReceivedNotification, RefundBegin,

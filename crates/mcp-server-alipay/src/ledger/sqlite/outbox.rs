@@ -6,39 +6,15 @@ use alipay_openapi::time::timestamp_now;
 use rusqlite::{Connection, OptionalExtension as _, Row, params};
 
 use super::rows::{Res, all, corrupt, first, order_row};
-use crate::domain::outbox::{
-    DeliveryState, EventData, EventKind, Next, RefundData, TargetKind, receives,
-};
+use crate::domain::outbox::{DeliveryState, EventKind, Next, TargetKind};
 use crate::domain::{AppScope, OutTradeNo};
+use crate::ledger::events::{NewEvent, new_event_id, now_ms};
 use crate::ledger::{
-    AttemptResult, DeliveryRecord, DueDelivery, EventRecord, OrderRecord, RawForm, RefundRecord,
-    TargetHealth,
+    AttemptResult, DeliveryRecord, DueDelivery, EventRecord, OrderRecord, RawForm, TargetHealth,
 };
 
 /// Longest error detail kept per attempt.
 const MAX_DETAIL: usize = 300;
-
-/// An event about to be recorded.
-pub(super) struct NewEvent<'a> {
-    pub(super) kind: EventKind,
-    pub(super) order: &'a OrderRecord,
-    /// The refund it is about.
-    pub(super) refund: Option<&'a RefundRecord>,
-    /// The notification it forwards: its id and the verbatim form.
-    pub(super) notification: Option<(&'a str, &'a RawForm)>,
-}
-
-pub(super) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-fn new_event_id() -> String {
-    let bytes: [u8; 16] = rand::random();
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("evt_{hex}")
-}
 
 /// Record `event` and its deliveries inside the caller's transaction, once per order, kind and
 /// subject; nothing when no configured target receives it. True when it was new.
@@ -48,42 +24,13 @@ pub(super) fn emit(
     targets: &[TargetKind],
     event: &NewEvent<'_>,
 ) -> Res<bool> {
-    let receivers: Vec<TargetKind> = targets
-        .iter()
-        .copied()
-        .filter(|t| receives(*t, event.kind))
-        .collect();
+    let receivers = event.receivers(targets);
     if receivers.is_empty() {
         return Ok(false);
     }
-    let order = event.order;
-    let subject = match (event.refund, event.notification) {
-        (Some(r), _) => r.out_request_no.to_string(),
-        (None, Some((notify_id, _))) => notify_id.to_string(),
-        (None, None) => String::new(),
-    };
-    let data = EventData {
-        out_trade_no: order.out_trade_no.to_string(),
-        order_kind: order.kind.as_str().to_string(),
-        title: order.title.clone(),
-        total_amount: order.total_amount.to_string(),
-        trade_status: order.trade_status.as_ref().map(|t| t.as_str().to_string()),
-        trade_no: order.trade_no.clone(),
-        refunded_amount: order.refunded_amount.to_string(),
-        expires_at: order.expires_at.clone(),
-        refund: event.refund.map(|r| RefundData {
-            out_request_no: r.out_request_no.to_string(),
-            refund_amount: r.refund_amount.to_string(),
-            state: r.state.as_str().to_string(),
-        }),
-        notify_id: event.notification.map(|(id, _)| id.to_string()),
-        app_id: s.app_id.clone(),
-        env: s.env.as_str().to_string(),
-        occurred_at: timestamp_now(),
-    };
-    let data = serde_json::to_string(&data).map_err(|e| corrupt(e.to_string()))?;
+    let (order, subject, raw) = (event.order, event.subject(), event.raw());
+    let data = event.data(s, timestamp_now());
     let (id, now) = (new_event_id(), now_ms());
-    let raw = event.notification.map(|(_, raw)| raw);
     let inserted =
         conn.prepare_cached(
             "INSERT INTO events (id, app_id, env, out_trade_no, kind, subject, data, raw_type,
