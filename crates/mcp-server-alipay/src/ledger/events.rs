@@ -2,9 +2,13 @@
 //! delivery, the event's subject (what makes it unique besides its order and kind), its id, and
 //! its figures. A backend only stores them, inside the transaction that records the change.
 
-use crate::domain::AppScope;
-use crate::domain::outbox::{EventData, EventKind, RefundData, TargetKind, receives};
-use crate::ledger::{OrderRecord, RawForm, RefundRecord};
+use alipay_openapi::TradeStatus;
+
+use crate::domain::outbox::{
+    EventData, EventKind, RefundData, StatusChange, TargetKind, order_event, receives,
+};
+use crate::domain::{AppScope, StatusSource};
+use crate::ledger::{OrderRecord, RawForm, RefundRecord, StatusUpdate};
 
 /// An event about to be recorded.
 pub(crate) struct NewEvent<'a> {
@@ -16,7 +20,34 @@ pub(crate) struct NewEvent<'a> {
     pub(crate) notification: Option<(&'a str, &'a RawForm)>,
 }
 
-impl NewEvent<'_> {
+impl<'a> NewEvent<'a> {
+    /// The event a status change of `order` (as it is now, after `update`) is, if any.
+    pub(crate) fn of_status(
+        before: Option<&TradeStatus>,
+        order: &'a OrderRecord,
+        update: &StatusUpdate,
+    ) -> Option<Self> {
+        // Past its expiry when the change was seen, on the gateway's clock.
+        let past_expiry = match (&order.expires_at, &update.seen_at) {
+            (Some(expires), Some(seen)) => seen >= expires,
+            _ => false,
+        };
+        let kind = order_event(StatusChange {
+            before,
+            after: &update.trade_status,
+            total: order.total_amount,
+            refunded: order.refunded_amount,
+            closed_by_us: update.source == StatusSource::Close,
+            past_expiry,
+        })?;
+        Some(Self {
+            kind,
+            order,
+            refund: None,
+            notification: None,
+        })
+    }
+
     /// The configured targets that hear of it (none: nothing is recorded).
     pub(crate) fn receivers(&self, targets: &[TargetKind]) -> Vec<TargetKind> {
         targets

@@ -15,7 +15,7 @@ use super::rows::{
 };
 use crate::domain::notify::{self, Incoming, NotifyVerdict, OrderFacts};
 use crate::domain::order::progress;
-use crate::domain::outbox::{self as events, EventKind, StatusChange, TargetKind};
+use crate::domain::outbox::{EventKind, TargetKind};
 use crate::domain::refund;
 use crate::domain::{OutTradeNo, RefundState, StatusSource};
 use crate::ledger::events::NewEvent;
@@ -143,28 +143,10 @@ pub(super) async fn apply_status(
             &[&cx.app(), &cx.env(), &no.as_str(), &status, &source],
         )
         .await?;
-        if let Some(order) = find_order(tx, cx, no).await? {
-            let past_expiry = match (&order.expires_at, &update.seen_at) {
-                (Some(expires), Some(seen)) => seen >= expires,
-                _ => false,
-            };
-            let kind = events::order_event(StatusChange {
-                before: before.as_ref(),
-                after: &update.trade_status,
-                total: order.total_amount,
-                refunded: order.refunded_amount,
-                closed_by_us: update.source == StatusSource::Close,
-                past_expiry,
-            });
-            if let Some(kind) = kind {
-                let event = NewEvent {
-                    kind,
-                    order: &order,
-                    refund: None,
-                    notification: None,
-                };
-                emit(tx, cx, targets, &event).await?;
-            }
+        if let Some(order) = find_order(tx, cx, no).await?
+            && let Some(event) = NewEvent::of_status(before.as_ref(), &order, update)
+        {
+            emit(tx, cx, targets, &event).await?;
         }
     }
     if changed || raised {

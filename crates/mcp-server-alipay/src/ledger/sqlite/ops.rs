@@ -12,7 +12,7 @@ use super::rows::{
     state, sum,
 };
 use crate::domain::notify::{self, Incoming, NotifyVerdict, OrderFacts};
-use crate::domain::outbox::{self as events, EventKind, StatusChange, TargetKind};
+use crate::domain::outbox::{self as events, EventKind, TargetKind};
 use crate::domain::refund::{self, ApprovalStep, BeginDecision, PriorRefund, RefundFacts};
 use crate::domain::{AppScope, OutRequestNo, OutTradeNo, RefundState, StatusSource};
 use crate::ledger::events::NewEvent;
@@ -224,28 +224,10 @@ fn apply_status(
             source,
             now
         ])?;
-        if let Some(order) = find_order(conn, s, no)? {
-            let past_expiry = match (&order.expires_at, &update.seen_at) {
-                (Some(expires), Some(seen)) => seen >= expires,
-                _ => false,
-            };
-            let kind = events::order_event(StatusChange {
-                before: before.as_ref(),
-                after: &update.trade_status,
-                total: order.total_amount,
-                refunded: order.refunded_amount,
-                closed_by_us: update.source == StatusSource::Close,
-                past_expiry,
-            });
-            if let Some(kind) = kind {
-                let event = NewEvent {
-                    kind,
-                    order: &order,
-                    refund: None,
-                    notification: None,
-                };
-                emit(conn, s, targets, &event)?;
-            }
+        if let Some(order) = find_order(conn, s, no)?
+            && let Some(event) = NewEvent::of_status(before.as_ref(), &order, update)
+        {
+            emit(conn, s, targets, &event)?;
         }
     }
     Ok((changed, changed || raised))
