@@ -544,8 +544,17 @@ fn first_malformed(bytes: &[u8]) -> usize {
 
 /// The 1-based line holding byte `offset`.
 fn line_of(bytes: &[u8], offset: usize) -> usize {
-    let before = bytes.get(..offset).unwrap_or(bytes);
-    before.iter().filter(|&&b| b == b'\n').count() + 1
+    line_breaks(bytes.get(..offset).unwrap_or(bytes)) + 1
+}
+
+/// Line ends in `bytes` as the csv crate ends records: `\r\n`, `\n`, or a lone `\r`.
+fn line_breaks(bytes: &[u8]) -> usize {
+    let lone_cr = bytes
+        .iter()
+        .enumerate()
+        .filter(|&(i, &b)| b == b'\r' && bytes.get(i + 1) != Some(&b'\n'))
+        .count();
+    bytes.iter().filter(|&&b| b == b'\n').count() + lone_cr
 }
 
 /// Column indexes of [`DETAIL_HEADER`].
@@ -873,7 +882,7 @@ impl<'t> LineCounter<'t> {
         let from = usize::try_from(byte).unwrap_or(usize::MAX);
         let target = record_start(self.text, from).clamp(self.offset, self.text.len());
         let skipped = self.text.get(self.offset..target).unwrap_or_default();
-        self.line += skipped.iter().filter(|&&b| b == b'\n').count();
+        self.line += line_breaks(skipped);
         self.offset = target;
         self.line
     }
@@ -999,6 +1008,8 @@ mod tests {
         let bytes = [b'a', b'\n', 0xD6, 0xD0, b'\n', b'b', 0xFF, b'c'];
         assert_eq!(decode_gbk(&bytes), Err(6));
         assert_eq!(line_of(&bytes, 6), 3);
+        // A lone CR ends a record for the csv crate, so it ends a line here too.
+        assert_eq!(line_of(b"a\rb\r\nc\nd", 7), 4);
         // A lead byte before an ASCII byte: the sequence is the lead byte alone.
         let bytes = [b'x', 0xD6, b','];
         assert_eq!(decode_gbk(&bytes), Err(1));
