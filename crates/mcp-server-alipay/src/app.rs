@@ -333,6 +333,7 @@ pub async fn open_ledger(config: &Config, scope: &AppScope) -> Result<Arc<dyn Le
             url: db.url.expose().to_string(),
             ca_file: db.ca_file.clone(),
             schema: None,
+            pool_size: db.pool_size,
         };
         let ledger = PostgresLedger::connect(&options, scope.clone())
             .await

@@ -74,17 +74,19 @@ pub struct DatabaseConfig {
     pub url: Secret,
     /// `AP_DATABASE_CA_FILE`: PEM roots that verify the server's certificate (TLS).
     pub ca_file: Option<PathBuf>,
+    /// `AP_DATABASE_POOL_SIZE`: connections for calls, per instance (order locks get half as many
+    /// more, and the lease and the listener one each).
+    pub pool_size: usize,
 }
 
 /// `AP_DATABASE_URL` and `AP_DATABASE_CA_FILE`. The URL is never echoed: it may hold a password.
 fn database(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<DatabaseConfig>, ConfigError> {
     let ca_file = get("AP_DATABASE_CA_FILE").map(PathBuf::from);
     let Some(url) = get("AP_DATABASE_URL") else {
-        if ca_file.is_some() {
-            return Err(err(
-                "AP_DATABASE_CA_FILE",
-                "is set, but AP_DATABASE_URL is not",
-            ));
+        for name in ["AP_DATABASE_CA_FILE", "AP_DATABASE_POOL_SIZE"] {
+            if get(name).is_some() {
+                return Err(err(name, "is set, but AP_DATABASE_URL is not"));
+            }
         }
         return Ok(None);
     };
@@ -113,9 +115,23 @@ fn database(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<DatabaseConfi
             ),
         ));
     }
+    let pool_size = match get("AP_DATABASE_POOL_SIZE") {
+        None => crate::ledger::DEFAULT_POOL_SIZE,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (2..=1000).contains(n))
+            .ok_or_else(|| {
+                err(
+                    "AP_DATABASE_POOL_SIZE",
+                    format!("{v:?} is not a number of connections between 2 and 1000"),
+                )
+            })?,
+    };
     Ok(Some(DatabaseConfig {
         url: Secret::new(url),
         ca_file,
+        pool_size,
     }))
 }
 
@@ -790,6 +806,20 @@ mod tests {
             ])
             .var,
             "AP_DATABASE_CA_FILE"
+        );
+        let url = ("AP_DATABASE_URL", "postgres://db/x");
+        assert_eq!(with(&[url]).unwrap().database.unwrap().pool_size, 16);
+        let sized = with(&[url, ("AP_DATABASE_POOL_SIZE", "40")]).unwrap();
+        assert_eq!(sized.database.unwrap().pool_size, 40);
+        for bad in ["0", "1", "1001", "lots", "-4"] {
+            let e = var(&[url, ("AP_DATABASE_POOL_SIZE", bad)]);
+            assert_eq!(e.var, "AP_DATABASE_POOL_SIZE", "{bad}");
+            assert!(e.to_string().contains("between 2 and 1000"), "{e}");
+        }
+        assert_eq!(
+            var(&[("AP_DATABASE_POOL_SIZE", "8")]).var,
+            "AP_DATABASE_POOL_SIZE",
+            "without a database"
         );
     }
 

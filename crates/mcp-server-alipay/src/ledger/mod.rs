@@ -29,7 +29,7 @@ use crate::domain::refund::{ApprovalStep, OverLimit};
 use crate::domain::{OrderKind, OutRequestNo, OutTradeNo, RefundState, StatusSource};
 
 pub use crate::domain::AppScope;
-pub use postgres::{PostgresLedger, PostgresOptions};
+pub use postgres::{DEFAULT_POOL_SIZE, PostgresLedger, PostgresOptions};
 pub use sqlite::SqliteLedger;
 
 /// An order about to be recorded.
@@ -483,6 +483,24 @@ pub struct OrderChanged {
 /// Held while one refund decision is made on an order (released on drop).
 pub struct OrderLock(#[allow(dead_code)] Box<dyn Send + Sync>);
 
+/// How long [`Ledger::lock_order`] waits for another holder of the order's lock before it gives
+/// up: a holder makes a signed query and a refund call, each bounded by the gateway's timeout, so
+/// a longer wait means a holder that is stuck, or on a host that is gone (whose lock the database
+/// releases when TCP keepalive gives up on it, about a minute). A caller that gives up has done
+/// nothing and can say so, well inside an MCP client's own patience.
+pub const ORDER_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(45);
+
+/// The answer of a wait for an order's lock that ran out: nothing was done.
+pub(crate) fn order_lock_timed_out(no: &OutTradeNo, wait: std::time::Duration) -> LedgerError {
+    LedgerError::new(
+        LedgerErrorKind::Unavailable,
+        format!(
+            "another refund decision on order {no} has held its lock for over {} s (in this process or another sharing the ledger); nothing was done, try again later",
+            wait.as_secs_f32()
+        ),
+    )
+}
+
 impl OrderLock {
     pub fn new(guard: impl Send + Sync + 'static) -> Self {
         Self(Box::new(guard))
@@ -539,7 +557,8 @@ pub trait Ledger: Send + Sync {
     /// Whether the process that registered `instance` still runs (its lease is held).
     async fn is_alive(&self, instance: &InstanceId) -> Result<bool, LedgerError>;
     /// Take the order's refund lock: one refund decision per order at a time, across every
-    /// process sharing the store.
+    /// process sharing the store. Waits at most [`ORDER_LOCK_WAIT`] (or what the handle was
+    /// opened with), then `Unavailable`.
     async fn lock_order(&self, out_trade_no: &OutTradeNo) -> Result<OrderLock, LedgerError>;
     /// Orders whose committed state changed, by any writer this backend can hear.
     fn changes(&self) -> tokio::sync::broadcast::Receiver<OrderChanged>;

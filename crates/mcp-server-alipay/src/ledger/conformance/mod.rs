@@ -36,6 +36,8 @@ pub(crate) trait Backend: Send + Sync {
 pub(crate) trait Store: Send + Sync {
     /// A new handle on this store as `scope`, as a new process would open it.
     async fn open(&self, scope: &AppScope) -> Box<dyn Ledger>;
+    /// As [`Store::open`], giving up a wait for an order's lock after `wait`.
+    async fn open_waiting(&self, scope: &AppScope, wait: Duration) -> Box<dyn Ledger>;
     /// As [`Store::open`], delivering events to `targets`.
     async fn open_outbox(&self, scope: &AppScope, targets: &[TargetKind]) -> Box<dyn Ledger>;
     /// Make a stored row unreadable, as a bad disk or a hand edit would.
@@ -74,6 +76,7 @@ macro_rules! conformance_tests {
             racing_refunds_never_exceed_the_daily_budget,
             a_dead_sender_is_not_alive,
             the_order_lock_serialises_its_holders,
+            a_wait_for_an_order_lock_gives_up,
             changes_are_heard,
             apps_sharing_a_store_never_meet,
             corrupt_rows_are_errors,
@@ -874,6 +877,48 @@ pub(crate) async fn the_order_lock_serialises_its_holders(b: &dyn Backend) {
         task.await.unwrap();
     }
     assert_eq!(count.load(Ordering::SeqCst), 20);
+}
+
+pub(crate) async fn a_wait_for_an_order_lock_gives_up(b: &dyn Backend) {
+    let store = b.fresh("a_wait_for_an_order_lock_gives_up").await;
+    let wait = Duration::from_millis(300);
+    let one: Arc<dyn Ledger> = store.open(&scope(APP)).await.into();
+    let two: Arc<dyn Ledger> = store.open_waiting(&scope(APP), wait).await.into();
+    let gave_up = |r: Result<OrderLock, LedgerError>, what: &str| {
+        let e = r
+            .err()
+            .unwrap_or_else(|| panic!("{what}: taken while held"));
+        assert_eq!(e.kind, LedgerErrorKind::Unavailable, "{what}: {e}");
+        assert!(
+            e.message.contains("order A") && e.message.contains("nothing was done"),
+            "{what}: {e}"
+        );
+    };
+    // Held by another process: the waiter gives up after its wait, not at once, not never.
+    let held = one.lock_order(&no("A")).await.unwrap();
+    let asked = std::time::Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(10), two.lock_order(&no("A")))
+        .await
+        .expect("a wait for an order lock ends");
+    assert!(
+        asked.elapsed() >= wait,
+        "gave up after {:?}",
+        asked.elapsed()
+    );
+    gave_up(r, "held elsewhere");
+    // Held in the same process: the same.
+    drop(held);
+    let mine = two.lock_order(&no("A")).await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), two.lock_order(&no("A")))
+        .await
+        .expect("a wait for an order lock ends");
+    gave_up(r, "held here");
+    // A wait that gave up leaves nothing behind: once the holder lets go, the lock is free to all.
+    drop(mine);
+    let again = tokio::time::timeout(Duration::from_secs(5), one.lock_order(&no("A"))).await;
+    drop(again.expect("free after the holder let go").unwrap());
+    let again = tokio::time::timeout(Duration::from_secs(5), two.lock_order(&no("A"))).await;
+    drop(again.expect("free after the holder let go").unwrap());
 }
 
 pub(crate) async fn changes_are_heard(b: &dyn Backend) {

@@ -32,11 +32,6 @@ const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_RETRIES: u32 = 3;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections for ordinary calls, per handle.
-const POOL_SIZE: usize = 16;
-/// Connections holding order locks, per handle (a separate pool, so that holders never starve the
-/// calls they make while they hold).
-const LOCK_POOL_SIZE: usize = 8;
 const APPLICATION_NAME: &str = "mcp-server-alipay";
 
 /// The longest PostgreSQL identifier, in bytes.
@@ -110,6 +105,8 @@ fn tls(options: &PostgresOptions, mode: SslMode) -> Result<MakeRustlsConnect, Le
 pub(super) struct Connector {
     config: Config,
     tls: MakeRustlsConnect,
+    /// Connections for ordinary calls, per handle.
+    pool_size: usize,
 }
 
 impl Connector {
@@ -153,7 +150,15 @@ impl Connector {
         };
         config.options(settings);
         let tls = tls(options, config.get_ssl_mode())?;
-        Ok(Self { config, tls })
+        let pool_size = match options.pool_size {
+            0 => super::DEFAULT_POOL_SIZE,
+            n => n,
+        };
+        Ok(Self {
+            config,
+            tls,
+            pool_size,
+        })
     }
 
     /// A pool of connections for ordinary calls, or (`locks`) for order locks.
@@ -166,10 +171,11 @@ impl Connector {
             },
         );
         let (size, wait) = if locks {
-            // A lock's waiter already waits for the holder; it waits for a connection as long.
-            (LOCK_POOL_SIZE, None)
+            // A separate pool, so that holders never starve the calls they make while they hold;
+            // a lock's waiter already waits for the holder, and as long for a connection.
+            ((self.pool_size / 2).max(2), None)
         } else {
-            (POOL_SIZE, Some(Duration::from_secs(10)))
+            (self.pool_size, Some(Duration::from_secs(10)))
         };
         Pool::builder(manager)
             .max_size(size)

@@ -24,7 +24,7 @@ use super::Cx;
 use super::conn::{Connector, Line, begin};
 use super::rows::{Fail, pool_error, sql_error};
 use crate::domain::OutTradeNo;
-use crate::ledger::{InstanceId, LedgerError, LedgerErrorKind, OrderLock};
+use crate::ledger::{InstanceId, LedgerError, LedgerErrorKind, OrderLock, order_lock_timed_out};
 
 /// How long `is_alive` waits for a lease before it calls its holder alive: a holder that has
 /// just closed its connection (a handle dropped, a process killed) is released by the server a
@@ -297,13 +297,20 @@ impl Drop for Held {
 }
 
 /// One refund decision per order at a time, in this process and across every process sharing
-/// the database.
-#[derive(Default)]
+/// the database; a waiter gives up after `wait`.
 pub(super) struct OrderLocks {
     in_process: Mutex<HashMap<OutTradeNo, Arc<tokio::sync::Mutex<()>>>>,
+    wait: Duration,
 }
 
 impl OrderLocks {
+    pub(super) fn new(wait: Duration) -> Self {
+        Self {
+            in_process: Mutex::default(),
+            wait,
+        }
+    }
+
     /// The lock's key: not `begin_refund`'s (which a holder's own calls must still take).
     pub(super) fn key(cx: &Cx, no: &OutTradeNo) -> String {
         cx.key("refund-lock", no.as_str())
@@ -315,6 +322,7 @@ impl OrderLocks {
         cx: &Cx,
         no: &OutTradeNo,
     ) -> Result<OrderLock, LedgerError> {
+        let deadline = tokio::time::Instant::now() + self.wait;
         let local = {
             let mut locks = self
                 .in_process
@@ -324,7 +332,9 @@ impl OrderLocks {
             locks.retain(|_, l| Arc::strong_count(l) > 1);
             locks.entry(no.clone()).or_default().clone()
         };
-        let local = local.lock_owned().await;
+        let local = tokio::time::timeout_at(deadline, local.lock_owned())
+            .await
+            .map_err(|_| order_lock_timed_out(no, self.wait))?;
         let key = Self::key(cx, no);
         // Polled with a try, on a connection taken for each try: a waiter holds no connection
         // and no place in the server's lock queue, so a cancelled wait leaves nothing behind.
@@ -350,7 +360,12 @@ impl OrderLocks {
                 }));
             }
             session.release();
-            tokio::time::sleep(pause).await;
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(order_lock_timed_out(no, self.wait));
+            }
+            // The last try comes at the deadline.
+            tokio::time::sleep(pause.min(deadline - now)).await;
             pause = (pause * 2).min(MAX_POLL);
         }
     }

@@ -64,7 +64,14 @@ pub struct PostgresOptions {
     /// The schema to keep the ledger in (`search_path`), created if missing; else the first of
     /// the connection's `search_path` that exists. A plain lower-case name.
     pub schema: Option<String>,
+    /// Connections for calls (0: [`DEFAULT_POOL_SIZE`]); order locks get half as many more.
+    pub pool_size: usize,
 }
+
+/// Connections for calls when [`PostgresOptions::pool_size`] is 0 (`AP_DATABASE_POOL_SIZE`'s
+/// default): many times what two cores keep busy, and three instances with their lock pools,
+/// leases and listeners (3 × 26) fit in PostgreSQL's default `max_connections` of 100.
+pub const DEFAULT_POOL_SIZE: usize = 16;
 
 /// The connection string may hold a password: never shown.
 impl fmt::Debug for PostgresOptions {
@@ -73,6 +80,7 @@ impl fmt::Debug for PostgresOptions {
             .field("url", &"…")
             .field("ca_file", &self.ca_file)
             .field("schema", &self.schema)
+            .field("pool_size", &self.pool_size)
             .finish()
     }
 }
@@ -181,10 +189,16 @@ impl PostgresLedger {
             cx,
             lease,
             listener,
-            locks: OrderLocks::default(),
+            locks: OrderLocks::new(ORDER_LOCK_WAIT),
             changes,
             targets: Arc::from([]),
         })
+    }
+
+    /// Wait at most `wait` (instead of [`ORDER_LOCK_WAIT`]) for another holder of an order's lock.
+    pub fn with_order_lock_wait(mut self, wait: Duration) -> Self {
+        self.locks = OrderLocks::new(wait);
+        self
     }
 
     /// Record an outbox delivery to each of `targets` for every event from now on.
@@ -295,6 +309,14 @@ impl Ledger for PostgresLedger {
         refund: &NewRefund,
         limits: &RefundLimits,
     ) -> Result<RefundBegin, LedgerError> {
+        // Fenced: without its lease, others take this process for dead and settle its refunds,
+        // so it starts none (the lease comes back with the connection, and with it the refunds).
+        if !self.lease.held() {
+            return Err(LedgerError::new(
+                LedgerErrorKind::Unavailable,
+                "this process has lost its lease on the ledger (its PostgreSQL connection) and sends no refund until it holds it again; nothing was sent",
+            ));
+        }
         in_tx!(self, write, |tx| refunds::begin_refund(
             &tx, &self.cx, refund, limits
         ))

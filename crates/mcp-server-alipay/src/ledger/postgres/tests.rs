@@ -18,7 +18,7 @@ use super::liveness::OrderLocks;
 use super::{Cx, PostgresLedger, PostgresOptions};
 use crate::domain::{AppScope, Env};
 use crate::ledger::conformance::{
-    APP, Backend, Corruption, OTHER_APP, Store, no, order, refund, scope, status,
+    APP, Backend, Corruption, OTHER_APP, Store, no, no_daily_limit, order, refund, scope, status,
 };
 use crate::ledger::*;
 
@@ -62,6 +62,7 @@ async fn admin(url: &str, schema: Option<&str>) -> Client {
         url: url.to_string(),
         ca_file: ca_file(),
         schema: schema.map(str::to_string),
+        ..Default::default()
     };
     Connector::new(&options).unwrap().plain().await.unwrap()
 }
@@ -102,6 +103,7 @@ impl Schema {
             url: self.url.clone(),
             ca_file: ca_file(),
             schema: Some(self.name.clone()),
+            ..Default::default()
         }
     }
 
@@ -137,6 +139,7 @@ impl Drop for Schema {
                     url,
                     ca_file: ca_file(),
                     schema: None,
+                    ..Default::default()
                 };
                 let client = Connector::new(&options).ok()?.plain().await.ok()?;
                 client
@@ -160,6 +163,15 @@ impl Backend for Postgres {
 impl Store for Schema {
     async fn open(&self, scope: &AppScope) -> Box<dyn Ledger> {
         Box::new(self.connect(scope).await.unwrap())
+    }
+
+    async fn open_waiting(&self, scope: &AppScope, wait: Duration) -> Box<dyn Ledger> {
+        Box::new(
+            self.connect(scope)
+                .await
+                .unwrap()
+                .with_order_lock_wait(wait),
+        )
     }
 
     async fn open_outbox(&self, scope: &AppScope, targets: &[TargetKind]) -> Box<dyn Ledger> {
@@ -475,6 +487,40 @@ async fn a_lease_dies_with_its_handle_and_comes_back_after_its_connection_is_cut
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(two.is_alive(two.instance()).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_process_that_lost_its_lease_starts_no_refund() {
+    let Some(url) = database() else { return };
+    let schema = Schema::new(&url, "fenced").await;
+    let one = schema.connect(&scope(APP)).await.unwrap();
+    let two = schema.connect(&scope(APP)).await.unwrap();
+    one.create_order(&order("A", 1000)).await.unwrap();
+    let paid = status("TRADE_SUCCESS", None, StatusSource::Query);
+    one.update_status(&no("A"), &paid).await.unwrap();
+    let mut r = refund("A", "A_R", 300);
+    r.owner = one.instance().clone();
+    // Without its lease, the others take it for dead and would settle what it sends.
+    one.lease.close();
+    assert!(!two.is_alive(one.instance()).await.unwrap());
+    let e = one
+        .begin_refund(&r, &no_daily_limit(1000))
+        .await
+        .expect_err("fenced");
+    assert_eq!(e.kind, LedgerErrorKind::Unavailable, "{e}");
+    assert!(
+        e.message.contains("lost its lease") && e.message.contains("nothing was sent"),
+        "{e}"
+    );
+    assert!(
+        one.refunds(&no("A")).await.unwrap().is_empty(),
+        "nothing recorded"
+    );
+    // A live process starts it.
+    let mut r = r.clone();
+    r.owner = two.instance().clone();
+    let begun = two.begin_refund(&r, &no_daily_limit(1000)).await.unwrap();
+    assert!(matches!(begun, RefundBegin::Fresh), "{begun:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -7,9 +7,13 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::domain::OutTradeNo;
-use crate::ledger::{InstanceId, LedgerError, LedgerErrorKind, OrderLock};
+use crate::ledger::{InstanceId, LedgerError, LedgerErrorKind, OrderLock, order_lock_timed_out};
+
+/// The longest pause between tries of an order lock another process holds.
+const MAX_POLL: Duration = Duration::from_millis(100);
 
 /// This process, registered: its lock is held until the handle is dropped.
 pub(super) struct Instance {
@@ -89,6 +93,8 @@ const ORDER_LOCK_STRIPES: u64 = 64;
 pub(super) struct OrderLocks {
     dir: PathBuf,
     in_process: Mutex<HashMap<OutTradeNo, Arc<tokio::sync::Mutex<()>>>>,
+    /// How long a waiter waits for another holder.
+    pub(super) wait: Duration,
 }
 
 /// FNV-1a: stable across processes and releases (the std hasher is neither).
@@ -103,10 +109,11 @@ fn stripe(out_trade_no: &OutTradeNo) -> u64 {
 }
 
 impl OrderLocks {
-    pub(super) fn new(dir: PathBuf) -> Self {
+    pub(super) fn new(dir: PathBuf, wait: Duration) -> Self {
         Self {
             dir,
             in_process: Mutex::default(),
+            wait,
         }
     }
 
@@ -120,9 +127,13 @@ impl OrderLocks {
             locks.retain(|_, l| Arc::strong_count(l) > 1);
             locks.entry(out_trade_no.clone()).or_default().clone()
         };
-        let local = local.lock_owned().await;
+        let deadline = Instant::now() + self.wait;
+        let local = tokio::time::timeout(self.wait, local.lock_owned())
+            .await
+            .map_err(|_| order_lock_timed_out(out_trade_no, self.wait))?;
         let path = self.dir.join(format!("{:02}.lock", stripe(out_trade_no)));
         let dir = self.dir.clone();
+        // Tried, not waited for in the kernel: a blocking `flock` could not be given up.
         let file = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&dir)?;
             let file = File::options()
@@ -130,8 +141,21 @@ impl OrderLocks {
                 .truncate(false)
                 .write(true)
                 .open(&path)?;
-            file.lock()?;
-            Ok::<_, std::io::Error>(file)
+            let mut pause = Duration::from_millis(5);
+            loop {
+                match file.try_lock() {
+                    Ok(()) => return Ok(Some(file)),
+                    Err(std::fs::TryLockError::WouldBlock) => {}
+                    Err(std::fs::TryLockError::Error(e)) => return Err(e),
+                }
+                let now = Instant::now();
+                if now >= deadline {
+                    return Ok(None);
+                }
+                // The last try comes at the deadline.
+                std::thread::sleep(pause.min(deadline - now));
+                pause = (pause * 2).min(MAX_POLL);
+            }
         })
         .await
         .map_err(|e| LedgerError::new(LedgerErrorKind::Unavailable, format!("order lock: {e}")))?
@@ -143,7 +167,8 @@ impl OrderLocks {
                     self.dir.display()
                 ),
             )
-        })?;
+        })?
+        .ok_or_else(|| order_lock_timed_out(out_trade_no, self.wait))?;
         Ok(OrderLock::new((local, file)))
     }
 }

@@ -109,7 +109,7 @@ impl SqliteLedger {
                 scope,
                 instance,
                 instances_dir,
-                locks: OrderLocks::new(order_locks),
+                locks: OrderLocks::new(order_locks, ORDER_LOCK_WAIT),
                 changes: broadcast::channel(CHANGES_CAPACITY).0,
                 targets: Arc::from([]),
             })
@@ -121,6 +121,12 @@ impl SqliteLedger {
                 format!("opening the ledger failed: {e}"),
             )
         })?
+    }
+
+    /// Wait at most `wait` (instead of [`ORDER_LOCK_WAIT`]) for another holder of an order's lock.
+    pub fn with_order_lock_wait(mut self, wait: Duration) -> Self {
+        self.locks.wait = wait;
+        self
     }
 
     /// Record an outbox delivery to each of `targets` for every event from now on.

@@ -2,6 +2,7 @@
 //! of the previous release's files, refusals, and races on opening.
 
 use std::path::PathBuf;
+use std::time::Duration;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
@@ -45,7 +46,7 @@ impl TempDir {
     /// A plain connection, as another program (or the previous release) would have.
     fn raw(&self) -> Connection {
         let conn = Connection::open(self.db()).unwrap();
-        conn.busy_timeout(std::time::Duration::from_secs(5))
+        conn.busy_timeout(Duration::from_secs(5))
             .unwrap();
         conn
     }
@@ -70,6 +71,10 @@ impl Backend for Sqlite {
 impl Store for TempDir {
     async fn open(&self, scope: &AppScope) -> Box<dyn Ledger> {
         Box::new(Self::open(self, scope).await.unwrap())
+    }
+
+    async fn open_waiting(&self, scope: &AppScope, wait: Duration) -> Box<dyn Ledger> {
+        Box::new(Self::open(self, scope).await.unwrap().with_order_lock_wait(wait))
     }
 
     async fn open_outbox(&self, scope: &AppScope, targets: &[TargetKind]) -> Box<dyn Ledger> {
