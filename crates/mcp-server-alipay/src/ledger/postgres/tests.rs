@@ -566,7 +566,7 @@ async fn a_change_is_heard_by_every_handle_on_the_store_within_a_second() {
         .unwrap()
         .get(0);
     terminate(&sql, pid).await;
-    let lim = crate::ledger::conformance::no_daily_limit(1_000);
+    let lim = no_daily_limit(1_000);
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut n = 0;
     loop {
