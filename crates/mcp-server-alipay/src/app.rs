@@ -211,14 +211,14 @@ impl BoundApp {
                 }
             }));
         }
-        let services = app.services.clone();
+        let (services, every) = (app.services.clone(), app.config.reconcile_every);
         app.track(tokio::spawn(async move {
-            use crate::service::reconcile::{RECONCILE_EVERY, Reconciled, reconcile};
+            use crate::service::reconcile::{Reconciled, reconcile};
             let done = reconcile(&services).await;
             tracing::info!(?done, "start-up reconciliation");
             // Then periodically: another process sharing the ledger may die with refunds unsettled.
             loop {
-                tokio::time::sleep(RECONCILE_EVERY).await;
+                tokio::time::sleep(every).await;
                 let done = reconcile(&services).await;
                 if done != Reconciled::default() {
                     tracing::info!(?done, "periodic reconciliation");

@@ -64,7 +64,13 @@ pub struct Config {
     /// `AP_DATABASE_URL` (and `AP_DATABASE_CA_FILE`): the ledger on PostgreSQL, shared by any
     /// number of instances; `None`: SQLite in `AP_DATA_DIR`.
     pub database: Option<DatabaseConfig>,
+    /// `AP_RECONCILE_INTERVAL_SECONDS`: how often this process settles refunds a dead one (sharing
+    /// the ledger) left unsettled.
+    pub reconcile_every: Duration,
 }
+
+/// How often refunds left unsettled are looked for, unless `AP_RECONCILE_INTERVAL_SECONDS` says.
+pub const DEFAULT_RECONCILE_EVERY: Duration = Duration::from_secs(60);
 
 /// A PostgreSQL ledger.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -461,6 +467,20 @@ impl Config {
         let http = http_settings(&get)?;
         let outbox = crate::outbox::targets::from_vars(&get)?;
         let database = database(&get)?;
+        let reconcile_every = match get("AP_RECONCILE_INTERVAL_SECONDS") {
+            None => DEFAULT_RECONCILE_EVERY,
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (1..=86_400).contains(n))
+                .map(Duration::from_secs)
+                .ok_or_else(|| {
+                    err(
+                        "AP_RECONCILE_INTERVAL_SECONDS",
+                        format!("{v:?} is not a number of seconds between 1 and 86400"),
+                    )
+                })?,
+        };
         Ok(Self {
             env,
             local_app_id: if env == Env::Local { app_id } else { None },
@@ -488,6 +508,7 @@ impl Config {
             http,
             outbox,
             database,
+            reconcile_every,
         })
     }
 
@@ -807,6 +828,13 @@ mod tests {
             .var,
             "AP_DATABASE_CA_FILE"
         );
+        assert_eq!(with(&[]).unwrap().reconcile_every, Duration::from_secs(60));
+        let every = with(&[("AP_RECONCILE_INTERVAL_SECONDS", "5")]).unwrap();
+        assert_eq!(every.reconcile_every, Duration::from_secs(5));
+        for bad in ["0", "86401", "1m"] {
+            let e = var(&[("AP_RECONCILE_INTERVAL_SECONDS", bad)]);
+            assert_eq!(e.var, "AP_RECONCILE_INTERVAL_SECONDS", "{bad}");
+        }
         let url = ("AP_DATABASE_URL", "postgres://db/x");
         assert_eq!(with(&[url]).unwrap().database.unwrap().pool_size, 16);
         let sized = with(&[url, ("AP_DATABASE_POOL_SIZE", "40")]).unwrap();

@@ -1,16 +1,20 @@
-//! Three server processes on one PostgreSQL ledger and one gateway (local mode: the first process
-//! runs the embedded gateway, the others use it through the shared data dir), clients spread
-//! across them. The oracle is the gateway's own record, never a server's word. Needs a database:
-//! `AP_TEST_DATABASE_URL` (CI starts one, `.ci/postgres.sh`); without it the test says it was
-//! skipped, and fails under `CI=true`.
+//! Three server processes in HTTP mode on one PostgreSQL ledger and one gateway (local mode: the
+//! first process runs the embedded gateway, the others use it through the shared data dir),
+//! clients spread across them in both protocol eras. The oracle is the gateway's own record (and
+//! the database), never a server's word. Needs a database: `AP_TEST_DATABASE_URL` (CI starts one,
+//! `.ci/postgres.sh`); without it the test says it was skipped, and fails under `CI=true`.
 
 mod common;
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::raw::Raw;
+use common::http::{HttpServer, connect_http};
 use common::*;
+use rmcp::model::ProtocolVersion;
 use serde_json::json;
+
+const TOKEN: &str = "fleet-http-token-0123456789abcdef";
 
 /// The database, or `None` (skipped) outside CI.
 fn database() -> Option<String> {
@@ -57,24 +61,48 @@ async fn fresh_database(url: &str, name: &str) -> String {
 }
 
 struct Fleet {
+    /// One client per instance: a stateless 2026-07-28 client on the first and third, a legacy
+    /// session on the second.
     clients: Vec<Client>,
+    servers: Vec<HttpServer>,
     gateway: Gateway,
     /// The database, for checks the gateway cannot answer.
     db: String,
     /// The instances' environment (for one more instance).
-    env: std::collections::HashMap<String, String>,
+    env: HashMap<String, String>,
     _dir: TempDir,
+}
+
+impl Fleet {
+    /// Disconnect the clients and stop the servers.
+    async fn stop(self) {
+        for client in self.clients {
+            client.cancel().await.unwrap();
+        }
+        for server in self.servers {
+            server.kill9().await;
+        }
+    }
 }
 
 async fn fleet(tag: &str, extra: &[(&str, &str)]) -> Option<Fleet> {
     fleet_with(tag, extra, |_, _| {}).await
 }
 
+/// The protocol a fleet's client `i` speaks.
+fn era(i: usize) -> ProtocolVersion {
+    if i == 1 {
+        ProtocolVersion::V_2025_06_18
+    } else {
+        ProtocolVersion::V_2026_07_28
+    }
+}
+
 /// As [`fleet`], with `each(i, env)` adjusting instance `i`'s environment.
 async fn fleet_with(
     tag: &str,
     extra: &[(&str, &str)],
-    each: impl Fn(usize, &mut std::collections::HashMap<String, String>),
+    each: impl Fn(usize, &mut HashMap<String, String>),
 ) -> Option<Fleet> {
     let url = database()?;
     let db = fresh_database(&url, &format!("mi_{tag}")).await;
@@ -82,14 +110,17 @@ async fn fleet_with(
     let mut env = local_env(dir.path(), free_port());
     env.insert("AP_DATABASE_URL".into(), db.clone());
     env.insert("AP_NOTIFY_LISTEN".into(), "off".into());
+    env.insert("AP_HTTP_TOKEN".into(), TOKEN.into());
     for (k, v) in extra {
         env.insert((*k).into(), (*v).into());
     }
-    let mut clients = Vec::new();
+    let (mut servers, mut clients) = (Vec::new(), Vec::new());
     for i in 0..3 {
         let mut env = env.clone();
         each(i, &mut env);
-        clients.push(connect(&env).await);
+        let server = HttpServer::spawn(&env).await;
+        clients.push(connect_http(&server.url, TOKEN, era(i)).await);
+        servers.push(server);
     }
     // Any create tells where the shared gateway is.
     let created = call(
@@ -101,11 +132,21 @@ async fn fleet_with(
     let gateway = Gateway::from_link(&link_of(&created));
     Some(Fleet {
         clients,
+        servers,
         gateway,
         db,
         env,
         _dir: dir,
     })
+}
+
+/// A plain client on the fleet's database.
+async fn sql(db: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(db, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
 }
 
 async fn refund_requests(gateway: &Gateway, no: &str) -> usize {
@@ -200,9 +241,7 @@ async fn three_instances_share_one_ledger_exactly_once() {
     );
     assert_eq!(f.gateway.trade("FLEET_1").await["refund_fee"], "8.00");
 
-    for client in f.clients {
-        client.cancel().await.unwrap();
-    }
+    f.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,9 +281,7 @@ async fn a_wait_on_one_instance_hears_a_payment_another_recorded() {
         heard < Duration::from_millis(1500),
         "the wait returned {heard:?} after the payment: it did not hear the other instance"
     );
-    for client in f.clients {
-        client.cancel().await.unwrap();
-    }
+    f.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,9 +325,7 @@ async fn a_daily_refund_budget_holds_across_instances() {
         refunded_fen += yuan.parse::<i64>().unwrap() * 100 + fen.parse::<i64>().unwrap();
     }
     assert_eq!(refunded_fen, 400, "the gateway refunded two of the three");
-    for client in f.clients {
-        client.cancel().await.unwrap();
-    }
+    f.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -352,10 +387,7 @@ async fn a_notification_delivered_to_all_three_is_counted_once() {
     // Every receiver answered success (the first took it, the others saw a duplicate)...
     assert_eq!(*answers.lock().unwrap(), ["success", "success", "success"]);
     // ...and the shared ledger holds it once, with one status change.
-    let (db, connection) = tokio_postgres::connect(&f.db, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let db = sql(&f.db).await;
     let count = |sql: &'static str| {
         let db = &db;
         async move { db.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
@@ -368,14 +400,13 @@ async fn a_notification_delivered_to_all_three_is_counted_once() {
         count("SELECT count(*) FROM status_events WHERE out_trade_no = 'FLEET_N' AND trade_status = 'TRADE_SUCCESS'").await,
         1
     );
-    for client in f.clients {
-        client.cancel().await.unwrap();
-    }
+    f.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refund_cut_off_by_kill_9_is_finished_by_another_instance_exactly_once() {
-    let Some(f) = fleet("kill", &[]).await else {
+async fn a_refund_cut_off_by_kill_9_is_settled_by_a_live_instance_exactly_once() {
+    // The live instances look for a dead one's refunds every 2 s (a minute by default).
+    let Some(f) = fleet("kill", &[("AP_RECONCILE_INTERVAL_SECONDS", "2")]).await else {
         return;
     };
     let created = call(
@@ -391,51 +422,72 @@ async fn a_refund_cut_off_by_kill_9_is_finished_by_another_instance_exactly_once
     f.gateway
         .fault(json!({"method": "alipay.trade.refund", "kind": "timeout", "delay_ms": 4000, "process": true, "times": 1}))
         .await;
-    let env = f.env.clone();
-    let killed = tokio::task::spawn_blocking(move || {
-        let mut doomed = Raw::start(&env);
-        doomed.tool(
-            "refund-alipay-payment",
-            json!({"outTradeNo": "FLEET_K", "refundAmount": "2.00", "outRequestNo": "FLEET_K_R"}),
-        );
-        std::thread::sleep(Duration::from_millis(1500));
-        doomed.kill();
+    let doomed = HttpServer::spawn(&f.env).await;
+    let client = connect_http(&doomed.url, TOKEN, ProtocolVersion::V_2026_07_28).await;
+    let in_flight = tokio::spawn(async move {
+        let args =
+            json!({"outTradeNo": "FLEET_K", "refundAmount": "2.00", "outRequestNo": "FLEET_K_R"});
+        let serde_json::Value::Object(args) = args else {
+            unreachable!()
+        };
+        client
+            .call_tool(
+                rmcp::model::CallToolRequestParams::new("refund-alipay-payment")
+                    .with_arguments(args),
+            )
+            .await
     });
-    killed.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    doomed.kill9().await;
+    assert!(
+        in_flight.await.unwrap().is_err(),
+        "the killed instance never answered"
+    );
     assert_eq!(
         refund_requests(&f.gateway, "FLEET_K_R").await,
         1,
         "it reached Alipay"
     );
     assert_eq!(f.gateway.trade("FLEET_K").await["refund_fee"], "2.00");
-    // The same call on a live instance: the dead sender's refund is resent with its number, and
-    // Alipay, which made it already, does not make it twice.
+    // With no call from anyone, a live instance finds the dead one's refund and settles it from
+    // Alipay's answer, without sending it again.
+    let db = sql(&f.db).await;
+    let state = || async {
+        db.query_one(
+            "SELECT state FROM refunds WHERE out_request_no = 'FLEET_K_R'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, String>(0)
+    };
+    assert!(
+        eventually(30, || async { state().await == "succeeded" }).await,
+        "still {} after 30 s",
+        state().await
+    );
+    assert_eq!(
+        refund_requests(&f.gateway, "FLEET_K_R").await,
+        1,
+        "not sent again"
+    );
+    // The same call on a live instance answers from the ledger as a replay: refunded once.
     let again = call(
         &f.clients[1],
         "refund-alipay-payment",
         json!({"outTradeNo": "FLEET_K", "refundAmount": "2.00", "outRequestNo": "FLEET_K_R"}),
     )
     .await;
-    assert!(!is_error(&again), "{}", text(&again));
+    assert!(
+        text(&again).starts_with("退款结果: 重复请求退款幂等成功"),
+        "{}",
+        text(&again)
+    );
+    assert_eq!(refund_requests(&f.gateway, "FLEET_K_R").await, 1);
     assert_eq!(
         f.gateway.trade("FLEET_K").await["refund_fee"],
         "2.00",
         "refunded once"
     );
-    let (db, connection) = tokio_postgres::connect(&f.db, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let state: String = db
-        .query_one(
-            "SELECT state FROM refunds WHERE out_request_no = 'FLEET_K_R'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(state, "succeeded");
-    for client in f.clients {
-        client.cancel().await.unwrap();
-    }
+    f.stop().await;
 }

@@ -1,6 +1,6 @@
 //! Settle refunds whose outcome was never recorded (a process died between sending and
 //! recording), so the ledger agrees with Alipay: at start-up, and periodically
-//! ([`RECONCILE_EVERY`]) on every live process, so a dead instance's refunds are settled by a live
+//! (`AP_RECONCILE_INTERVAL_SECONDS`, a minute by default) on every live process, so a dead instance's refunds are settled by a live
 //! one without waiting for a restart. A refund another live server is sending right now is left to
 //! it; one Alipay does not know yet stays unknown (still counted against every limit) until it is
 //! old enough to be sure it never arrived. Each is settled under its order's lock, and one another
@@ -14,9 +14,6 @@ use crate::service::refund_query::ask as ask_refund;
 /// How long after its last send a refund Alipay does not know is taken as never arrived. A request
 /// in flight reaches Alipay within the client timeout; this leaves a wide margin beyond it.
 pub const NEVER_ARRIVED_AFTER_SECS: i64 = 300;
-
-/// How often a live process looks for refunds a dead one left unsettled.
-pub const RECONCILE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What one pass did, for the log and for tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 //! in local mode on a private data dir; reach the embedded gateway's control API over HTTP.
 #![allow(dead_code)]
 
+pub(crate) mod http;
 pub(crate) mod raw;
 
 use std::collections::HashMap;
