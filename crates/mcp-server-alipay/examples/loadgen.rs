@@ -36,9 +36,10 @@ use serde_json::{Value, json};
 #[derive(Parser, Clone)]
 #[command(about = "MCP load generator for mcp-server-alipay over Streamable HTTP")]
 struct Args {
-    /// The MCP endpoint, e.g. http://127.0.0.1:8080/mcp
-    #[arg(long)]
-    url: String,
+    /// The MCP endpoint, e.g. http://127.0.0.1:8080/mcp; given again for each instance of a
+    /// fleet, the clients are spread over them in turn.
+    #[arg(long, required = true)]
+    url: Vec<String>,
     /// The server's bearer token (AP_HTTP_TOKEN, or the one it printed).
     #[arg(long)]
     token: String,
@@ -58,9 +59,10 @@ struct Args {
     /// 2026-07-28 (stateless) or a legacy version with a session (2025-06-18, 2025-11-25, …).
     #[arg(long, default_value = "2026-07-28")]
     protocol: String,
-    /// The server's process id (same machine): also report its CPU time per call.
+    /// The server's process id (same machine): also report its CPU time per call; given again
+    /// for each instance (and any other process the calls keep busy), their sum.
     #[arg(long)]
-    server_pid: Option<u32>,
+    server_pid: Vec<u32>,
 }
 
 #[derive(Clone)]
@@ -80,9 +82,9 @@ impl ClientHandler for LoadClient {
 
 type Client = RunningService<RoleClient, LoadClient>;
 
-async fn connect(args: &Args, version: &ProtocolVersion) -> Result<Client, String> {
+async fn connect(args: &Args, url: &str, version: &ProtocolVersion) -> Result<Client, String> {
     let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(args.url.clone()).auth_header(&args.token),
+        StreamableHttpClientTransportConfig::with_uri(url.to_string()).auth_header(&args.token),
     );
     let handler = LoadClient {
         version: version.clone(),
@@ -212,7 +214,8 @@ async fn main() -> std::process::ExitCode {
     // Connect every client and set up what it needs, before the clock starts.
     let mut clients = Vec::new();
     for i in 0..args.clients {
-        let client = match connect(&args, &version).await {
+        let url = &args.url[i % args.url.len()];
+        let client = match connect(&args, url, &version).await {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("loadgen: client {i}: {e}");
@@ -233,9 +236,17 @@ async fn main() -> std::process::ExitCode {
     let measure_from = start + Duration::from_secs_f64(args.warmup);
     let end = measure_from + Duration::from_secs_f64(args.seconds);
     // CPU seconds used during the measured window: (this load generator, the server).
-    let server_stat = args.server_pid.map(|pid| format!("/proc/{pid}/stat"));
+    let server_stat: Vec<String> = args
+        .server_pid
+        .iter()
+        .map(|pid| format!("/proc/{pid}/stat"))
+        .collect();
     let window_cpu = tokio::spawn(async move {
-        let read = |path: &Option<String>| path.as_deref().and_then(cpu_seconds);
+        let read = |paths: &Vec<String>| {
+            (!paths.is_empty())
+                .then(|| paths.iter().map(|p| cpu_seconds(p)).sum::<Option<f64>>())
+                .flatten()
+        };
         tokio::time::sleep_until(measure_from.into()).await;
         let (me, server) = (cpu_seconds("/proc/self/stat"), read(&server_stat));
         tokio::time::sleep_until(end.into()).await;
@@ -319,9 +330,10 @@ async fn main() -> std::process::ExitCode {
     }
     let calls = all.latencies.len();
     println!(
-        "tool={} protocol={} clients={} seconds={} calls={} loadgen_cpu_cores={}{}",
+        "tool={} protocol={} instances={} clients={} seconds={} calls={} loadgen_cpu_cores={}{}",
         tool,
         version.as_str(),
+        args.url.len(),
         args.clients,
         args.seconds,
         calls,
