@@ -8,15 +8,13 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::http::{HttpServer, connect_http};
 use common::*;
 use rmcp::model::{CallToolResult, ProtocolVersion};
 use rmcp::service::{RoleClient, RunningService};
 use serde_json::{Value, json};
-use tokio::io::AsyncBufReadExt as _;
 
 const ORDER: &str = "AP_1";
 
@@ -1035,94 +1033,20 @@ async fn with_approval_pages_off_a_client_without_elicitation_is_refused_and_not
 
 const TOKEN: &str = "e2e-approval-token-0123456789abcdef";
 
-/// `serve --http 127.0.0.1:PORT`; killed on drop.
-struct HttpServer {
-    _child: tokio::process::Child,
-    base: String,
-    dir: TempDir,
-}
-
-impl HttpServer {
-    async fn start(tag: &str, extra: &[(&str, &str)]) -> Self {
-        let dir = TempDir::new(tag);
-        let mut env = env_with(&dir, extra);
-        env.remove("AP_APPROVAL_LISTEN");
-        env.insert("AP_HTTP_TOKEN".into(), TOKEN.into());
-        let port = free_port();
-        let mut child = tokio::process::Command::new(BIN)
-            .env_clear()
-            .envs(&env)
-            .args(["serve", "--http", &format!("127.0.0.1:{port}")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn mcp-server-alipay serve --http");
-        let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-        let sink = lines.clone();
-        tokio::spawn(async move {
-            let mut ready = Some(ready_tx);
-            while let Ok(Some(line)) = stderr.next_line().await {
-                eprintln!("[server] {line}");
-                let serving = line.contains("serving MCP at http://");
-                sink.lock().unwrap().push(line);
-                if serving && let Some(tx) = ready.take() {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        tokio::time::timeout(Duration::from_secs(20), ready_rx)
-            .await
-            .expect("server did not start within 20 s")
-            .expect("server exited before serving");
-        Self {
-            _child: child,
-            base: format!("http://127.0.0.1:{port}"),
-            dir,
-        }
-    }
-}
-
-/// A session (2025-06-18) or a stateless (2026-07-28) client; neither offers elicitation.
-async fn connect_http(
-    url: &str,
-    version: ProtocolVersion,
-) -> RunningService<RoleClient, TestClient> {
-    use rmcp::transport::StreamableHttpClientTransport;
-    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-    use rmcp::{ClientLifecycleMode, ClientServiceExt as _, ServiceExt as _};
-    let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(url.to_string()).auth_header(TOKEN),
-    );
-    let client = TestClient {
-        version: version.clone(),
-    };
-    if version >= ProtocolVersion::V_2026_07_28 {
-        client
-            .serve_with_lifecycle(
-                transport,
-                ClientLifecycleMode::Discover {
-                    preferred_versions: vec![version],
-                },
-            )
-            .await
-            .expect("2026-07-28 discover over HTTP")
-    } else {
-        client.serve(transport).await.expect("initialize over HTTP")
-    }
+/// `serve --http 127.0.0.1:PORT` in local mode with `AP_REFUND_CONFIRM=true`, its approval pages
+/// beside /mcp; and its data dir.
+async fn http_server(tag: &str) -> (HttpServer, TempDir) {
+    let dir = TempDir::new(tag);
+    let mut env = env_with(&dir, &[]);
+    env.remove("AP_APPROVAL_LISTEN");
+    env.insert("AP_HTTP_TOKEN".into(), TOKEN.into());
+    (HttpServer::spawn(&env).await, dir)
 }
 
 #[tokio::test]
 async fn over_streamable_http_the_page_is_beside_mcp_without_the_bearer_token_and_approves() {
-    let server = HttpServer::start("appr-http", &[]).await;
-    let client = connect_http(
-        &format!("{}/mcp", server.base),
-        ProtocolVersion::V_2025_06_18,
-    )
-    .await;
+    let (server, dir) = http_server("appr-http").await;
+    let client = connect_http(&server.url, TOKEN, ProtocolVersion::V_2025_06_18).await;
     let gateway = paid_order(&client, ORDER, "30.00").await;
     let result = refund_call(&client, "12.5", "AP_R1", None).await;
     let url = approval_url(&result);
@@ -1164,14 +1088,10 @@ async fn over_streamable_http_the_page_is_beside_mcp_without_the_bearer_token_an
         "{}",
         text(&replay)
     );
-    assert_eq!(Db::open(server.dir.path()).state("AP_R1"), "succeeded");
+    assert_eq!(Db::open(dir.path()).state("AP_R1"), "succeeded");
 
     // A stateless 2026-07-28 client is offered a link on the same listener too.
-    let modern = connect_http(
-        &format!("{}/mcp", server.base),
-        ProtocolVersion::V_2026_07_28,
-    )
-    .await;
+    let modern = connect_http(&server.url, TOKEN, ProtocolVersion::V_2026_07_28).await;
     let url = approval_url(&refund_call(&modern, "5", "AP_R2", None).await);
     assert!(
         url.starts_with(&format!("{}/approve/", server.base)),
