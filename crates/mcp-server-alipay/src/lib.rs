@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod approval_page;
+pub mod apps;
 pub mod config;
 pub mod confirm;
 pub mod doctor;
