@@ -231,6 +231,7 @@ async fn stdio_host(dir: &TempDir, pin: &str) -> Session {
     env.insert("AP_REFUND_CONFIRM".into(), "true".into());
     env.insert("AP_REFUND_PIN".into(), pin.into());
     env.insert("AP_APPROVAL_LISTEN".into(), "127.0.0.1:0".into());
+    env.insert("AP_LOG_ENABLED".into(), "true".into());
     let mut cmd = tokio::process::Command::new(BIN);
     cmd.env_clear().envs(&env);
     let (transport, _stderr) = rmcp::transport::TokioChildProcess::builder(cmd)
@@ -266,7 +267,8 @@ async fn decide(session: &Session, grant: &str, decision: &str, pin: &str) -> Ca
 #[tokio::test]
 async fn app_only_tools_give_the_model_nothing() {
     let dir = TempDir::new("e2e-apps-stdio");
-    let pin = "2468";
+    // Letters too, so it cannot turn up by chance inside a trade number in the log.
+    let pin = "kq7-PIN-w3z";
     let host = stdio_host(&dir, pin).await;
 
     // The status tool: only this server's orders, and then what query-alipay-payment answers.
@@ -327,7 +329,7 @@ async fn app_only_tools_give_the_model_nothing() {
     assert_eq!(structured(&made_up)["decided"], "refused");
 
     // The card's grant with a wrong PIN: refused, and (the page's rule) that approval is over.
-    let wrong = decide(&host, &grant, "approve", "1357").await;
+    let wrong = decide(&host, &grant, "approve", "kq7-PIN-w3y").await;
     assert!(is_error(&wrong), "{}", text(&wrong));
     assert!(text(&wrong).contains("PIN"), "{}", text(&wrong));
     let reused = decide(&host, &grant, "approve", pin).await;
@@ -345,11 +347,19 @@ async fn app_only_tools_give_the_model_nothing() {
         json!({"outTradeNo": "APPS_1", "refundAmount": "5.00", "outRequestNo": "APPS_1_R2"}),
     )
     .await;
-    let approved = decide(&host, &grant_of(&asked), "approve", pin).await;
+    let second = grant_of(&asked);
+    let approved = decide(&host, &second, "approve", pin).await;
     assert!(!is_error(&approved), "{}", text(&approved));
     assert_eq!(structured(&approved)["decided"], "sent");
     assert_eq!(structured(&approved)["refundState"], "succeeded");
     assert_eq!(gateway.count_method("alipay.trade.refund").await, 1);
     host.cancel().await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
+
+    // Neither the PIN nor a grant is ever written to the log or the audit trail.
+    let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
+    assert!(log.contains("APPS_1"), "the log was written");
+    for secret in [pin, grant.as_str(), second.as_str()] {
+        assert!(!log.contains(secret), "the log holds a secret");
+    }
 }

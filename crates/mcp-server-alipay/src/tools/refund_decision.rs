@@ -104,9 +104,10 @@ pub(crate) fn outcome(
 fn call_tool<'a>(ctx: &'a CallContext<'a>, raw: &'a Map<String, Value>) -> CallFuture<'a> {
     boxed(async move {
         let refused = |why: &str| outcome(true, "refused", None, why.to_string());
+        // The argument error is not shown: it could quote part of a PIN.
         let Ok(request) = parse(raw) else {
             return ToolReply::Done(refused(
-                "This decision did not come from the refund approval card; nothing was decided.",
+                "The decision's grant, choice or PIN is malformed, so nothing was decided.",
             ));
         };
         // No grant, a wrong or a used one: not the card (the model never sees a grant).
