@@ -10,8 +10,9 @@
 //   3. Chromium pays on the emulator's cashier; the card turns paid by itself (polling the app-only
 //      status tool through the host) and the host receives ui/update-model-context with the order,
 //      amount, time and Alipay trade number;
-//   4. a refund (AP_REFUND_CONFIRM, AP_REFUND_PIN) is approved in the refund card; the decision tool
-//      called as the model would (without the card's grant) is refused.
+//   4. a refund (AP_REFUND_CONFIRM, AP_REFUND_PIN) shows in the refund card; the decision tool called
+//      as the model would (without the card's grant) is refused; the PIN being never a tool argument,
+//      the card opens the approval page, where the PIN approves it.
 // Run by .ci/mcp-apps-chromium.sh. Any failed check exits 1 with a message.
 
 import { spawn } from 'node:child_process';
@@ -165,7 +166,7 @@ window.renderApp = async ({ html, theme, toolName, args, result }) => {
                      containerDimensions: { width: document.body.clientWidth, maxHeight: 900 } } });
   bridge.oncalltool = async (params) => window.hostCallTool(params);
   bridge.onupdatemodelcontext = async (params) => { await window.hostModelContext(params); return {}; };
-  bridge.onopenlink = async () => ({});
+  bridge.onopenlink = async ({ url }) => { await window.hostOpenLink(url); return {}; };
   bridge.onsizechange = ({ height }) => { if (height) frame.style.height = height + 'px'; };
   bridge.oninitialized = async () => {
     await bridge.sendToolInput({ arguments: args });
@@ -206,6 +207,10 @@ await browser.exposeFunction('hostCallTool', async (params) => {
 });
 await browser.exposeFunction('hostModelContext', async (params) => {
   contexts.push(params);
+});
+const opened = [];
+await browser.exposeFunction('hostOpenLink', async (url) => {
+  opened.push(url);
 });
 
 async function render(theme, toolName, args, result, uri) {
@@ -277,25 +282,31 @@ try {
   check(appCalls.length === polls, 'polling stopped once paid');
   if (shots) await light.frame.locator('main').screenshot({ path: path.join(shots, 'checkout-paid-light.png') });
 
-  // --- 4. A refund approved in its card, with the PIN; the model cannot use the card's tool. ---
+  // --- 4. A refund in its card: the model cannot use the card's tool; with AP_REFUND_PIN the card
+  //        sends the person to the approval page (the PIN is never a tool argument), where it is approved.
   const refundArgs = { outTradeNo: order, refundAmount: 6.6, outRequestNo: `${order}_R1` };
   const asked = await host.callTool({ name: 'refund-alipay-payment', arguments: refundArgs });
   check(asked.structuredContent?.status === 'awaitingApproval', 'the refund awaits approval');
   const grant = asked._meta?.['alipay/approvalGrant'];
   check(typeof grant === 'string' && !JSON.stringify(asked.content).includes(grant) && !JSON.stringify(asked.structuredContent).includes(grant), 'its grant is in _meta only, not in what the model reads');
-  const forged = await host.callTool({ name: 'decide-alipay-refund-in-card', arguments: { grant: 'f'.repeat(64), decision: 'approve', pin } });
-  check(forged.isError && forged.structuredContent?.decided === 'refused', 'a call without the card\'s grant (the model\'s) is refused, even with the PIN');
+  const forged = await host.callTool({ name: 'decide-alipay-refund-in-card', arguments: { grant: 'f'.repeat(64), decision: 'deny' } });
+  check(forged.isError && forged.structuredContent?.decided === 'refused', "a call without the card's grant (the model's) is refused");
   const card = await render('light', 'refund-alipay-payment', refundArgs, asked, 'ui://alipay/refund-approval');
   await until('the refund card shows the refund', async () => (await card.frame.locator('#refund-amount').textContent()) === '¥6.60');
-  check(await card.frame.locator('#pin').isVisible(), 'the card asks for the PIN');
-  await card.frame.locator('#pin').fill(pin);
-  await card.frame.locator('#approve').click();
-  await until('the card says approved', async () => (await text(card.frame, 'status')).startsWith('已批准'), 30,
-    async () => `(status ${await text(card.frame, 'status')}; ${await text(card.frame, 'note')})`);
+  check((await text(card.frame, 'refund-order')) === order && (await text(card.frame, 'refund-paid')) === '66.60', 'with the order and what was paid');
+  check(!(await card.frame.locator('#approve').isVisible()) && (await card.frame.locator('#deny').isVisible()), 'with a PIN set, the card can deny but not approve');
+  await card.frame.locator('#open-approval').click();
+  await until('the card asks the host to open the approval page', async () => opened.length > 0);
+  check(opened.at(-1) === asked.structuredContent.approvalUrl, 'the approval page of this refund');
+  const approvalPage = await browser.newPage();
+  await approvalPage.goto(opened.at(-1), { waitUntil: 'load' });
+  await approvalPage.fill('input[name="pin"]', pin);
+  await Promise.all([approvalPage.waitForNavigation({ waitUntil: 'load' }), approvalPage.click('button[value="approve"]')]);
+  await approvalPage.close();
   const refunded = await host.callTool({ name: 'query-alipay-refund', arguments: { outTradeNo: order, outRequestNo: `${order}_R1` } });
-  check(refunded.content[0].text.includes('REFUND_SUCCESS') || refunded.structuredContent?.refundStatus === 'REFUND_SUCCESS', 'the refund was sent and succeeded');
-  const again = await host.callTool({ name: 'decide-alipay-refund-in-card', arguments: { grant, decision: 'approve', pin } });
-  check(again.isError && again.structuredContent?.decided === 'refused', 'the grant works once');
+  check(refunded.content[0].text.includes('REFUND_SUCCESS'), 'approved on the page with the PIN: the refund succeeded');
+  const late = await host.callTool({ name: 'decide-alipay-refund-in-card', arguments: { grant, decision: 'deny' } });
+  check(late.isError && late.structuredContent?.decided === 'refused', 'the card can no longer decide it');
 } finally {
   await browser.close();
   fs.rmSync(profile, { recursive: true, force: true });

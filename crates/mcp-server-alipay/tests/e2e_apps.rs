@@ -221,15 +221,17 @@ async fn hosts_that_render_views_see_them_and_other_hosts_see_todays_tools() {
     }
 }
 
-/// A stdio session of a host that renders views, refunds needing approval with `pin`.
-async fn stdio_host(dir: &TempDir, pin: &str) -> Session {
+/// A stdio session of a host that renders views, refunds needing approval (with `pin`, if any).
+async fn stdio_host(dir: &TempDir, pin: Option<&str>) -> Session {
     let mut env: HashMap<String, String> = local_env(dir.path(), free_port());
     env.insert(
         "AP_NOTIFY_LISTEN".into(),
         format!("127.0.0.1:{}", free_port()),
     );
     env.insert("AP_REFUND_CONFIRM".into(), "true".into());
-    env.insert("AP_REFUND_PIN".into(), pin.into());
+    if let Some(pin) = pin {
+        env.insert("AP_REFUND_PIN".into(), pin.into());
+    }
     env.insert("AP_APPROVAL_LISTEN".into(), "127.0.0.1:0".into());
     env.insert("AP_LOG_ENABLED".into(), "true".into());
     let mut cmd = tokio::process::Command::new(BIN);
@@ -255,21 +257,35 @@ fn grant_of(result: &CallToolResult) -> String {
         .to_string()
 }
 
-async fn decide(session: &Session, grant: &str, decision: &str, pin: &str) -> CallToolResult {
+async fn decide(session: &Session, grant: &str, decision: &str) -> CallToolResult {
     call(
         session,
         "decide-alipay-refund-in-card",
-        json!({"grant": grant, "decision": decision, "pin": pin}),
+        json!({"grant": grant, "decision": decision}),
     )
     .await
+}
+
+async fn ask_refund(session: &Session, request_no: &str) -> CallToolResult {
+    let asked = call(
+        session,
+        "refund-alipay-payment",
+        json!({"outTradeNo": "APPS_1", "refundAmount": "5.00", "outRequestNo": request_no}),
+    )
+    .await;
+    assert_eq!(
+        structured(&asked)["status"],
+        "awaitingApproval",
+        "{}",
+        text(&asked)
+    );
+    asked
 }
 
 #[tokio::test]
 async fn app_only_tools_give_the_model_nothing() {
     let dir = TempDir::new("e2e-apps-stdio");
-    // Letters too, so it cannot turn up by chance inside a trade number in the log.
-    let pin = "kq7-PIN-w3z";
-    let host = stdio_host(&dir, pin).await;
+    let host = stdio_host(&dir, None).await;
 
     // The status tool: only this server's orders, and then what query-alipay-payment answers.
     let foreign = call(
@@ -297,69 +313,93 @@ async fn app_only_tools_give_the_model_nothing() {
     assert_eq!(structured(&status)["paid"], true);
 
     // A refund awaiting approval: its grant is in `_meta` only, never where the model reads.
-    let asked = call(
-        &host,
-        "refund-alipay-payment",
-        json!({"outTradeNo": "APPS_1", "refundAmount": "5.00", "outRequestNo": "APPS_1_R1"}),
-    )
-    .await;
-    assert_eq!(
-        structured(&asked)["status"],
-        "awaitingApproval",
-        "{}",
-        text(&asked)
-    );
+    let asked = ask_refund(&host, "APPS_1_R1").await;
     let grant = grant_of(&asked);
     assert_eq!(grant.len(), 64);
     assert!(!text(&asked).contains(&grant));
     assert!(!structured(&asked).to_string().contains(&grant));
-    assert_eq!(asked.meta.as_ref().unwrap().0["alipay/pinRequired"], true);
+    assert_eq!(asked.meta.as_ref().unwrap().0["alipay/pinRequired"], false);
 
-    // What the model could send: no grant, or one it made up, even with the right PIN.
+    // What the model could send: no grant, or one it made up.
     let no_grant = call(
         &host,
         "decide-alipay-refund-in-card",
-        json!({"decision": "approve", "pin": pin}),
+        json!({"decision": "approve"}),
     )
     .await;
     assert!(is_error(&no_grant));
     assert_eq!(structured(&no_grant)["decided"], "refused");
-    let made_up = decide(&host, &"0".repeat(64), "approve", pin).await;
+    let made_up = decide(&host, &"0".repeat(64), "approve").await;
     assert!(is_error(&made_up));
     assert_eq!(structured(&made_up)["decided"], "refused");
+    assert_eq!(gateway.count_method("alipay.trade.refund").await, 0);
 
-    // The card's grant with a wrong PIN: refused, and (the page's rule) that approval is over.
-    let wrong = decide(&host, &grant, "approve", "kq7-PIN-w3y").await;
-    assert!(is_error(&wrong), "{}", text(&wrong));
-    assert!(text(&wrong).contains("PIN"), "{}", text(&wrong));
-    let reused = decide(&host, &grant, "approve", pin).await;
+    // The card's grant: sent once, and the grant is spent.
+    let approved = decide(&host, &grant, "approve").await;
+    assert!(!is_error(&approved), "{}", text(&approved));
+    assert_eq!(structured(&approved)["decided"], "sent");
+    assert_eq!(structured(&approved)["refundState"], "succeeded");
+    let reused = decide(&host, &grant, "approve").await;
     assert_eq!(
         structured(&reused)["decided"],
         "refused",
         "a grant works once"
     );
-    assert_eq!(gateway.count_method("alipay.trade.refund").await, 0);
-
-    // A new refund, approved in its card with the PIN: sent once.
-    let asked = call(
-        &host,
-        "refund-alipay-payment",
-        json!({"outTradeNo": "APPS_1", "refundAmount": "5.00", "outRequestNo": "APPS_1_R2"}),
-    )
-    .await;
-    let second = grant_of(&asked);
-    let approved = decide(&host, &second, "approve", pin).await;
-    assert!(!is_error(&approved), "{}", text(&approved));
-    assert_eq!(structured(&approved)["decided"], "sent");
-    assert_eq!(structured(&approved)["refundState"], "succeeded");
     assert_eq!(gateway.count_method("alipay.trade.refund").await, 1);
     host.cancel().await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
 
-    // Neither the PIN nor a grant is ever written to the log or the audit trail.
+    // A grant is never written to the log.
     let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
     assert!(log.contains("APPS_1"), "the log was written");
-    for secret in [pin, grant.as_str(), second.as_str()] {
-        assert!(!log.contains(secret), "the log holds a secret");
-    }
+    assert!(!log.contains(&grant), "the log holds a grant");
+}
+
+#[tokio::test]
+async fn with_a_pin_the_card_can_deny_but_only_the_page_approves() {
+    let dir = TempDir::new("e2e-apps-pin");
+    let host = stdio_host(&dir, Some("kq7-PIN-w3z")).await;
+    let gateway = paid_order(&host, "APPS_1", "30.00").await;
+    let asked = ask_refund(&host, "APPS_1_R1").await;
+    assert_eq!(asked.meta.as_ref().unwrap().0["alipay/pinRequired"], true);
+    let grant = grant_of(&asked);
+
+    // The PIN is never taken in a tool argument, so the card cannot approve, and the grant stays.
+    let approve = decide(&host, &grant, "approve").await;
+    assert!(is_error(&approve));
+    assert_eq!(structured(&approve)["decided"], "refused");
+    assert!(
+        text(&approve).contains("approval page"),
+        "{}",
+        text(&approve)
+    );
+    let with_pin = call(
+        &host,
+        "decide-alipay-refund-in-card",
+        json!({"grant": grant, "decision": "approve", "pin": "kq7-PIN-w3z"}),
+    )
+    .await;
+    assert_eq!(
+        structured(&with_pin)["decided"],
+        "refused",
+        "no pin argument"
+    );
+    let denied = decide(&host, &grant, "deny").await;
+    assert_eq!(
+        structured(&denied)["decided"],
+        "denied",
+        "{}",
+        text(&denied)
+    );
+    assert_eq!(gateway.count_method("alipay.trade.refund").await, 0);
+
+    // The refund's replay says it was denied.
+    let replay = call(
+        &host,
+        "refund-alipay-payment",
+        json!({"outTradeNo": "APPS_1", "refundAmount": "5.00", "outRequestNo": "APPS_1_R1"}),
+    )
+    .await;
+    assert!(is_error(&replay), "{}", text(&replay));
+    host.cancel().await.unwrap();
 }

@@ -311,13 +311,9 @@ pub async fn decide(svc: &Services, token: &str, form: &DecisionForm) -> Decided
 }
 
 /// Decide on a token from an MCP Apps view's button: the view's one-time grant, already taken,
-/// stands in for the page's anti-forgery value; the PIN rule is the page's.
-pub async fn decide_in_view(
-    svc: &Services,
-    token: &str,
-    decision: &str,
-    pin: Option<String>,
-) -> Decided {
+/// stands in for the page's anti-forgery value. No PIN ever comes this way: with one set, only
+/// the page approves (an approval here would fail as a wrong PIN and end the link).
+pub async fn decide_in_view(svc: &Services, token: &str, decision: &str) -> Decided {
     let approval = match open_approval(svc, token).await {
         Ok(a) => a,
         Err(why) => return Decided::Refused(why),
@@ -325,7 +321,7 @@ pub async fn decide_in_view(
     let form = DecisionForm {
         decision: Some(decision.to_string()),
         csrf: Some(approval.csrf),
-        pin,
+        pin: None,
     };
     decide(svc, token, &form).await
 }

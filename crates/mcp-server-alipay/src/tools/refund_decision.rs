@@ -2,9 +2,11 @@
 //! Hosts hide it from the model (`_meta.ui.visibility: ["app"]`), but that is advisory, so the
 //! server itself refuses any call without the view's one-time grant, which travels only in the
 //! refund result's `_meta` (kept out of the model's context) and never in its text or structured
-//! output; `AP_REFUND_PIN`, when set, is asked as on the approval page. Then the decision is the
-//! approval page's (`crate::service::approvals::decide_in_view`): fresh figures, every guardrail,
-//! once. Arguments are never audited or logged: they hold the grant and the PIN.
+//! output. The PIN rule of the approval page holds: `AP_REFUND_PIN` is never accepted in a tool
+//! argument, so with a PIN set this tool can deny but not approve (the card sends the person to
+//! the page, where the PIN is typed). Then the decision is the page's
+//! (`crate::service::approvals::decide_in_view`): fresh figures, every guardrail, once. Arguments
+//! are never audited or logged: they hold the grant.
 
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -25,11 +27,6 @@ const FIELDS: &[Field] = &[
         "decision",
         FieldKind::Choice(&["approve", "deny"]),
         "approve or deny",
-    ),
-    Field::optional(
-        "pin",
-        FieldKind::Text(64),
-        "AP_REFUND_PIN, when the server sets one",
     ),
 ];
 
@@ -54,7 +51,6 @@ pub const DEF: ToolDef = ToolDef {
 struct Request {
     grant: String,
     decision: String,
-    pin: Option<String>,
 }
 
 fn parse(raw: &Map<String, Value>) -> Result<Request, ArgError> {
@@ -68,7 +64,6 @@ fn parse(raw: &Map<String, Value>) -> Result<Request, ArgError> {
                 message: "is required".into(),
             })?
             .to_string(),
-        pin: args.text("pin", 64)?,
     })
 }
 
@@ -107,17 +102,27 @@ fn call_tool<'a>(ctx: &'a CallContext<'a>, raw: &'a Map<String, Value>) -> CallF
         // The argument error is not shown: it could quote part of a PIN.
         let Ok(request) = parse(raw) else {
             return ToolReply::Done(refused(
-                "The decision's grant, choice or PIN is malformed, so nothing was decided.",
+                "The decision's grant or choice is malformed, so nothing was decided.",
             ));
         };
+        // Before the grant is spent: the PIN is typed on the page only, never into a tool.
+        let pin_set = ctx
+            .services
+            .approvals
+            .as_ref()
+            .is_some_and(|a| a.pin.is_some());
+        if pin_set && request.decision == "approve" {
+            return ToolReply::Done(refused(
+                "Approving this refund needs the PIN, which is typed only on the approval page: open it from the card. Nothing was decided.",
+            ));
+        }
         // No grant, a wrong or a used one: not the card (the model never sees a grant).
         let Some(token) = ctx.views.and_then(|g| g.take(&request.grant)) else {
             return ToolReply::Done(refused(
                 "This decision did not come from the refund approval card (its one-time grant is missing, wrong, used or expired); nothing was decided. A person can still use the approval page's link.",
             ));
         };
-        let decided =
-            approvals::decide_in_view(ctx.services, &token, &request.decision, request.pin).await;
+        let decided = approvals::decide_in_view(ctx.services, &token, &request.decision).await;
         ToolReply::Done(match decided {
             Decided::Denied => outcome(
                 false,
