@@ -30,7 +30,7 @@ use crate::confirm::ElicitConfirm;
 use crate::resources;
 use crate::service::wait::Progress;
 use crate::tools::render::ToolOutcome;
-use crate::tools::{APP_TOOLS, CallContext, TOOLS, ToolDef, ToolKind, ToolReply, wait};
+use crate::tools::{APP_TOOLS, CallContext, TOOLS, ToolDef, ToolReply, wait};
 
 /// Protocol versions we speak: 2025-03-26 through 2026-07-28.
 const PROTOCOL_VERSIONS: &[ProtocolVersion] = &[
@@ -91,15 +91,13 @@ impl Served {
                 None => tool.clone(),
             })
             .collect();
+        // An app-only tool is served when a selected tool's view uses it.
         let uses = |uri: &str| tools.iter().any(|(def, _)| view(def) == Some(uri));
         let app_tools = APP_TOOLS
             .into_iter()
             .filter_map(|def| {
-                let uri = match def.kind {
-                    ToolKind::CheckoutStatus => apps::CHECKOUT_URI,
-                    _ => apps::REFUND_APPROVAL_URI,
-                };
-                uses(uri).then(|| (def, tool_of(def).with_meta(apps::app_only_meta(uri))))
+                let uri = view(def).filter(|uri| uses(uri))?;
+                Some((def, tool_of(def).with_meta(apps::app_only_meta(uri))))
             })
             .collect();
         let served = Self {

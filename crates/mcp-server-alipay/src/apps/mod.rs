@@ -39,13 +39,18 @@ pub fn host_renders(capabilities: Option<&ClientCapabilities>) -> bool {
     }
 }
 
-/// The view a model-visible tool's results are shown in, if any.
+/// The view a tool belongs to, if any: the one a model tool's results are shown in, or the one an
+/// app-only tool serves.
 pub fn view_of(kind: ToolKind, refund_confirm: bool) -> Option<&'static str> {
     match kind {
-        ToolKind::MobilePay | ToolKind::WebPagePay | ToolKind::QrPay | ToolKind::AgentPay => {
-            Some(CHECKOUT_URI)
+        ToolKind::MobilePay
+        | ToolKind::WebPagePay
+        | ToolKind::QrPay
+        | ToolKind::AgentPay
+        | ToolKind::CheckoutStatus => Some(CHECKOUT_URI),
+        ToolKind::RefundPay | ToolKind::RefundDecision if refund_confirm => {
+            Some(REFUND_APPROVAL_URI)
         }
-        ToolKind::RefundPay if refund_confirm => Some(REFUND_APPROVAL_URI),
         _ => None,
     }
 }
