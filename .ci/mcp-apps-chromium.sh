@@ -2,7 +2,7 @@
 # An MCP Apps host in headless Chromium, built with the official @modelcontextprotocol/ext-apps host
 # bridge, renders the checkout card of mcp-server-alipay (serve --http, local mode); Chromium pays on
 # the embedded gateway's cashier, the card turns paid and the host receives the model-context
-# update; a refund is approved in its card. Installs Debian's chromium if missing and the pinned npm
+# update; a refund is decided from its card (the PIN typed on the page it opens). Installs Debian's chromium if missing and the pinned npm
 # packages into target/interop/node. Screenshots go to target/interop/screenshots (copy them to
 # docs/images/ by hand when the card changes). Fails loudly.
 #
