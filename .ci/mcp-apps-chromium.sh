@@ -2,9 +2,10 @@
 # An MCP Apps host in headless Chromium, built with the official @modelcontextprotocol/ext-apps host
 # bridge, renders the checkout card of mcp-server-alipay (serve --http, local mode); Chromium pays on
 # the embedded gateway's cashier, the card turns paid and the host receives the model-context
-# update; a refund is decided from its card (the PIN typed on the page it opens). Installs Debian's chromium if missing and the pinned npm
-# packages into target/interop/node. Screenshots go to target/interop/screenshots (copy them to
-# docs/images/ by hand when the card changes). Fails loudly.
+# update; a refund is decided from its card (the PIN typed on the page it opens). Installs Debian's
+# chromium (and a CJK font) if missing and the pinned npm packages into target/interop/node.
+# Screenshots go to target/interop/screenshots (copy them to docs/images/ by hand when the card
+# changes). Fails loudly.
 #
 # Usage: bash .ci/mcp-apps-chromium.sh [path/to/mcp-server-alipay]
 set -euo pipefail
