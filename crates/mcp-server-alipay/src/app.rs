@@ -25,6 +25,8 @@ pub struct App {
     pub services: Services,
     pub subscriptions: Arc<Subscriptions>,
     pub confirmations: PendingConfirmations,
+    /// The refund approval view's one-time grants (MCP Apps hosts only).
+    pub view_grants: crate::apps::grants::ViewGrants,
     local: Mutex<Option<LocalGateway>>,
     stop: CancellationToken,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -151,6 +153,7 @@ impl BoundApp {
             services,
             subscriptions: Arc::new(Subscriptions::default()),
             confirmations: PendingConfirmations::default(),
+            view_grants: Default::default(),
             local: Mutex::new(local),
             stop: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),

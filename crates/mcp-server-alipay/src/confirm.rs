@@ -107,6 +107,9 @@ pub struct ElicitConfirm<'a> {
     pub responses: Option<InputResponses>,
     /// The question for a 2026-07-28 client, once asked.
     pub question: Mutex<Option<InputRequiredResult>>,
+    /// The host shows the refund approval view (MCP Apps) and approval pages are on: the person
+    /// decides there rather than in an elicitation form.
+    pub in_view: bool,
 }
 
 impl ElicitConfirm<'_> {
@@ -127,7 +130,7 @@ fn can_elicit(ctx: &RequestContext<RoleServer>) -> bool {
 #[async_trait]
 impl Confirm for ElicitConfirm<'_> {
     fn can_ask(&self) -> bool {
-        can_elicit(self.ctx)
+        !self.in_view && can_elicit(self.ctx)
     }
 
     async fn ask(&self, plan: &RefundPlan) -> Decision {

@@ -7,9 +7,11 @@
 //! - [`service`]: the flows (create, query, refund, reconcile, notifications) over narrow deps;
 //! - [`tools`]: one definition per tool, parsing its arguments and rendering its typed result;
 //! - [`mcp`], [`http`], [`stdio`], [`notify_receiver`]: the transports, which route and render.
+//! - [`apps`]: MCP Apps, the checkout and refund cards shown by hosts that render views.
 
 pub mod app;
 pub mod approval_page;
+pub mod apps;
 pub mod config;
 pub mod confirm;
 pub mod doctor;

@@ -2,7 +2,9 @@
 //! `tools/call` routed to the definition's call with its raw arguments (the tool validates them
 //! itself so every error can name the field and rule), and a person's approval of a refund asked
 //! through this request (`crate::confirm`). Unselected tools are neither listed nor callable.
-//! Resources and subscriptions come from `crate::resources` and `crate::subscriptions`.
+//! Resources and subscriptions come from `crate::resources` and `crate::subscriptions`. A host
+//! that declared MCP Apps (`crate::apps`) sees the tools naming their views, the app-only tools
+//! and the views' resources; any other host sees none of that, not even a `_meta` key.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -22,12 +24,13 @@ use rmcp::service::{Peer, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 
 use crate::app::App;
+use crate::apps;
 use crate::config::Config;
 use crate::confirm::ElicitConfirm;
 use crate::resources;
 use crate::service::wait::Progress;
 use crate::tools::render::ToolOutcome;
-use crate::tools::{CallContext, TOOLS, ToolDef, ToolReply, wait};
+use crate::tools::{APP_TOOLS, CallContext, TOOLS, ToolDef, ToolReply, wait};
 
 /// Protocol versions we speak: 2025-03-26 through 2026-07-28.
 const PROTOCOL_VERSIONS: &[ProtocolVersion] = &[
@@ -49,6 +52,12 @@ pub struct AlipayMcp {
 pub struct Served {
     /// The selected tools, and their `tools/list` entries (built once per process).
     tools: Vec<(&'static ToolDef, Tool)>,
+    /// The same entries for hosts that render MCP Apps: those with a view name it.
+    viewed: Vec<Tool>,
+    /// The app-only tools the selected tools' views use, with their entries (MCP Apps hosts only).
+    app_tools: Vec<(&'static ToolDef, Tool)>,
+    /// `AP_REFUND_CONFIRM`: the refund approval view exists.
+    refund_confirm: bool,
     instructions: String,
     app: tokio::sync::watch::Receiver<Option<Result<Arc<App>, String>>>,
 }
@@ -68,12 +77,34 @@ impl Served {
     /// client) starts: calls that need it wait for it.
     pub fn starting(config: &Config) -> (Arc<Self>, AppReady) {
         let (tx, rx) = tokio::sync::watch::channel(None);
+        let refund_confirm = config.guard.refund_confirm;
+        let tools: Vec<_> = TOOLS
+            .into_iter()
+            .filter(|def| config.tools.contains(&def.kind))
+            .map(|def| (def, tool_of(def)))
+            .collect();
+        let view = |def: &ToolDef| apps::view_of(def.kind, refund_confirm);
+        let viewed = tools
+            .iter()
+            .map(|(def, tool)| match view(def) {
+                Some(uri) => tool.clone().with_meta(apps::tool_meta(uri)),
+                None => tool.clone(),
+            })
+            .collect();
+        // An app-only tool is served when a selected tool's view uses it.
+        let uses = |uri: &str| tools.iter().any(|(def, _)| view(def) == Some(uri));
+        let app_tools = APP_TOOLS
+            .into_iter()
+            .filter_map(|def| {
+                let uri = view(def).filter(|uri| uses(uri))?;
+                Some((def, tool_of(def).with_meta(apps::app_only_meta(uri))))
+            })
+            .collect();
         let served = Self {
-            tools: TOOLS
-                .into_iter()
-                .filter(|def| config.tools.contains(&def.kind))
-                .map(|def| (def, tool_of(def)))
-                .collect(),
+            tools,
+            viewed,
+            app_tools,
+            refund_confirm,
             instructions: crate::app::instructions(config.env, &config.tools),
             app: rx,
         };
@@ -98,6 +129,17 @@ impl Served {
             .iter()
             .find(|(d, _)| d.name == name)
             .map(|(d, _)| *d)
+    }
+
+    /// A tool a host may call: a selected one, or (for a host that renders MCP Apps) an app-only
+    /// one. Hosts without the extension know of no app-only tool, so for them it does not exist.
+    fn callable(&self, name: &str, renders: bool) -> Option<&'static ToolDef> {
+        self.tool(name).or_else(|| {
+            renders
+                .then(|| self.app_tools.iter().find(|(d, _)| d.name == name))
+                .flatten()
+                .map(|(d, _)| *d)
+        })
     }
 
     /// The app, once started.
@@ -170,8 +212,9 @@ impl AlipayMcp {
         request: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        let renders = apps::host_renders(ctx.client_capabilities().as_ref());
         // An unknown (or unselected) tool is a protocol error, as the MCP spec has it.
-        let Some(def) = self.served.tool(&request.name) else {
+        let Some(def) = self.served.callable(&request.name, renders) else {
             return Err(McpError::invalid_params("tool not found", None));
         };
         let app = match self.served.app().await {
@@ -190,12 +233,14 @@ impl AlipayMcp {
             state: request.request_state,
             responses: request.input_responses,
             question: Default::default(),
+            in_view: renders && self.served.refund_confirm && app.services.approvals.is_some(),
         };
         let call = CallContext {
             services: &app.services,
             confirm: &confirm,
             progress: &progress,
             can_wait: self.served.tool(wait::DEF.name).is_some(),
+            views: renders.then_some(&app.view_grants),
         };
         Ok(match (def.call)(&call, &arguments).await {
             ToolReply::Done(outcome) => into_result(outcome).into(),
@@ -225,6 +270,7 @@ fn into_result(outcome: ToolOutcome) -> CallToolResult {
         CallToolResult::success(content)
     };
     result.structured_content = Some(outcome.structured);
+    result.meta = outcome.view_meta.map(|m| rmcp::model::MetaObject(m.0));
     result
 }
 
@@ -242,11 +288,16 @@ impl ServerHandler for AlipayMcp {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        Ok(ListToolsResult::with_all_items(
-            self.served.tools.iter().map(|(_, t)| t.clone()).collect(),
-        ))
+        let served = &self.served;
+        let tools = if apps::host_renders(ctx.client_capabilities().as_ref()) {
+            let app_only = served.app_tools.iter().map(|(_, t)| t.clone());
+            served.viewed.iter().cloned().chain(app_only).collect()
+        } else {
+            served.tools.iter().map(|(_, t)| t.clone()).collect()
+        };
+        Ok(ListToolsResult::with_all_items(tools))
     }
 
     async fn call_tool(
@@ -261,6 +312,7 @@ impl ServerHandler for AlipayMcp {
         self.served
             .tools
             .iter()
+            .chain(&self.served.app_tools)
             .find(|(d, _)| d.name == name)
             .map(|(_, t)| t.clone())
     }
@@ -286,12 +338,16 @@ impl ServerHandler for AlipayMcp {
     async fn list_resources(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
         let app = app_or_error(&self.served).await?;
-        Ok(ListResourcesResult::with_all_items(
-            resources::list(&app).await,
-        ))
+        let mut list = resources::list(&app).await;
+        if apps::host_renders(ctx.client_capabilities().as_ref())
+            && !self.served.app_tools.is_empty()
+        {
+            list.extend(apps::resources(self.served.refund_confirm));
+        }
+        Ok(ListResourcesResult::with_all_items(list))
     }
 
     async fn list_resource_templates(
@@ -309,6 +365,15 @@ impl ServerHandler for AlipayMcp {
         request: ReadResourceRequestParams,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
+        // A view is static HTML: readable by any host, whether or not it renders it.
+        if let Some(html) = apps::read(&request.uri) {
+            return Ok(ReadResourceResult::new(vec![
+                ResourceContents::text(html, request.uri.clone())
+                    .with_mime_type(apps::MIME_TYPE)
+                    .with_meta(apps::resource_meta()),
+            ])
+            .into());
+        }
         let app = app_or_error(&self.served).await?;
         let text = resources::read(&app, &request.uri).await?;
         Ok(ReadResourceResult::new(vec![

@@ -46,6 +46,8 @@ pub const REFUSED_AT_APPROVAL: &str = "approval: a guardrail refused it when it 
 pub struct ApprovalOffer {
     /// The one-time link (a capability: whoever opens it can decide).
     pub url: String,
+    /// The link's token (what an MCP Apps view's grant stands for, `crate::apps::grants`).
+    pub token: String,
     /// Beijing time.
     pub expires_at: String,
     pub paid: Money,
@@ -132,6 +134,7 @@ pub async fn offer(svc: &Services, plan: &RefundPlan) -> RefundResult {
             "{}{APPROVAL_PATH}/{token}",
             settings.base_url.trim_end_matches('/')
         ),
+        token,
         expires_at: record.expires_at,
         paid: plan.paid,
         already_refunded: plan.already_refunded,
@@ -305,6 +308,22 @@ pub async fn decide(svc: &Services, token: &str, form: &DecisionForm) -> Decided
         Some("approve") => approve(svc, &approval, form).await,
         _ => Decided::Refused("Choose approve or deny.".into()),
     }
+}
+
+/// Decide on a token from an MCP Apps view's button: the view's one-time grant, already taken,
+/// stands in for the page's anti-forgery value. No PIN ever comes this way: with one set, only
+/// the page approves (an approval here would fail as a wrong PIN and end the link).
+pub async fn decide_in_view(svc: &Services, token: &str, decision: &str) -> Decided {
+    let approval = match open_approval(svc, token).await {
+        Ok(a) => a,
+        Err(why) => return Decided::Refused(why),
+    };
+    let form = DecisionForm {
+        decision: Some(decision.to_string()),
+        csrf: Some(approval.csrf),
+        pin: None,
+    };
+    decide(svc, token, &form).await
 }
 
 async fn approve(svc: &Services, approval: &ApprovalRecord, form: &DecisionForm) -> Decided {

@@ -5,11 +5,13 @@
 
 pub mod args;
 pub mod bill;
+pub mod checkout_status;
 pub mod close;
 pub mod create;
 pub mod list;
 pub mod query;
 pub mod refund;
+pub mod refund_decision;
 pub mod refund_query;
 pub mod render;
 #[cfg(test)]
@@ -28,7 +30,7 @@ use crate::service::wait::Progress;
 use crate::tools::args::Field;
 use crate::tools::render::ToolOutcome;
 
-/// Every tool, in the reference's order.
+/// Every tool: the model's, in the reference's order, then the app-only ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ToolKind {
     MobilePay,
@@ -42,6 +44,10 @@ pub enum ToolKind {
     WaitPay,
     AgentPay,
     BillRecon,
+    /// App-only (MCP Apps): what the checkout view polls.
+    CheckoutStatus,
+    /// App-only (MCP Apps): the refund approval view's button.
+    RefundDecision,
 }
 
 /// MCP tool annotations.
@@ -62,6 +68,8 @@ pub struct CallContext<'a> {
     pub progress: &'a dyn Progress,
     /// `wait-for-alipay-payment` is served, so answers may point the agent at it.
     pub can_wait: bool,
+    /// The host renders MCP Apps views: the refund approval view's grants (`crate::apps`).
+    pub views: Option<&'a crate::apps::grants::ViewGrants>,
 }
 
 /// How a call ended.
@@ -113,6 +121,10 @@ pub const TOOLS: [&ToolDef; 11] = [
     &bill::DEF,
 ];
 
+/// The app-only tools (MCP Apps): listed only to hosts that render views, hidden by them from the
+/// model, and never selected by `AP_SELECT_TOOLS` (they follow the tools whose views use them).
+pub const APP_TOOLS: [&ToolDef; 2] = [&checkout_status::DEF, &refund_decision::DEF];
+
 /// The output schema of `T` as it serialises (draft 2020-12, every subschema inlined so clients
 /// that resolve no `$ref` read it whole).
 pub fn output_schema_of<T: JsonSchema>() -> Map<String, Value> {
@@ -144,6 +156,7 @@ impl ToolKind {
     pub fn def(self) -> &'static ToolDef {
         TOOLS
             .into_iter()
+            .chain(APP_TOOLS)
             .find(|d| d.kind == self)
             .unwrap_or(TOOLS[0])
     }
@@ -232,9 +245,17 @@ mod tests {
                 "{kind:?}"
             );
         }
-        let mut names: Vec<_> = TOOLS.iter().map(|d| d.name).collect();
+        let mut names: Vec<_> = TOOLS.iter().chain(&APP_TOOLS).map(|d| d.name).collect();
         names.sort();
         names.dedup();
-        assert_eq!(names.len(), TOOLS.len());
+        assert_eq!(names.len(), TOOLS.len() + APP_TOOLS.len());
+        for app in APP_TOOLS {
+            assert_eq!(app.kind.def().name, app.name);
+            assert!(
+                ToolKind::select(app.select_key).is_err(),
+                "{} is not selectable",
+                app.name
+            );
+        }
     }
 }

@@ -126,8 +126,38 @@ fn call_tool<'a>(ctx: &'a CallContext<'a>, raw: &'a Map<String, Value>) -> CallF
             return ToolReply::AwaitingPerson;
         };
         ctx.services.audit(DEF.name, raw, decision, outcome).await;
-        ToolReply::Done(render(&request, &result))
+        let mut outcome = render(&request, &result);
+        if let (RefundResult::AwaitingApproval(offer), Some(grants)) = (&result, ctx.views) {
+            offer_in_view(ctx, grants, offer, &mut outcome);
+        }
+        ToolReply::Done(outcome)
     })
+}
+
+/// An MCP Apps host shows the refund approval view with this result: give the view (and only the
+/// view, through the result's `_meta`) a one-time grant for the approval's button.
+fn offer_in_view(
+    ctx: &CallContext<'_>,
+    grants: &crate::apps::grants::ViewGrants,
+    offer: &crate::service::approvals::ApprovalOffer,
+    outcome: &mut ToolOutcome,
+) {
+    let settings = ctx.services.approvals.as_ref();
+    let ttl_minutes = settings.map_or(0, |s| s.ttl_minutes);
+    let grant = grants.issue(
+        &offer.token,
+        std::time::Duration::from_secs(u64::from(ttl_minutes) * 60),
+    );
+    let mut meta = Map::new();
+    meta.insert(crate::apps::grants::META_KEY.into(), Value::String(grant));
+    meta.insert(
+        crate::apps::grants::PIN_KEY.into(),
+        Value::Bool(settings.is_some_and(|s| s.pin.is_some())),
+    );
+    outcome.view_meta = Some(crate::tools::render::ViewMeta(meta));
+    outcome
+        .text
+        .push_str(" The person can also approve or deny it in the card shown with this result.");
 }
 
 pub fn render(r: &RefundRequest, result: &RefundResult) -> ToolOutcome {

@@ -19,6 +19,19 @@ pub struct ToolOutcome {
     pub text: String,
     pub image_png: Option<Vec<u8>>,
     pub structured: Value,
+    /// For an MCP Apps view only: the result's `_meta`, which hosts keep out of the model's
+    /// context (the refund approval view's grant).
+    pub view_meta: Option<ViewMeta>,
+}
+
+/// A result's `_meta` for a view; it may carry a grant, so `Debug` never shows it.
+#[derive(Clone, PartialEq)]
+pub struct ViewMeta(pub serde_json::Map<String, Value>);
+
+impl std::fmt::Debug for ViewMeta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ViewMeta(…)")
+    }
 }
 
 impl ToolOutcome {
@@ -35,6 +48,7 @@ impl ToolOutcome {
             is_error,
             text,
             image_png: None,
+            view_meta: None,
             // Output structs are plain data (strings, numbers, options): serialising cannot fail.
             structured: serde_json::to_value(structured).unwrap_or(Value::Null),
         }

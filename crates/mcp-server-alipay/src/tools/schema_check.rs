@@ -15,7 +15,8 @@ use crate::service::orders::{Closed, Created, Queried};
 use crate::service::refunds::{RefundRequest, RefundResult, Refusal};
 use crate::tools::args::{Field, FieldKind};
 use crate::tools::{
-    TOOLS, ToolDef, ToolKind, bill, close, create, list, query, refund, refund_query, wait,
+    APP_TOOLS, TOOLS, ToolDef, ToolKind, bill, checkout_status, close, create, list, query, refund,
+    refund_decision, refund_query, wait,
 };
 
 /// Samples of a field: values the parser takes, values it refuses, and of those the ones the
@@ -101,7 +102,7 @@ fn base(fields: &[Field]) -> Map<String, Value> {
 #[test]
 fn every_input_schema_accepts_what_its_parser_accepts() {
     let mut checked = 0;
-    for def in TOOLS {
+    for def in TOOLS.iter().chain(&APP_TOOLS) {
         let schema = validator(def.input_schema());
         let base = base(def.fields);
         let both = |args: &Map<String, Value>| {
@@ -236,10 +237,28 @@ fn ledger_error() -> LedgerError {
 
 /// Every structured result each tool can render, for every way it can end.
 fn rendered(kind: ToolKind) -> Vec<Value> {
+    rendered_outcomes(kind)
+        .into_iter()
+        .map(|o| o.structured)
+        .collect()
+}
+
+fn rendered_outcomes(kind: ToolKind) -> Vec<crate::tools::render::ToolOutcome> {
     let no = OutTradeNo::parse("ILLUSTRATION_0001").unwrap();
     let req = OutRequestNo::parse("ILLUSTRATION_0001_R1").unwrap();
     let amount = Amount::from_fen(2_000).unwrap();
-    let outcomes = match kind {
+    match kind {
+        ToolKind::CheckoutStatus => {
+            let mut all = rendered_outcomes(ToolKind::QueryPay);
+            all.push(checkout_status::not_ours(&no));
+            all.push(checkout_status::unreadable(&no, &ledger_error()));
+            all
+        }
+        ToolKind::RefundDecision => vec![
+            refund_decision::outcome(false, "sent", Some("succeeded".into()), "sent".into()),
+            refund_decision::outcome(false, "denied", None, "denied".into()),
+            refund_decision::outcome(true, "refused", None, "no grant".into()),
+        ],
         ToolKind::MobilePay | ToolKind::WebPagePay | ToolKind::QrPay | ToolKind::AgentPay => {
             let mut all = vec![
                 Created::New {
@@ -508,6 +527,7 @@ fn rendered(kind: ToolKind) -> Vec<Value> {
                 RefundResult::AwaitingPerson,
                 RefundResult::AwaitingApproval(crate::service::approvals::ApprovalOffer {
                     url: "http://127.0.0.1:8767/approve/00".into(),
+                    token: "00".into(),
                     expires_at: "2026-11-26 03:15:00".into(),
                     paid: Money::from_fen(8_880),
                     already_refunded: Money::ZERO,
@@ -520,13 +540,12 @@ fn rendered(kind: ToolKind) -> Vec<Value> {
             all.extend(gateway_errors().into_iter().map(RefundResult::Unknown));
             all.iter().map(|r| refund::render(&request, r)).collect()
         }
-    };
-    outcomes.into_iter().map(|o| o.structured).collect()
+    }
 }
 
 #[test]
 fn every_result_matches_its_output_schema() {
-    for def in TOOLS {
+    for def in TOOLS.iter().chain(&APP_TOOLS) {
         let schema = validator((def.output_schema)());
         let results = rendered(def.kind);
         assert!(results.len() >= 3, "{}", def.name);
@@ -581,6 +600,8 @@ fn a_bad_argument_result_matches_the_output_schema_too() {
             ToolKind::BillRecon => {
                 ToolOutcome::bad_argument(def.name, &e, bill::BillOutput::default())
             }
+            // App-only tools are not in TOOLS.
+            ToolKind::CheckoutStatus | ToolKind::RefundDecision => continue,
         };
         assert!(outcome.is_error);
         assert!(
