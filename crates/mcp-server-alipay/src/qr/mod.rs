@@ -1,0 +1,216 @@
+//! QR codes as PNG images, for clients that show images in chat.
+
+mod mask;
+
+use qrcode::bits::{Bits, encode_auto};
+use qrcode::canvas::{Canvas, MaskPattern};
+use qrcode::{Color, EcLevel, Version};
+
+/// The side, in pixels, an image is made at least (when that takes more than [`MIN_SCALE`]
+/// pixels a module): a chat client may show it at half its size, and a phone must still read it
+/// there, slightly blurred, at three pixels a module or more for the longest links.
+const TARGET_SIDE: usize = 640;
+/// Pixels per QR module, at least.
+const MIN_SCALE: usize = 4;
+/// The standard quiet zone, in modules.
+const QUIET: usize = 4;
+
+/// A QR symbol: `width` × `width` modules, row-major, 1 dark and 0 light.
+struct Symbol {
+    width: usize,
+    dark: Vec<u8>,
+}
+
+/// The smallest symbol `data` fits in: the lowest version any error-correction level fits in
+/// (never a Micro QR version), then the strongest level that still fits that version (more damage
+/// read through, at no cost in size), with its data bits.
+fn fitting(data: &[u8]) -> Option<(Version, EcLevel, Bits)> {
+    let version = encode_auto(data, EcLevel::L).ok()?.version();
+    [EcLevel::H, EcLevel::Q, EcLevel::M, EcLevel::L]
+        .into_iter()
+        .find_map(|level| {
+            let mut bits = Bits::new(version);
+            bits.push_optimal_data(data).ok()?;
+            bits.push_terminator(level).ok()?;
+            Some((version, level, bits))
+        })
+}
+
+/// The symbol for `data`: the [`fitting`] version and level, and the mask with the lowest penalty.
+fn symbol(data: &[u8]) -> Option<Symbol> {
+    let (version, level, bits) = fitting(data)?;
+    let (codewords, ec) =
+        qrcode::ec::construct_codewords(&bits.into_bytes(), version, level).ok()?;
+    let mut canvas = Canvas::new(version, level);
+    canvas.draw_all_functional_patterns();
+    canvas.draw_data(&codewords, &ec);
+    let width = version.width().try_into().ok()?;
+    [
+        MaskPattern::Checkerboard,
+        MaskPattern::HorizontalLines,
+        MaskPattern::VerticalLines,
+        MaskPattern::DiagonalLines,
+        MaskPattern::LargeCheckerboard,
+        MaskPattern::Fields,
+        MaskPattern::Diamonds,
+        MaskPattern::Meadow,
+    ]
+    .into_iter()
+    .map(|pattern| {
+        let mut masked = canvas.clone();
+        masked.apply_mask(pattern);
+        let dark: Vec<u8> = masked
+            .into_colors()
+            .into_iter()
+            .map(|c| u8::from(c == Color::Dark))
+            .collect();
+        (mask::penalty(&dark, width), dark)
+    })
+    // The first of the lowest, as `qrcode` picks.
+    .min_by_key(|(score, _)| *score)
+    .map(|(_, dark)| Symbol { width, dark })
+}
+
+/// Pixels per module for a code `modules` wide: enough for [`TARGET_SIDE`] with its quiet zone.
+fn scale_for(modules: usize) -> usize {
+    TARGET_SIDE.div_ceil(modules + 2 * QUIET).max(MIN_SCALE)
+}
+
+/// A black-on-white PNG of `data`, or `None` when it is too long for a QR code (links with very
+/// long titles can exceed the largest version).
+pub fn png(data: &str) -> Option<Vec<u8>> {
+    let symbol = symbol(data.as_bytes())?;
+    let modules = symbol.width;
+    let scale = scale_for(modules);
+    let side = (modules + 2 * QUIET) * scale;
+    // One bit per pixel (1 = white), rows padded to whole bytes: the same black-and-white image as
+    // 8-bit grey, but an eighth of the data to deflate. Each module row is drawn once and copied
+    // down for its `scale` pixel rows.
+    let row_bytes = side.div_ceil(8);
+    let mut pixels = vec![0xFFu8; row_bytes * side];
+    for (my, modules_row) in symbol.dark.chunks_exact(modules).enumerate() {
+        let top = (my + QUIET) * scale * row_bytes;
+        let row = &mut pixels[top..top + row_bytes];
+        for (mx, _) in modules_row.iter().enumerate().filter(|(_, d)| **d == 1) {
+            for x in (mx + QUIET) * scale..(mx + QUIET + 1) * scale {
+                row[x / 8] &= !(0x80 >> (x % 8));
+            }
+        }
+        for copy in 1..scale {
+            pixels.copy_within(top..top + row_bytes, top + copy * row_bytes);
+        }
+    }
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, side as u32, side as u32);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::One);
+    // A row is the row above it but at each module's edge: "up" makes those rows zeros, which
+    // the fastest deflate packs as well as a slow one (the adaptive filter and zlib's default
+    // level were half of an image's cost).
+    encoder.set_compression(png::Compression::Fast);
+    encoder.set_filter(png::Filter::Up);
+    let mut writer = encoder.write_header().ok()?;
+    writer.write_image_data(&pixels).ok()?;
+    writer.finish().ok()?;
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use qrcode::{EcLevel, QrCode, Version};
+
+    #[test]
+    fn renders_a_png_and_refuses_what_cannot_fit() {
+        let png = super::png("https://openapi.alipay.com/gateway.do?x=1").unwrap();
+        assert_eq!(&png[1..4], b"PNG");
+        assert!(super::png(&"x".repeat(5000)).is_none());
+    }
+
+    #[test]
+    fn the_version_is_the_lowest_and_the_level_the_strongest_that_fits_it() {
+        for len in [20, 60, 200, 1000, 2900] {
+            let data = "h".repeat(len);
+            let lowest = QrCode::with_error_correction_level(data.as_bytes(), EcLevel::L).unwrap();
+            let (version, level, _) = super::fitting(data.as_bytes()).unwrap();
+            assert_eq!(version, lowest.version(), "{len}");
+            let stronger = match level {
+                EcLevel::L => Some(EcLevel::M),
+                EcLevel::M => Some(EcLevel::Q),
+                EcLevel::Q => Some(EcLevel::H),
+                EcLevel::H => None,
+            };
+            if let Some(stronger) = stronger {
+                assert!(
+                    QrCode::with_version(data.as_bytes(), version, stronger).is_err(),
+                    "{len}: {stronger:?} fits {version:?} too"
+                );
+            }
+        }
+        // Version 1 holds 17 bytes at L, 14 at M, 11 at Q and 7 at H.
+        let level = |n: usize| super::fitting("h".repeat(n).as_bytes()).unwrap().1;
+        assert_eq!(level(17), EcLevel::L);
+        assert_eq!(level(14), EcLevel::M);
+        assert_eq!(level(7), EcLevel::H);
+    }
+
+    #[test]
+    fn the_mask_is_the_one_qrcode_itself_would_choose() {
+        // Links of every size a create makes, short to longer than a desktop link, varied
+        // content: the symbol is module for module the `qrcode` crate's own.
+        for len in (10..1400).step_by(37) {
+            let data: String = (0..len)
+                .map(|i| {
+                    char::from(b"abcdefghijklmnopqrstuvwxyz0123456789%&=?/:."[(i * 7 + len) % 43])
+                })
+                .collect();
+            let (version, level, _) = super::fitting(data.as_bytes()).unwrap();
+            let theirs = QrCode::with_version(data.as_bytes(), version, level).unwrap();
+            let ours = super::symbol(data.as_bytes()).unwrap();
+            assert_eq!(ours.width, theirs.width(), "{len}");
+            let theirs: Vec<u8> = theirs
+                .to_colors()
+                .into_iter()
+                .map(|c| u8::from(c == qrcode::Color::Dark))
+                .collect();
+            assert!(ours.dark == theirs, "{len}: a different mask");
+        }
+        assert!(matches!(
+            super::fitting(b"https://qr.alipay.com/x").unwrap().0,
+            Version::Normal(_)
+        ));
+    }
+
+    #[test]
+    fn small_codes_are_drawn_larger_and_every_module_is_whole_pixels() {
+        assert_eq!(super::scale_for(21), 23);
+        assert_eq!(super::scale_for(105), 6);
+        assert_eq!(super::scale_for(177), 4, "never under the minimum");
+    }
+
+    #[test]
+    fn the_image_is_the_symbol_black_on_white_in_its_quiet_zone() {
+        let data = "https://openapi.alipay.com/gateway.do?method=alipay.trade.page.pay&sign=abc";
+        let png = super::png(data).unwrap();
+        let mut decoder = png::Decoder::new(std::io::Cursor::new(png));
+        decoder.set_transformations(png::Transformations::EXPAND);
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let frame = reader.next_frame(&mut buf).unwrap();
+        let (w, h) = (frame.width as usize, frame.height as usize);
+        let symbol = super::symbol(data.as_bytes()).unwrap();
+        let modules = symbol.width;
+        let scale = super::scale_for(modules);
+        assert_eq!(w, (modules + 2 * super::QUIET) * scale);
+        assert_eq!(h, w);
+        for y in 0..h {
+            for x in 0..w {
+                let (mx, my) = (x / scale, y / scale);
+                let dark = (super::QUIET..super::QUIET + modules).contains(&mx)
+                    && (super::QUIET..super::QUIET + modules).contains(&my)
+                    && symbol.dark[(my - super::QUIET) * modules + mx - super::QUIET] == 1;
+                let pixel = buf[y * frame.line_size + x];
+                assert_eq!(pixel, if dark { 0 } else { 255 }, "pixel {x},{y}");
+            }
+        }
+    }
+}
