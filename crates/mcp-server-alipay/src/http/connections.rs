@@ -10,11 +10,14 @@
 //!   answer has been sent to the end, so an SSE stream or a `wait-for-alipay-payment` that answers
 //!   minutes later is never cut.
 //! - **Connection cap** (`AP_HTTP_MAX_CONNECTIONS`): one semaphore permit per open connection, held
-//!   for its life. When they are all taken the loop stops accepting, so new connections wait in the
-//!   kernel's accept queue (which costs the process no descriptor) until a permit comes back; with
-//!   the two timeouts above, slow clients give theirs back within a header timeout, so a genuine
-//!   client under attack is late rather than refused, and the process never runs out of
-//!   descriptors (`EMFILE`) for its ledger, log and calls to Alipay.
+//!   for its life, so the process never runs out of descriptors (`EMFILE`) for its ledger, log and
+//!   calls to Alipay. When they are all taken, the oldest connections with nothing in flight (idle,
+//!   or still sending a head) are closed to make room, as nginx reuses its keep-alive connections;
+//!   a connection with a request in flight is never cut, and if every one has one, new connections
+//!   wait in the kernel's accept queue (no descriptor) until one ends. Neither refusing nor only
+//!   waiting would do: rmcp's HTTP client opens a new connection for every call (it turns pooling
+//!   off), so behind a full house of slow connections every call would fail, or wait for a header
+//!   timeout (p99 ×76 in `scripts/bench-slow-clients.sh` when it only waited).
 //!
 //! Why not hyper's own `header_read_timeout`: hyper (1.12) restarts that timer the moment a
 //! connection goes idle after an answer (`proto/h1/conn.rs`, `State::idle`), so it bounds the idle
@@ -23,11 +26,13 @@
 //! `client_header_timeout`/`keepalive_timeout` here, so each connection has its own small watchdog
 //! instead, fed by the bytes it reads and by its requests starting and ending.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::{Pin, pin};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -59,26 +64,31 @@ pub(super) async fn serve(
     stop: CancellationToken,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut open = Open::default();
     let mut warned_full: Option<Instant> = None;
-    loop {
+    'accept: loop {
         let permit = match permits.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
-                // Once a minute at most: under attack the cap is hit again every time a slow
-                // client is closed.
+                // Once a minute at most: under attack the cap is hit again and again.
                 if warned_full.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
                     warned_full = Some(Instant::now());
                     tracing::warn!(
                         max = limits.max_connections,
-                        "HTTP: AP_HTTP_MAX_CONNECTIONS connections open; new ones wait to be accepted until one closes"
+                        "HTTP: AP_HTTP_MAX_CONNECTIONS connections open; closing the oldest with nothing in flight to make room"
                     );
                 }
-                tokio::select! {
-                    p = permits.clone().acquire_owned() => match p {
-                        Ok(p) => p,
-                        Err(_) => break, // never closed
-                    },
-                    () = stop.cancelled() => break,
+                loop {
+                    open.evict(EVICT_AT_ONCE);
+                    tokio::select! {
+                        p = permits.clone().acquire_owned() => match p {
+                            Ok(p) => break p,
+                            Err(_) => break 'accept, // never closed
+                        },
+                        () = stop.cancelled() => break 'accept,
+                        // Every connection had a request in flight: look again later.
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
                 }
             }
         };
@@ -88,8 +98,11 @@ pub(super) async fn serve(
         };
         match accepted {
             Ok((tcp, _peer)) => {
+                let watch = Arc::new(Watch::new());
+                open.push(&watch, limits.max_connections);
                 tokio::spawn(connection(
                     tcp,
+                    watch,
                     router.clone(),
                     limits,
                     permit,
@@ -104,6 +117,41 @@ pub(super) async fn serve(
     let _ = permits
         .acquire_many_owned(limits.max_connections as u32)
         .await;
+}
+
+/// How many connections one look at a full house closes: fewer looks (each goes over every open
+/// connection) when an attack keeps it full.
+const EVICT_AT_ONCE: usize = 32;
+
+/// The open connections in the order they were accepted (closed ones drop out lazily).
+#[derive(Default)]
+struct Open(VecDeque<Weak<Watch>>);
+
+impl Open {
+    fn push(&mut self, watch: &Arc<Watch>, max: usize) {
+        if self.0.len() >= 2 * max {
+            self.0.retain(|w| w.strong_count() > 0);
+        }
+        self.0.push_back(Arc::downgrade(watch));
+    }
+
+    /// Tell up to `n` of the oldest connections with nothing in flight (idle, or still sending a
+    /// head) to close, so that a new one can be accepted; those with a request in flight are never
+    /// cut. Returns how many were told.
+    fn evict(&mut self, n: usize) -> usize {
+        let mut told = 0;
+        self.0.retain(|w| {
+            let Some(watch) = w.upgrade() else {
+                return false;
+            };
+            if told < n && watch.evict() {
+                told += 1;
+                return false;
+            }
+            true
+        });
+        told
+    }
 }
 
 /// As `axum::serve`: an error about one connection (reset before we accepted it) is that
@@ -126,6 +174,7 @@ async fn accept_failed(e: io::Error) {
 /// its request in flight finish.
 async fn connection(
     tcp: TcpStream,
+    watch: Arc<Watch>,
     router: axum::Router,
     limits: Limits,
     permit: OwnedSemaphorePermit,
@@ -134,7 +183,6 @@ async fn connection(
     // No Nagle: an SSE answer is written in pieces (head, event), and Nagle's wait for the
     // client's delayed ACK would add ~40 ms to every call.
     let _ = tcp.set_nodelay(true);
-    let watch = Arc::new(Watch::new());
     let io = TokioIo::new(Watched {
         tcp,
         watch: watch.clone(),
@@ -146,10 +194,18 @@ async fn connection(
     // No timer on the builder: hyper's own header timeout is off (see the module comment), the
     // watchdog below does both timeouts.
     let mut conn = pin!(hyper::server::conn::http1::Builder::new().serve_connection(io, service));
-    let mut stopping = false;
+    let mut shutting = false;
     loop {
         let changed = watch.changed.notified();
-        let deadline = watch.deadline(&limits, stopping);
+        // Closing (the server stops, or this connection makes room for a new one): one with nothing
+        // in flight goes now; hyper closes one in flight after its answer, and an idle one once
+        // its last answer is written out.
+        let closing = stop.is_cancelled() || watch.evicted();
+        if closing && !shutting {
+            shutting = true;
+            conn.as_mut().graceful_shutdown();
+        }
+        let deadline = watch.deadline(&limits, closing);
         tokio::select! {
             served = conn.as_mut() => {
                 if let Err(e) = served {
@@ -157,13 +213,10 @@ async fn connection(
                 }
                 break;
             }
-            () = stop.cancelled(), if !stopping => {
-                stopping = true;
-                conn.as_mut().graceful_shutdown();
-            }
+            () = stop.cancelled(), if !shutting => {}
             () = changed => {}
             () = sleep_until(deadline) => {
-                if watch.deadline(&limits, stopping).is_some_and(|d| d <= Instant::now()) {
+                if watch.deadline(&limits, closing).is_some_and(|d| d <= Instant::now()) {
                     // Nothing in flight by construction: dropping the connection just closes it.
                     tracing::debug!(
                         what = watch.waiting_for(),
@@ -201,11 +254,12 @@ enum Phase {
 
 impl Phase {
     /// When to close the connection if nothing changes; `None` while a request is in flight.
-    /// Shutting down, a connection with nothing in flight closes at once.
-    fn deadline(self, limits: &Limits, stopping: bool, now: Instant) -> Option<Instant> {
+    /// Closing, one still waiting for a head closes at once (an idle one is hyper's to close once
+    /// its last answer has been written out).
+    fn deadline(self, limits: &Limits, closing: bool, now: Instant) -> Option<Instant> {
         match self {
             Self::Busy { .. } => None,
-            _ if stopping => Some(now),
+            Self::Fresh { .. } | Self::Head { .. } if closing => Some(now),
             Self::Fresh { since } | Self::Head { since } => Some(since + limits.header_timeout),
             Self::Idle { since } => Some(since + limits.idle_timeout),
         }
@@ -239,6 +293,8 @@ impl Phase {
 struct Watch {
     phase: Mutex<Phase>,
     changed: Notify,
+    /// Told to close to make room (`Open::evict`).
+    evicted: AtomicBool,
 }
 
 impl Watch {
@@ -248,7 +304,24 @@ impl Watch {
                 since: Instant::now(),
             }),
             changed: Notify::new(),
+            evicted: AtomicBool::new(false),
         }
+    }
+
+    /// Close to make room, unless a request is in flight (then `false`).
+    fn evict(&self) -> bool {
+        let phase = self.phase.lock().unwrap_or_else(PoisonError::into_inner);
+        if matches!(*phase, Phase::Busy { .. }) {
+            return false;
+        }
+        self.evicted.store(true, Ordering::Relaxed);
+        drop(phase);
+        self.changed.notify_one();
+        true
+    }
+
+    fn evicted(&self) -> bool {
+        self.evicted.load(Ordering::Relaxed)
     }
 
     fn phase(&self) -> Phase {
@@ -503,6 +576,15 @@ mod tests {
             "shutting down, one still in flight"
         );
         let done = pipelined.request_ended(at(642));
-        assert_eq!(done.deadline(&limits, true, at(642)), Some(at(642)));
+        assert_eq!(
+            done.deadline(&limits, true, at(642)),
+            Some(at(702)),
+            "closing, an idle one is hyper's to close after writing its answer out"
+        );
+        assert_eq!(
+            done.read_some(at(643)).deadline(&limits, true, at(643)),
+            Some(at(643)),
+            "closing, one sending a head goes at once"
+        );
     }
 }
