@@ -61,6 +61,10 @@ struct Args {
     /// The server's process id (same machine): also report its CPU time per call.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Create this file once every client is set up (the warm-up starts): lets a script start
+    /// something else, such as an attack, only then (`scripts/bench-slow-clients.sh`).
+    #[arg(long)]
+    ready_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone)]
@@ -229,6 +233,12 @@ async fn main() -> std::process::ExitCode {
         clients.push((client, order));
     }
 
+    if let Some(path) = &args.ready_file
+        && let Err(e) = std::fs::write(path, b"")
+    {
+        eprintln!("loadgen: --ready-file {}: {e}", path.display());
+        return std::process::ExitCode::FAILURE;
+    }
     let start = Instant::now() + Duration::from_millis(100);
     let measure_from = start + Duration::from_secs_f64(args.warmup);
     let end = measure_from + Duration::from_secs_f64(args.seconds);
