@@ -63,6 +63,10 @@ struct Args {
     /// for each instance (and any other process the calls keep busy), their sum.
     #[arg(long)]
     server_pid: Vec<u32>,
+    /// Create this file once every client is set up (the warm-up starts): lets a script start
+    /// something else, such as an attack, only then (`scripts/bench-slow-clients.sh`).
+    #[arg(long)]
+    ready_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone)]
@@ -232,6 +236,12 @@ async fn main() -> std::process::ExitCode {
         clients.push((client, order));
     }
 
+    if let Some(path) = &args.ready_file
+        && let Err(e) = std::fs::write(path, b"")
+    {
+        eprintln!("loadgen: --ready-file {}: {e}", path.display());
+        return std::process::ExitCode::FAILURE;
+    }
     let start = Instant::now() + Duration::from_millis(100);
     let measure_from = start + Duration::from_secs_f64(args.warmup);
     let end = measure_from + Duration::from_secs_f64(args.seconds);

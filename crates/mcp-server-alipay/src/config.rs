@@ -192,6 +192,15 @@ pub struct HttpSettings {
     pub timeout: Duration,
     /// `AP_HTTP_MAX_CONCURRENT`: requests served at once; more wait (up to the timeout), then 503.
     pub max_concurrent: usize,
+    /// `AP_HTTP_HEADER_TIMEOUT_MS`: how long a request's head (request line and headers) may take
+    /// to arrive, from the accept or from its first byte on a kept-alive connection; else closed.
+    pub header_timeout: Duration,
+    /// `AP_HTTP_IDLE_TIMEOUT_MS`: how long a kept-alive connection may wait for its next request
+    /// with nothing in flight; else closed (a request in flight, a stream included, is never cut).
+    pub idle_timeout: Duration,
+    /// `AP_HTTP_MAX_CONNECTIONS`: connections open at once; more wait to be accepted. `None`: 1024,
+    /// or half the open-file limit (`ulimit -n`) when that is lower, decided at start-up.
+    pub max_connections: Option<usize>,
 }
 
 impl Default for HttpSettings {
@@ -204,6 +213,9 @@ impl Default for HttpSettings {
             max_body_bytes: 1024 * 1024,
             timeout: Duration::from_secs(30),
             max_concurrent: 256,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: None,
         }
     }
 }
@@ -621,6 +633,32 @@ fn http_settings(get: &dyn Fn(&str) -> Option<String>) -> Result<HttpSettings, C
         100_000,
         "a number of requests",
     )? as usize;
+    let header_timeout_ms = number(
+        "AP_HTTP_HEADER_TIMEOUT_MS",
+        defaults.header_timeout.as_millis() as u64,
+        100,
+        600_000,
+        "a number of milliseconds",
+    )?;
+    let idle_timeout_ms = number(
+        "AP_HTTP_IDLE_TIMEOUT_MS",
+        defaults.idle_timeout.as_millis() as u64,
+        100,
+        3_600_000,
+        "a number of milliseconds",
+    )?;
+    let max_connections = get("AP_HTTP_MAX_CONNECTIONS")
+        .map(|_| {
+            number(
+                "AP_HTTP_MAX_CONNECTIONS",
+                0,
+                1,
+                1_000_000,
+                "a number of connections",
+            )
+        })
+        .transpose()?
+        .map(|n| n as usize);
     Ok(HttpSettings {
         listen,
         token,
@@ -629,6 +667,9 @@ fn http_settings(get: &dyn Fn(&str) -> Option<String>) -> Result<HttpSettings, C
         max_body_bytes,
         timeout: Duration::from_millis(timeout_ms),
         max_concurrent,
+        header_timeout: Duration::from_millis(header_timeout_ms),
+        idle_timeout: Duration::from_millis(idle_timeout_ms),
+        max_connections,
     })
 }
 
@@ -956,6 +997,9 @@ mod tests {
             ("AP_HTTP_MAX_BODY_BYTES", "65536"),
             ("AP_HTTP_TIMEOUT_MS", "2000"),
             ("AP_HTTP_MAX_CONCURRENT", "8"),
+            ("AP_HTTP_HEADER_TIMEOUT_MS", "1500"),
+            ("AP_HTTP_IDLE_TIMEOUT_MS", "120000"),
+            ("AP_HTTP_MAX_CONNECTIONS", "100"),
         ])
         .unwrap()
         .http;
@@ -979,6 +1023,15 @@ mod tests {
         assert_eq!(c.max_body_bytes, 65536);
         assert_eq!(c.timeout, Duration::from_secs(2));
         assert_eq!(c.max_concurrent, 8);
+        assert_eq!(c.header_timeout, Duration::from_millis(1500));
+        assert_eq!(c.idle_timeout, Duration::from_secs(120));
+        assert_eq!(c.max_connections, Some(100));
+        assert_eq!(d.header_timeout, Duration::from_secs(10));
+        assert_eq!(d.idle_timeout, Duration::from_secs(60));
+        assert_eq!(
+            d.max_connections, None,
+            "derived from ulimit -n at start-up"
+        );
         assert_eq!(
             with(&[("AP_HTTP_ALLOWED_HOSTS", "*")])
                 .unwrap()
@@ -1005,6 +1058,11 @@ mod tests {
             ("AP_HTTP_MAX_BODY_BYTES", "10"),
             ("AP_HTTP_TIMEOUT_MS", "30s"),
             ("AP_HTTP_MAX_CONCURRENT", "0"),
+            ("AP_HTTP_HEADER_TIMEOUT_MS", "10s"),
+            ("AP_HTTP_HEADER_TIMEOUT_MS", "50"),
+            ("AP_HTTP_IDLE_TIMEOUT_MS", "3600001"),
+            ("AP_HTTP_MAX_CONNECTIONS", "0"),
+            ("AP_HTTP_MAX_CONNECTIONS", "many"),
         ] {
             assert_eq!(var(with(&[(name, bad)])), name, "{name}={bad}");
         }

@@ -5,6 +5,9 @@
 //! In front of MCP, in this order: the `Origin` check (DNS-rebinding defence; browsers only),
 //! the bearer token (constant-time, never optional), a slot among `AP_HTTP_MAX_CONCURRENT`, and
 //! `AP_HTTP_TIMEOUT_MS` until the answer starts. rmcp itself checks `Host` and the body size.
+//! Below them, per connection (`connections`): `AP_HTTP_HEADER_TIMEOUT_MS`,
+//! `AP_HTTP_IDLE_TIMEOUT_MS` and `AP_HTTP_MAX_CONNECTIONS`, against clients that hold connections
+//! open without sending a request.
 //! SIGTERM/SIGINT stops accepting, lets the calls in flight finish and answer, then ends the
 //! sessions and streams, then the app.
 
@@ -32,6 +35,8 @@ use tokio_util::sync::CancellationToken;
 use crate::app::App;
 use crate::config::{Config, HttpSettings, normalize_origin};
 use crate::mcp::{AlipayMcp, Served};
+
+mod connections;
 
 /// Run the server over HTTP until SIGTERM/SIGINT. Binds before anything else starts, so a taken
 /// port is one line on stderr and nothing half-started.
@@ -86,19 +91,27 @@ pub async fn run(config: Config, addr: SocketAddr) -> ExitCode {
     let router = router(app.clone(), &settings, hosts, gate.clone(), &sessions_stop);
 
     let accepting_stop = CancellationToken::new();
-    let server = {
-        let stop = accepting_stop.clone();
-        // No Nagle: an SSE answer is written in pieces (head, event), and Nagle's wait for the
-        // client's delayed ACK would add ~40 ms to every call.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-        })
+    let limits = connections::Limits {
+        header_timeout: settings.header_timeout,
+        idle_timeout: settings.idle_timeout,
+        max_connections: settings
+            .max_connections
+            .unwrap_or_else(connections::default_max_connections),
     };
+    if let Some(files) = connections::open_file_limit()
+        && limits.max_connections + FDS_BESIDES_CONNECTIONS > files
+    {
+        eprintln!(
+            "mcp-server-alipay: AP_HTTP_MAX_CONNECTIONS={} leaves fewer than {FDS_BESIDES_CONNECTIONS} of the {files} open files allowed (ulimit -n) for the ledger, the log and calls to Alipay; raise ulimit -n or lower AP_HTTP_MAX_CONNECTIONS",
+            limits.max_connections
+        );
+    }
+    let server = tokio::spawn(connections::serve(
+        listener,
+        router,
+        limits,
+        accepting_stop.clone(),
+    ));
     tracing::info!(
         env = app.config.env.as_str(),
         tools = app.config.tools.len(),
@@ -139,6 +152,10 @@ pub async fn run(config: Config, addr: SocketAddr) -> ExitCode {
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }
+
+/// Descriptors the process needs besides its HTTP connections: the ledger, the log, the listeners,
+/// pooled connections to Alipay, PostgreSQL and the delivery targets.
+const FDS_BESIDES_CONNECTIONS: usize = 64;
 
 /// The names every loopback-bound server answers to.
 const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
