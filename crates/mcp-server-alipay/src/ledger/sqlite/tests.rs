@@ -2,8 +2,8 @@
 //! of the previous release's files, refusals, and races on opening.
 
 use std::path::PathBuf;
-use std::time::Duration;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::Connection;
@@ -46,8 +46,7 @@ impl TempDir {
     /// A plain connection, as another program (or the previous release) would have.
     fn raw(&self) -> Connection {
         let conn = Connection::open(self.db()).unwrap();
-        conn.busy_timeout(Duration::from_secs(5))
-            .unwrap();
+        conn.busy_timeout(Duration::from_secs(5)).unwrap();
         conn
     }
 }
@@ -74,7 +73,12 @@ impl Store for TempDir {
     }
 
     async fn open_waiting(&self, scope: &AppScope, wait: Duration) -> Box<dyn Ledger> {
-        Box::new(Self::open(self, scope).await.unwrap().with_order_lock_wait(wait))
+        Box::new(
+            Self::open(self, scope)
+                .await
+                .unwrap()
+                .with_order_lock_wait(wait),
+        )
     }
 
     async fn open_outbox(&self, scope: &AppScope, targets: &[TargetKind]) -> Box<dyn Ledger> {
