@@ -6,29 +6,35 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::http::{HttpServer, connect_http};
 use common::*;
+use rmcp::ServiceExt as _;
 use rmcp::model::ProtocolVersion;
-use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::{ClientLifecycleMode, ClientServiceExt as _, ServiceExt as _};
 use serde_json::json;
-use tokio::io::AsyncBufReadExt as _;
 
 const TOKEN: &str = "e2e-http-token-0123456789abcdef";
 
-/// A server process on a free loopback port; killed on drop.
+/// A local-mode server over HTTP on its own data dir; killed on drop.
 struct Server {
-    child: tokio::process::Child,
-    url: String,
-    base: String,
-    stderr: Arc<Mutex<Vec<String>>>,
+    http: HttpServer,
     dir: TempDir,
+}
+
+impl std::ops::Deref for Server {
+    type Target = HttpServer;
+    fn deref(&self) -> &HttpServer {
+        &self.http
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut HttpServer {
+        &mut self.http
+    }
 }
 
 impl Server {
@@ -43,92 +49,18 @@ impl Server {
         for (k, v) in extra {
             env.insert(k.to_string(), v.to_string());
         }
-        Self::spawn(dir, env).await
-    }
-
-    async fn spawn(dir: TempDir, env: HashMap<String, String>) -> Self {
-        let port = free_port();
-        let mut child = tokio::process::Command::new(BIN)
-            .env_clear()
-            .envs(&env)
-            .args(["serve", "--http", &format!("127.0.0.1:{port}")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn mcp-server-alipay serve --http");
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-        let sink = stderr.clone();
-        tokio::spawn(async move {
-            let mut ready = Some(ready_tx);
-            while let Ok(Some(line)) = lines.next_line().await {
-                eprintln!("[server] {line}");
-                let serving = line.contains("serving MCP at http://");
-                sink.lock().unwrap().push(line);
-                if serving && let Some(tx) = ready.take() {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        tokio::time::timeout(Duration::from_secs(20), ready_rx)
-            .await
-            .expect("server did not start within 20 s")
-            .expect("server exited before serving");
-        let base = format!("http://127.0.0.1:{port}");
         Self {
-            child,
-            url: format!("{base}/mcp"),
-            base,
-            stderr,
+            http: HttpServer::spawn(&env).await,
             dir,
         }
-    }
-
-    fn stderr(&self) -> Vec<String> {
-        self.stderr.lock().unwrap().clone()
     }
 
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
-
-    fn sigterm(&self) {
-        let pid = self.child.id().expect("running").to_string();
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
 }
 
-type HttpClient = RunningService<RoleClient, TestClient>;
-
-/// An rmcp client over HTTP: a legacy handshake (a session), or 2026-07-28 (stateless).
-async fn connect_http(url: &str, token: &str, version: ProtocolVersion) -> HttpClient {
-    let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(url.to_string()).auth_header(token),
-    );
-    let client = TestClient {
-        version: version.clone(),
-    };
-    if version >= ProtocolVersion::V_2026_07_28 {
-        client
-            .serve_with_lifecycle(
-                transport,
-                ClientLifecycleMode::Discover {
-                    preferred_versions: vec![version],
-                },
-            )
-            .await
-            .expect("2026-07-28 discover over HTTP")
-    } else {
-        client.serve(transport).await.expect("initialize over HTTP")
-    }
-}
+type HttpClient = Client;
 
 /// Create a desktop link, pay it on the embedded gateway, query, refund part, query the refund.
 async fn pay_query_refund(client: &HttpClient, no: &str) {

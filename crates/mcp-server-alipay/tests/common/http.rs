@@ -72,6 +72,16 @@ impl HttpServer {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Ask it to stop (SIGTERM), as a service manager would.
+    pub(crate) fn sigterm(&self) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     /// `kill -9`, and wait until it is gone.
     pub(crate) async fn kill9(mut self) {
         self.child.start_kill().expect("SIGKILL");
