@@ -19,9 +19,7 @@ use rmcp::model::{
     ReadResourceRequestParams, ResourceContents, Tool,
 };
 use rmcp::service::{RoleClient, RunningService};
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::{ClientHandler, ClientLifecycleMode, ClientServiceExt as _, ServiceExt as _};
+use rmcp::{ClientHandler, ServiceExt as _};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "e2e-apps-token-0123456789abcdef";
@@ -102,25 +100,11 @@ async fn http_server(extra: &[(&str, &str)]) -> HttpServer {
 }
 
 async fn connect_http(url: &str, version: ProtocolVersion, apps: bool) -> Session {
-    let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(url.to_string()).auth_header(TOKEN),
-    );
     let host = Host {
         version: version.clone(),
         apps,
     };
-    if version >= ProtocolVersion::V_2026_07_28 {
-        host.serve_with_lifecycle(
-            transport,
-            ClientLifecycleMode::Discover {
-                preferred_versions: vec![version],
-            },
-        )
-        .await
-        .expect("2026-07-28 over HTTP")
-    } else {
-        host.serve(transport).await.expect("initialize over HTTP")
-    }
+    http::connect_http_as(host, url, TOKEN, version).await
 }
 
 fn ui(tool: &Tool) -> Option<&Value> {

@@ -24,9 +24,8 @@ use rmcp::model::{
     ProgressNotificationParam, ProtocolVersion, ReadResourceRequestParams, ResourceContents,
 };
 use rmcp::service::{NotificationContext, RoleClient, RunningService};
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
-use rmcp::{ClientHandler, ClientLifecycleMode, ClientServiceExt as _, ServiceExt as _};
+use rmcp::transport::TokioChildProcess;
+use rmcp::{ClientHandler, ServiceExt as _};
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt as _;
 
@@ -532,25 +531,7 @@ impl HttpServer {
 
 /// An rmcp client over HTTP: a 2025-06-18 session, or a stateless 2026-07-28 client.
 async fn connect_http(url: &str, version: ProtocolVersion) -> Client {
-    let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(url.to_string()).auth_header(TOKEN),
-    );
-    let client = TestClient {
-        version: version.clone(),
-    };
-    if version >= ProtocolVersion::V_2026_07_28 {
-        client
-            .serve_with_lifecycle(
-                transport,
-                ClientLifecycleMode::Discover {
-                    preferred_versions: vec![version],
-                },
-            )
-            .await
-            .expect("2026-07-28 discover over HTTP")
-    } else {
-        client.serve(transport).await.expect("initialize over HTTP")
-    }
+    http::connect_http(url, TOKEN, version).await
 }
 
 #[tokio::test]

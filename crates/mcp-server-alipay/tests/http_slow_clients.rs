@@ -15,9 +15,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use rmcp::model::ProtocolVersion;
 use rmcp::service::{RoleClient, RunningService};
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::{ClientLifecycleMode, ClientServiceExt as _, ServiceExt as _};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -100,25 +97,7 @@ impl Server {
 type HttpClient = RunningService<RoleClient, TestClient>;
 
 async fn connect_http(url: &str, version: ProtocolVersion) -> HttpClient {
-    let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(url.to_string()).auth_header(TOKEN),
-    );
-    let client = TestClient {
-        version: version.clone(),
-    };
-    if version >= ProtocolVersion::V_2026_07_28 {
-        client
-            .serve_with_lifecycle(
-                transport,
-                ClientLifecycleMode::Discover {
-                    preferred_versions: vec![version],
-                },
-            )
-            .await
-            .expect("2026-07-28 discover over HTTP")
-    } else {
-        client.serve(transport).await.expect("initialize over HTTP")
-    }
+    http::connect_http(url, TOKEN, version).await
 }
 
 /// Wait (up to `within`) for the server to close `tcp`: EOF or a reset. `false` if still open.

@@ -6,7 +6,9 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rmcp::ClientHandler;
 use rmcp::model::ProtocolVersion;
+use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{ClientLifecycleMode, ClientServiceExt as _, ServiceExt as _};
@@ -91,14 +93,24 @@ impl HttpServer {
 
 /// An rmcp client over HTTP: a legacy handshake (a session), or 2026-07-28 (stateless).
 pub(crate) async fn connect_http(url: &str, token: &str, version: ProtocolVersion) -> Client {
+    let handler = TestClient {
+        version: version.clone(),
+    };
+    connect_http_as(handler, url, token, version).await
+}
+
+/// As [`connect_http`], with the client `handler` (its capabilities, its answers to the server).
+pub(crate) async fn connect_http_as<H: ClientHandler>(
+    handler: H,
+    url: &str,
+    token: &str,
+    version: ProtocolVersion,
+) -> RunningService<RoleClient, H> {
     let transport = StreamableHttpClientTransport::from_config(
         StreamableHttpClientTransportConfig::with_uri(url.to_string()).auth_header(token),
     );
-    let client = TestClient {
-        version: version.clone(),
-    };
     if version >= ProtocolVersion::V_2026_07_28 {
-        client
+        handler
             .serve_with_lifecycle(
                 transport,
                 ClientLifecycleMode::Discover {
@@ -108,6 +120,9 @@ pub(crate) async fn connect_http(url: &str, token: &str, version: ProtocolVersio
             .await
             .expect("2026-07-28 discover over HTTP")
     } else {
-        client.serve(transport).await.expect("initialize over HTTP")
+        handler
+            .serve(transport)
+            .await
+            .expect("initialize over HTTP")
     }
 }
