@@ -29,7 +29,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
@@ -391,12 +391,7 @@ async fn guard(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> R
         // A POST keeps its slot until its answer (often an SSE stream) has ended; a GET stream
         // is long-lived by design and gives its slot back as soon as it starts.
         Ok(response) => match in_flight {
-            Some(in_flight) => response.map(|body| {
-                Body::new(Tracked {
-                    body,
-                    hold: Some((permit, in_flight)),
-                })
-            }),
+            Some(in_flight) => response.map(|body| HeldUntilEnd::wrap(body, (permit, in_flight))),
             None => response,
         },
         Err(_) => {
@@ -450,14 +445,26 @@ impl Drop for InFlight {
     }
 }
 
-/// A response body that holds its concurrency slot and in-flight count until it ends (or is
-/// dropped, when the client goes away).
-struct Tracked {
+/// A response body that holds `guard` (a concurrency slot, an in-flight count) until its last
+/// frame, an error, or its drop (when the client goes away).
+struct HeldUntilEnd<G> {
     body: Body,
-    hold: Option<(OwnedSemaphorePermit, InFlight)>,
+    guard: Option<G>,
 }
 
-impl http_body::Body for Tracked {
+impl<G> HeldUntilEnd<G> {
+    fn wrap(body: Body, guard: G) -> Body
+    where
+        G: Send + Unpin + 'static,
+    {
+        Body::new(Self {
+            body,
+            guard: Some(guard),
+        })
+    }
+}
+
+impl<G: Unpin> http_body::Body for HeldUntilEnd<G> {
     type Data = axum::body::Bytes;
     type Error = axum::Error;
 
@@ -467,7 +474,7 @@ impl http_body::Body for Tracked {
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         let polled = Pin::new(&mut self.body).poll_frame(cx);
         if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
-            self.hold = None;
+            self.guard = None;
         }
         polled
     }

@@ -442,12 +442,8 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Service {
         let answer = tower_service::Service::call(&mut self.router.clone(), request.map(Body::new));
         Box::pin(async move {
             let response = answer.await?;
-            Ok(response.map(|body| {
-                Body::new(Answer {
-                    body,
-                    in_flight: Some(in_flight),
-                })
-            }))
+            // The request stays in flight until its answer's last frame.
+            Ok(response.map(|body| super::HeldUntilEnd::wrap(body, in_flight)))
         })
     }
 }
@@ -465,36 +461,6 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.request_ended();
-    }
-}
-
-/// A response body that keeps its request in flight until its last frame.
-struct Answer {
-    body: Body,
-    in_flight: Option<InFlight>,
-}
-
-impl http_body::Body for Answer {
-    type Data = axum::body::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
-            self.in_flight = None;
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
     }
 }
 
