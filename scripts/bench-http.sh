@@ -6,6 +6,10 @@
 #   scripts/bench-http.sh [CLIENTS] [SECONDS] [TOOL...]
 #
 # Defaults: 32 clients, 10 s, query-alipay-payment and create-web-page-alipay-payment.
+# KEEP_ALIVE=1 makes the clients reuse their connections (as Node's fetch does); by default they
+# are rmcp's, which open a connection per call. Before each tool the crypto floor of one query (two
+# RSA2 signatures, two verifications, one thread) is measured in the same run, and the server's
+# CPU per query is given as a multiple of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLIENTS=${1:-32}
@@ -15,9 +19,13 @@ TOOLS=("$@")
 [ ${#TOOLS[@]} -gt 0 ] || TOOLS=(query-alipay-payment create-web-page-alipay-payment)
 
 cargo build --release -q -p mcp-server-alipay --bin mcp-server-alipay --example loadgen
+cargo build --release -q -p alipay-openapi --example crypto_floor
 TARGET=${CARGO_TARGET_DIR:-target}
 BIN=$TARGET/release/mcp-server-alipay
 LOADGEN=$TARGET/release/examples/loadgen
+FLOOR=$TARGET/release/examples/crypto_floor
+KEEP=()
+[ "${KEEP_ALIVE:-0}" = 1 ] && KEEP=(--keep-alive)
 
 DIR=$(mktemp -d)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -32,9 +40,14 @@ for _ in $(seq 100); do grep -q "serving MCP at" "$DIR/stderr" 2>/dev/null && br
 cpu() { awk '{print $14+$15}' "/proc/$SERVER/stat"; }   # clock ticks (1/100 s)
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 for tool in "${TOOLS[@]}"; do
+    floor=$("$FLOOR" 2000 | tee /dev/stderr | sed 's/.*query_floor_us=//')
     before=$(cpu); t0=$(date +%s.%N)
     "$LOADGEN" --url "http://127.0.0.1:$PORT/mcp" --token "$TOKEN" --clients "$CLIENTS" --server-pid "$SERVER" \
-        --seconds "$SECONDS_" --tool "$tool" | tee "$DIR/out"
+        --seconds "$SECONDS_" --tool "$tool" "${KEEP[@]}" | tee "$DIR/out"
+    if [ "$tool" = query-alipay-payment ]; then
+        awk -v floor="$floor" -F'server_cpu_ms_per_call=' '/server_cpu_ms_per_call=/ {
+            printf "server CPU per query = %.2f x the crypto floor (%.0f us)\n", $2 * 1000 / floor, floor }' "$DIR/out"
+    fi
     after=$(cpu); t1=$(date +%s.%N)
     awk -v b="$before" -v a="$after" -v t0="$t0" -v t1="$t1" \
         'BEGIN { printf "server+gateway CPU: %.2f cores on average over the run (setup and warm-up included)\n", (a-b)/100/(t1-t0) }'

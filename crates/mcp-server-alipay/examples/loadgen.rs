@@ -7,7 +7,7 @@
 //! ```
 //!
 //! Every client is its own MCP client with its own HTTP connection pool (2026-07-28, stateless, by
-//! default; `--protocol 2025-06-18` for sessions). Setup, before the clock starts:
+//! default; `--protocol 2025-06-18` for sessions; `--keep-alive` to reuse connections). Setup, before the clock starts:
 //! - `query-alipay-payment`: each client creates its own order, the buyer opens the link and pays
 //!   (the embedded gateway's control API), and the client checks one query says `TRADE_SUCCESS`;
 //!   then it queries that paid order again and again: the realistic case (an agent checking whether
@@ -15,6 +15,10 @@
 //!   and signs, and the server verifies. Nothing is cached anywhere.
 //! - `create-*-alipay-payment`: every call creates a new order with a fresh number (a ledger insert,
 //!   a signed link, and for the web page a QR PNG; for the QR tool a signed precreate round trip).
+//!
+//! - `wait-for-alipay-payment`: each client creates an unpaid order and waits for it over the whole
+//!   run (one call, the server polls the gateway every 3 s meanwhile); the last line adds the
+//!   polls made in the measured window and the server's CPU per poll, to set against a query's.
 //!
 //! A call counts as an error when the transport fails, the result is `isError`, or (query) the
 //! text is not the paid status. Then `--warmup` seconds unrecorded, `--seconds` recorded; the last
@@ -67,6 +71,15 @@ struct Args {
     /// something else, such as an attack, only then (`scripts/bench-slow-clients.sh`).
     #[arg(long)]
     ready_file: Option<std::path::PathBuf>,
+    /// Keep each client's HTTP connections open between calls, as clients on Node's `fetch`
+    /// (the TypeScript SDK) do; without it, rmcp's default client opens a connection per call.
+    #[arg(long)]
+    keep_alive: bool,
+    /// Instead of a load: create this many orders and pay each (as the query's setup does), with
+    /// `--clients` at a time, then exit; a day's bill with that many rows
+    /// (`scripts/bench-reconcile.sh`).
+    #[arg(long, default_value_t = 0)]
+    paid_orders: usize,
 }
 
 #[derive(Clone)]
@@ -87,9 +100,13 @@ impl ClientHandler for LoadClient {
 type Client = RunningService<RoleClient, LoadClient>;
 
 async fn connect(args: &Args, url: &str, version: &ProtocolVersion) -> Result<Client, String> {
-    let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(url.to_string()).auth_header(&args.token),
-    );
+    let config =
+        StreamableHttpClientTransportConfig::with_uri(url.to_string()).auth_header(&args.token);
+    let transport = if args.keep_alive {
+        StreamableHttpClientTransport::with_client(reqwest::Client::new(), config)
+    } else {
+        StreamableHttpClientTransport::from_config(config)
+    };
     let handler = LoadClient {
         version: version.clone(),
     };
@@ -130,8 +147,15 @@ fn text(result: &CallToolResult) -> String {
         .join("\n")
 }
 
-/// Create an order, open its link as a buyer would, pay it on the embedded gateway, check it.
-async fn paid_order(client: &Client, http: &reqwest::Client, no: &str) -> Result<(), String> {
+/// An order just created: its payment link, the embedded gateway's base URL and the app id.
+struct Created {
+    url: String,
+    base: String,
+    app_id: String,
+}
+
+/// Create an unpaid order.
+async fn created_order(client: &Client, no: &str) -> Result<Created, String> {
     let created = call(
         client,
         "create-mobile-alipay-payment",
@@ -144,9 +168,10 @@ async fn paid_order(client: &Client, http: &reqwest::Client, no: &str) -> Result
         .and_then(|s| s["url"].as_str())
         .ok_or_else(|| format!("create {no}: no link: {}", text(&created)))?
         .to_string();
-    let base = &url[..url
+    let base = url[..url
         .find("/gateway.do")
-        .ok_or("the link is not a gateway link")?];
+        .ok_or("the link is not a gateway link")?]
+        .to_string();
     let app_id = url
         .split_once('?')
         .and_then(|(_, q)| {
@@ -155,6 +180,12 @@ async fn paid_order(client: &Client, http: &reqwest::Client, no: &str) -> Result
                 .map(|(_, v)| v.into_owned())
         })
         .ok_or("no app_id in the link")?;
+    Ok(Created { url, base, app_id })
+}
+
+/// Create an order, open its link as a buyer would, pay it on the embedded gateway, check it.
+async fn paid_order(client: &Client, http: &reqwest::Client, no: &str) -> Result<(), String> {
+    let Created { url, base, app_id } = created_order(client, no).await?;
     let opened = http.get(&url).send().await.map_err(|e| e.to_string())?;
     if !opened.status().is_success() {
         return Err(format!("open {no}: {}", opened.status()));
@@ -175,6 +206,65 @@ async fn paid_order(client: &Client, http: &reqwest::Client, no: &str) -> Result
         return Err(format!("query {no} after paying: {}", text(&q)));
     }
     Ok(())
+}
+
+/// `--paid-orders N`: N paid orders, `--clients` at a time, each client its own run of numbers.
+async fn pay_orders(
+    args: &Args,
+    version: &ProtocolVersion,
+    run: &str,
+    http: &reqwest::Client,
+) -> std::process::ExitCode {
+    let t0 = Instant::now();
+    let clients = args.clients.clamp(1, args.paid_orders);
+    let tasks: Vec<_> = (0..clients)
+        .map(|i| {
+            let (args, version, run, http) =
+                (args.clone(), version.clone(), run.to_string(), http.clone());
+            tokio::spawn(async move {
+                let url = &args.url[i % args.url.len()];
+                let client = connect(&args, url, &version).await?;
+                let mut n = i;
+                while n < args.paid_orders {
+                    paid_order(&client, &http, &format!("LG{run}P{n}")).await?;
+                    n += clients;
+                }
+                let _ = client.cancel().await;
+                Ok::<_, String>(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        if let Err(e) = task.await.map_err(|e| e.to_string()).and_then(|r| r) {
+            eprintln!("loadgen: paying orders: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    println!(
+        "paid_orders={} seconds={seconds:.1} orders_per_s={:.0}",
+        args.paid_orders,
+        args.paid_orders as f64 / seconds
+    );
+    std::process::ExitCode::SUCCESS
+}
+
+/// The id of the embedded gateway's last logged request (ids count up from 1, never reused).
+async fn last_request_id(http: &reqwest::Client, base: &str) -> Option<u64> {
+    let log: Value = http
+        .get(format!("{base}/__emulator/requests"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    log["requests"]
+        .as_array()?
+        .iter()
+        .filter_map(|r| r["id"].as_u64())
+        .max()
+        .or(Some(0))
 }
 
 #[derive(Default)]
@@ -202,6 +292,7 @@ async fn main() -> std::process::ExitCode {
             | "create-web-page-alipay-payment"
             | "create-mobile-alipay-payment"
             | "create-qrcode-alipay-payment"
+            | "wait-for-alipay-payment"
     ) {
         eprintln!("loadgen: unsupported --tool {tool}");
         return std::process::ExitCode::from(2);
@@ -215,6 +306,18 @@ async fn main() -> std::process::ExitCode {
     );
     let http = reqwest::Client::new();
 
+    if args.paid_orders > 0 {
+        return pay_orders(&args, &version, &run, &http).await;
+    }
+    let waiting = tool == "wait-for-alipay-payment";
+    // One wait a client, from the start to just past the end (the tool allows at most 50 s).
+    let wait_seconds = (args.warmup + args.seconds + 0.1).ceil() as u64 + 1;
+    if waiting && wait_seconds > 50 {
+        eprintln!("loadgen: a wait lasts --warmup + --seconds + 2 s, at most 50 s");
+        return std::process::ExitCode::from(2);
+    }
+    let mut gateway = None;
+
     // Connect every client and set up what it needs, before the clock starts.
     let mut clients = Vec::new();
     for i in 0..args.clients {
@@ -227,9 +330,14 @@ async fn main() -> std::process::ExitCode {
             }
         };
         let order = format!("LG{run}Q{i}");
-        if tool == "query-alipay-payment"
-            && let Err(e) = paid_order(&client, &http, &order).await
-        {
+        let setup = match tool.as_str() {
+            "query-alipay-payment" => paid_order(&client, &http, &order).await,
+            "wait-for-alipay-payment" => created_order(&client, &order).await.map(|created| {
+                gateway.get_or_insert(created.base);
+            }),
+            _ => Ok(()),
+        };
+        if let Err(e) = setup {
             eprintln!("loadgen: setup: {e}");
             return std::process::ExitCode::FAILURE;
         }
@@ -264,6 +372,16 @@ async fn main() -> std::process::ExitCode {
         let server = server.zip(read(&server_stat)).map(|(a, b)| b - a);
         (me, server)
     });
+    // The gateway requests (the waits' polls) made during the measured window.
+    let polls = gateway.map(|base| {
+        let http = http.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(measure_from.into()).await;
+            let first = last_request_id(&http, &base).await;
+            tokio::time::sleep_until(end.into()).await;
+            Some(last_request_id(&http, &base).await? - first?)
+        })
+    });
     let tasks: Vec<_> = clients
         .into_iter()
         .enumerate()
@@ -278,13 +396,16 @@ async fn main() -> std::process::ExitCode {
                     seq += 1;
                     let arguments = if tool == "query-alipay-payment" {
                         json!({"outTradeNo": order})
+                    } else if waiting {
+                        json!({"outTradeNo": order, "timeoutSeconds": wait_seconds})
                     } else {
                         json!({"outTradeNo": format!("LG{run}C{i}N{seq}"), "totalAmount": "0.01", "orderTitle": "loadgen"})
                     };
                     let t0 = Instant::now();
                     let outcome = call(&client, &tool, arguments).await;
                     let done = Instant::now();
-                    if t0 < measure_from || done > end {
+                    // A wait spans the window: its CPU is what counts, not its calls.
+                    if !waiting && (t0 < measure_from || done > end) {
                         continue;
                     }
                     let problem = match &outcome {
@@ -294,6 +415,9 @@ async fn main() -> std::process::ExitCode {
                             if tool == "query-alipay-payment"
                                 && !text(r).starts_with("交易状态: TRADE_SUCCESS") =>
                         {
+                            Some(text(r))
+                        }
+                        Ok(r) if waiting && !text(r).starts_with("支付结果: 尚未支付") => {
                             Some(text(r))
                         }
                         Ok(_) => None,
@@ -326,6 +450,10 @@ async fn main() -> std::process::ExitCode {
         }
     }
     let (cpu, server_cpu) = window_cpu.await.unwrap_or((None, None));
+    let polls = match polls {
+        Some(task) => task.await.ok().flatten(),
+        None => None,
+    };
     let window = end.duration_since(measure_from).as_secs_f64();
     all.latencies.sort();
     let pct = |p: f64| -> f64 {
@@ -340,9 +468,10 @@ async fn main() -> std::process::ExitCode {
     }
     let calls = all.latencies.len();
     println!(
-        "tool={} protocol={} instances={} clients={} seconds={} calls={} loadgen_cpu_cores={}{}",
+        "tool={} protocol={} keep_alive={} instances={} clients={} seconds={} calls={} loadgen_cpu_cores={}{}",
         tool,
         version.as_str(),
+        args.keep_alive,
         args.url.len(),
         args.clients,
         args.seconds,
@@ -364,6 +493,17 @@ async fn main() -> std::process::ExitCode {
         pct(0.99),
         all.errors
     );
+    if waiting {
+        println!(
+            "waiters={} polls={} server_cpu_ms_per_poll={}",
+            args.clients,
+            polls.map_or_else(|| "?".into(), |p| p.to_string()),
+            server_cpu
+                .zip(polls)
+                .map(|(c, p)| format!("{:.3}", c * 1000.0 / p.max(1) as f64))
+                .unwrap_or_else(|| "?".into()),
+        );
+    }
     std::process::ExitCode::SUCCESS
 }
 

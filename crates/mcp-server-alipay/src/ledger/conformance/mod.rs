@@ -71,6 +71,7 @@ macro_rules! conformance_tests {
             unsettled_refunds_carry_their_sender,
             notifications_dedupe_and_never_move_status_backwards,
             lists_filter_by_status_and_day,
+            a_repeated_status_fills_in_only_what_is_missing,
             a_store_is_opened_many_times,
             racing_refunds_never_exceed_what_was_paid,
             racing_refunds_never_exceed_the_daily_budget,
@@ -659,6 +660,79 @@ pub(crate) async fn lists_filter_by_status_and_day(b: &dyn Backend) {
     );
     let source = l.order(&no("B")).await.unwrap().unwrap().status_source;
     assert_eq!(source, Some(StatusSource::Query));
+}
+
+/// A status the ledger has already, repeated with a trade number, a payment time or a larger
+/// refund it lacks, records those (and only those); repeated bare it changes nothing, and a status
+/// for an order the store does not hold records nothing.
+pub(crate) async fn a_repeated_status_fills_in_only_what_is_missing(b: &dyn Backend) {
+    let store = b
+        .fresh("a_repeated_status_fills_in_only_what_is_missing")
+        .await;
+    let l = &*store.open(&scope(APP)).await;
+    l.create_order(&order("A", 1_000)).await.unwrap();
+    let paid = status("TRADE_SUCCESS", None, StatusSource::Notify);
+    assert!(l.update_status(&no("A"), &paid).await.unwrap());
+    let learned = l.order(&no("A")).await.unwrap().unwrap();
+    assert_eq!(learned.trade_no, None);
+    assert!(learned.paid_at.is_some(), "the time it was learned");
+
+    let again =
+        |trade_no: Option<&str>, refunded: Option<i64>, paid_at: Option<&str>| StatusUpdate {
+            trade_no: trade_no.map(str::to_string),
+            paid_at: paid_at.map(str::to_string),
+            ..status("TRADE_SUCCESS", refunded, StatusSource::Query)
+        };
+    l.update_status(&no("A"), &again(Some("T1"), None, None))
+        .await
+        .unwrap();
+    let order = l.order(&no("A")).await.unwrap().unwrap();
+    assert_eq!(
+        order.trade_no.as_deref(),
+        Some("T1"),
+        "the trade number it lacked"
+    );
+    assert_eq!(order.status_source, Some(StatusSource::Query));
+    // A trade number it has is not replaced; a time it has is not moved.
+    l.update_status(
+        &no("A"),
+        &again(Some("T2"), None, Some("2000-01-01 00:00:00")),
+    )
+    .await
+    .unwrap();
+    let order = l.order(&no("A")).await.unwrap().unwrap();
+    assert_eq!(order.trade_no.as_deref(), Some("T1"));
+    assert_eq!(order.paid_at, learned.paid_at);
+
+    l.update_status(&no("A"), &again(None, Some(300), None))
+        .await
+        .unwrap();
+    assert_eq!(
+        l.order(&no("A")).await.unwrap().unwrap().refunded_amount,
+        fen(300)
+    );
+    l.update_status(&no("A"), &again(None, Some(100), None))
+        .await
+        .unwrap();
+    assert_eq!(
+        l.order(&no("A")).await.unwrap().unwrap().refunded_amount,
+        fen(300),
+        "a refund total is never lowered"
+    );
+
+    let before = l.order(&no("A")).await.unwrap().unwrap();
+    assert!(
+        !l.update_status(&no("A"), &again(None, None, None))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        l.order(&no("A")).await.unwrap().unwrap(),
+        before,
+        "nothing changed"
+    );
+    assert!(!l.update_status(&no("NONE"), &paid).await.unwrap());
+    assert_eq!(l.order(&no("NONE")).await.unwrap(), None);
 }
 
 /// A store opened again (as a restarted or second process would) holds what was committed.

@@ -5,6 +5,7 @@
 //! first (`FOR UPDATE`). Every query names the handle's scope (`$1` app, `$2` environment).
 
 use alipay_openapi::{Money, TradeStatus};
+use deadpool_postgres::GenericClient;
 
 use super::Cx;
 use super::outbox::emit;
@@ -44,7 +45,11 @@ pub(super) async fn announce(tx: &Tx<'_>, cx: &Cx, no: &OutTradeNo) -> Res<()> {
     Ok(())
 }
 
-pub(super) async fn find_order(tx: &Tx<'_>, cx: &Cx, no: &OutTradeNo) -> Res<Option<OrderRecord>> {
+pub(super) async fn find_order(
+    tx: &impl GenericClient,
+    cx: &Cx,
+    no: &OutTradeNo,
+) -> Res<Option<OrderRecord>> {
     first(
         tx,
         &format!(
@@ -207,7 +212,7 @@ pub(super) async fn update_status(
 }
 
 pub(super) async fn list_orders(
-    tx: &Tx<'_>,
+    tx: &impl GenericClient,
     cx: &Cx,
     filter: &OrderFilter,
 ) -> Res<Vec<OrderRecord>> {
@@ -231,7 +236,7 @@ pub(super) async fn list_orders(
     .await
 }
 
-pub(super) async fn paid_on(tx: &Tx<'_>, cx: &Cx, day: &str) -> Res<Vec<OrderRecord>> {
+pub(super) async fn paid_on(tx: &impl GenericClient, cx: &Cx, day: &str) -> Res<Vec<OrderRecord>> {
     all(
         tx,
         &format!(
@@ -421,7 +426,7 @@ pub(super) async fn reject_notification(
 }
 
 pub(super) async fn notifications(
-    tx: &Tx<'_>,
+    tx: &impl GenericClient,
     cx: &Cx,
     no: &OutTradeNo,
 ) -> Res<Vec<NotificationRecord>> {
@@ -523,7 +528,7 @@ pub(super) async fn put_approval(tx: &Tx<'_>, cx: &Cx, a: &ApprovalRecord) -> Re
 }
 
 pub(super) async fn approval(
-    tx: &Tx<'_>,
+    tx: &impl GenericClient,
     cx: &Cx,
     token_hash: &str,
 ) -> Res<Option<ApprovalRecord>> {
@@ -559,7 +564,7 @@ pub(super) async fn close_approval(
     Ok(changed > 0)
 }
 
-pub(super) async fn open_approvals(tx: &Tx<'_>, cx: &Cx) -> Res<Vec<ApprovalRecord>> {
+pub(super) async fn open_approvals(tx: &impl GenericClient, cx: &Cx) -> Res<Vec<ApprovalRecord>> {
     all(
         tx,
         &format!(

@@ -3,6 +3,7 @@
 //! configured target, leases for the sender (`FOR UPDATE SKIP LOCKED`, so two senders never take
 //! one delivery), and every attempt.
 
+use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::Cx;
@@ -235,7 +236,11 @@ pub(super) async fn record_attempt(
     Ok(())
 }
 
-pub(super) async fn next_due(tx: &Tx<'_>, cx: &Cx, targets: &[TargetKind]) -> Res<Option<i64>> {
+pub(super) async fn next_due(
+    tx: &impl GenericClient,
+    cx: &Cx,
+    targets: &[TargetKind],
+) -> Res<Option<i64>> {
     Ok(first(
         tx,
         "SELECT MIN(GREATEST(next_ms, COALESCE(lease_until, 0))) FROM deliveries
@@ -254,7 +259,11 @@ fn beijing_of_ms(ms: i64) -> Option<String> {
     ))
 }
 
-pub(super) async fn deliveries(tx: &Tx<'_>, cx: &Cx, no: &OutTradeNo) -> Res<Vec<DeliveryRecord>> {
+pub(super) async fn deliveries(
+    tx: &impl GenericClient,
+    cx: &Cx,
+    no: &OutTradeNo,
+) -> Res<Vec<DeliveryRecord>> {
     all(
         tx,
         "SELECT d.event_id, d.target, d.state, d.attempts, d.last_error, d.next_ms,
@@ -283,7 +292,7 @@ pub(super) async fn deliveries(tx: &Tx<'_>, cx: &Cx, no: &OutTradeNo) -> Res<Vec
     .await
 }
 
-pub(super) async fn health(tx: &Tx<'_>, cx: &Cx) -> Res<Vec<TargetHealth>> {
+pub(super) async fn health(tx: &impl GenericClient, cx: &Cx) -> Res<Vec<TargetHealth>> {
     let mut out = all(
         tx,
         "SELECT target,
@@ -326,7 +335,7 @@ pub(super) async fn health(tx: &Tx<'_>, cx: &Cx) -> Res<Vec<TargetHealth>> {
 
 /// Unpaid (or never opened) orders past their expiry whose end no event has told yet.
 pub(super) async fn expired_untold(
-    tx: &Tx<'_>,
+    tx: &impl GenericClient,
     cx: &Cx,
     since: &str,
     expired_by: &str,

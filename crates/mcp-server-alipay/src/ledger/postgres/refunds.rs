@@ -8,6 +8,7 @@
 //! always advisory → order row → refund row.
 
 use alipay_openapi::Money;
+use deadpool_postgres::GenericClient;
 
 use super::Cx;
 use super::ops::{Changed, announce, find_order};
@@ -48,7 +49,7 @@ async fn lock_day(tx: &Tx<'_>, cx: &Cx, day: &str) -> Res<()> {
 }
 
 pub(super) async fn find_refund(
-    tx: &Tx<'_>,
+    tx: &impl GenericClient,
     cx: &Cx,
     no: &OutTradeNo,
     req: &OutRequestNo,
@@ -67,7 +68,11 @@ pub(super) async fn find_refund(
     .await
 }
 
-pub(super) async fn refunds_of(tx: &Tx<'_>, cx: &Cx, no: &OutTradeNo) -> Res<Vec<RefundRecord>> {
+pub(super) async fn refunds_of(
+    tx: &impl GenericClient,
+    cx: &Cx,
+    no: &OutTradeNo,
+) -> Res<Vec<RefundRecord>> {
     all(
         tx,
         &format!(
@@ -82,7 +87,12 @@ pub(super) async fn refunds_of(tx: &Tx<'_>, cx: &Cx, no: &OutTradeNo) -> Res<Vec
 
 /// Alipay's last reported refund total on the order (locking its row when `for_update`), if the
 /// order is here.
-async fn reported(tx: &Tx<'_>, cx: &Cx, no: &OutTradeNo, for_update: bool) -> Res<Option<i64>> {
+async fn reported(
+    tx: &impl GenericClient,
+    cx: &Cx,
+    no: &OutTradeNo,
+    for_update: bool,
+) -> Res<Option<i64>> {
     let lock = if for_update { " FOR UPDATE" } else { "" };
     first(
         tx,
@@ -98,7 +108,7 @@ async fn reported(tx: &Tx<'_>, cx: &Cx, no: &OutTradeNo, for_update: bool) -> Re
 /// The trade's refunds besides `except`, and Alipay's last reported total: every row read (a
 /// corrupt one is an error, never left out of a sum).
 async fn facts(
-    tx: &Tx<'_>,
+    tx: &impl GenericClient,
     cx: &Cx,
     no: &OutTradeNo,
     except: &OutRequestNo,
@@ -128,13 +138,13 @@ async fn facts(
 }
 
 /// What the scope's refunds begun on `day` that may have moved money add up to.
-pub(super) async fn day_used(tx: &Tx<'_>, cx: &Cx, day: &str) -> Res<Money> {
+pub(super) async fn day_used(tx: &impl GenericClient, cx: &Cx, day: &str) -> Res<Money> {
     day_used_besides(tx, cx, day, None).await
 }
 
 /// As [`day_used`], leaving out the refund being decided (one awaiting approval already counts).
 async fn day_used_besides(
-    tx: &Tx<'_>,
+    tx: &impl GenericClient,
     cx: &Cx,
     day: &str,
     except: Option<(&OutTradeNo, &OutRequestNo)>,
@@ -434,7 +444,7 @@ pub(super) async fn finish_refund(
     Ok((held, write || raised))
 }
 
-pub(super) async fn unsettled_refunds(tx: &Tx<'_>, cx: &Cx) -> Res<Vec<RefundRecord>> {
+pub(super) async fn unsettled_refunds(tx: &impl GenericClient, cx: &Cx) -> Res<Vec<RefundRecord>> {
     // Everything not settled, so that a row whose state is no state is an error, not left out.
     all(
         tx,
@@ -450,7 +460,7 @@ pub(super) async fn unsettled_refunds(tx: &Tx<'_>, cx: &Cx) -> Res<Vec<RefundRec
 }
 
 pub(super) async fn refunded_besides(
-    tx: &Tx<'_>,
+    tx: &impl GenericClient,
     cx: &Cx,
     no: &OutTradeNo,
     except: &OutRequestNo,
@@ -460,7 +470,7 @@ pub(super) async fn refunded_besides(
 }
 
 pub(super) async fn refunds_succeeded_on(
-    tx: &Tx<'_>,
+    tx: &impl GenericClient,
     cx: &Cx,
     day: &str,
 ) -> Res<Vec<RefundRecord>> {

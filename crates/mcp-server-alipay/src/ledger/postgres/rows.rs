@@ -4,7 +4,7 @@
 use std::fmt::Display;
 
 use alipay_openapi::{Amount, Money, TradeStatus};
-use deadpool_postgres::{PoolError, Transaction};
+use deadpool_postgres::{GenericClient, PoolError, Transaction};
 use tokio_postgres::Row;
 use tokio_postgres::types::{FromSql, ToSql};
 
@@ -109,7 +109,7 @@ pub(super) fn pool_error(e: PoolError) -> LedgerError {
 
 /// Every row `sql` yields, each read by `read`.
 pub(super) async fn all<T>(
-    tx: &Tx<'_>,
+    tx: &impl GenericClient,
     sql: &str,
     params: Params<'_>,
     read: impl Fn(&Row) -> Res<T>,
@@ -120,7 +120,7 @@ pub(super) async fn all<T>(
 
 /// The first row `sql` yields (a primary-key lookup).
 pub(super) async fn first<T>(
-    tx: &Tx<'_>,
+    tx: &impl GenericClient,
     sql: &str,
     params: Params<'_>,
     read: impl Fn(&Row) -> Res<T>,
@@ -130,7 +130,7 @@ pub(super) async fn first<T>(
 }
 
 /// Run `sql`; the number of rows it changed.
-pub(super) async fn execute(tx: &Tx<'_>, sql: &str, params: Params<'_>) -> Res<u64> {
+pub(super) async fn execute(tx: &impl GenericClient, sql: &str, params: Params<'_>) -> Res<u64> {
     let stmt = tx.prepare_cached(sql).await?;
     Ok(tx.execute(&stmt, params).await?)
 }

@@ -335,6 +335,10 @@ pub(super) fn update_status(
     no: &OutTradeNo,
     update: &StatusUpdate,
 ) -> Res<(bool, Changed)> {
+    // Most updates repeat what is known: a read answers them, without taking the write lock.
+    if update.changes_nothing_in(find_order(conn, s, no)?.as_ref()) {
+        return Ok((false, false));
+    }
     let tx = immediate(conn)?;
     let changed = apply_status(&tx, s, targets, no, update)?;
     tx.commit()?;
