@@ -9,7 +9,7 @@
 use qrcode::canvas::{Canvas, MaskPattern, Module};
 use qrcode::{Color, EcLevel, Version};
 
-use super::line::{CAPACITY, Line};
+use super::line::{CAPACITY, Line, transposed};
 
 /// The eight masks, in the order `qrcode` tries them (its first lowest score wins).
 pub(super) const MASKS: [MaskPattern; 8] = [
@@ -38,6 +38,15 @@ impl Grid {
             width,
             rows: vec![Line::default(); width],
             columns: vec![Line::default(); width],
+        }
+    }
+
+    fn of_rows(rows: Vec<Line>) -> Self {
+        let width = rows.len();
+        Self {
+            width,
+            columns: transposed(&rows, width),
+            rows,
         }
     }
 
@@ -73,9 +82,10 @@ impl Unmasked {
         if matches!(version, Version::Micro(_)) || width > CAPACITY {
             return None;
         }
-        let mut modules = Grid::blank(width);
-        let mut maskable = Grid::blank(width);
+        let mut modules = Vec::with_capacity(width);
+        let mut maskable = Vec::with_capacity(width);
         for y in 0..width {
+            let (mut dark_row, mut maskable_row) = (Line::default(), Line::default());
             for x in 0..width {
                 // Both fit an i16: the width does.
                 let (dark, masks) = match canvas.get(x as i16, y as i16) {
@@ -84,13 +94,16 @@ impl Unmasked {
                     Module::Empty => (false, true),
                 };
                 if dark {
-                    modules.set(x, y);
+                    dark_row.set(x);
                 }
                 if masks {
-                    maskable.set(x, y);
+                    maskable_row.set(x);
                 }
             }
+            modules.push(dark_row);
+            maskable.push(maskable_row);
         }
+        let (modules, maskable) = (Grid::of_rows(modules), Grid::of_rows(maskable));
         Some(Self {
             level,
             modules,

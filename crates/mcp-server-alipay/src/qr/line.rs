@@ -80,6 +80,49 @@ impl Line {
     }
 }
 
+/// The lines `lines` would be if read the other way: line `i` of the result holds module `i` of
+/// every line, the first at bit 0. `len` result lines (≤ [`CAPACITY`]); one bit a module, in
+/// 64 × 64 blocks, rather than one module at a time.
+pub(super) fn transposed(lines: &[Line], len: usize) -> Vec<Line> {
+    let mut out = vec![Line::default(); len];
+    for across in 0..3 {
+        for word in 0..3 {
+            let mut block = [0u64; 64];
+            let rows = lines.iter().skip(64 * across).take(64);
+            block.iter_mut().zip(rows).for_each(|(b, l)| *b = l.0[word]);
+            if block.iter().all(|&b| b == 0) {
+                continue;
+            }
+            transpose_block(&mut block);
+            let columns = out.iter_mut().skip(64 * word).take(64);
+            columns.zip(block).for_each(|(l, b)| l.0[across] = b);
+        }
+    }
+    out
+}
+
+/// A 64 × 64 bit matrix (bit `c` of `rows[r]` is element (r, c)) transposed in place: its two
+/// off-diagonal 32 × 32 quadrants swapped, then those of all four quadrants at once, and so on
+/// down to single bits (Hacker's Delight, §7-3).
+fn transpose_block(rows: &mut [u64; 64]) {
+    let mut size = 32;
+    // The low `size` bits of every 2·`size`: the left half of each sub-block.
+    let mut left = 0x0000_0000_FFFF_FFFF_u64;
+    while size != 0 {
+        let mut r = 0;
+        while r < 64 {
+            // Row r's right half trades places with row r + size's left half.
+            let swap = (rows[r] >> size ^ rows[r + size]) & left;
+            rows[r + size] ^= swap;
+            rows[r] ^= swap << size;
+            // The next row of a top half.
+            r = (r + size + 1) & !size;
+        }
+        size >>= 1;
+        left ^= left << size;
+    }
+}
+
 /// The word-wise operations, for the mask rules to combine lines.
 macro_rules! wordwise {
     ($trait:ident, $method:ident, $op:tt) => {
@@ -128,6 +171,23 @@ mod tests {
         assert_eq!(Line::first(65), line(&(0..65).collect::<Vec<_>>()));
         assert_eq!(Line::first(CAPACITY).count(), 192);
         assert!(l.get(130) && !l.get(131));
+    }
+
+    #[test]
+    fn transposing_moves_every_module_across() {
+        // A scattered pattern over all nine blocks, 177 lines of 177.
+        let dark = |x: usize, y: usize| (x * 7 + y * 13 + x * y) % 5 == 0;
+        let lines: Vec<Line> = (0..177)
+            .map(|y| line(&(0..177).filter(|&x| dark(x, y)).collect::<Vec<_>>()))
+            .collect();
+        let columns = transposed(&lines, 177);
+        for (x, column) in columns.iter().enumerate() {
+            assert_eq!(
+                *column,
+                line(&(0..177).filter(|&y| dark(x, y)).collect::<Vec<_>>())
+            );
+        }
+        assert_eq!(transposed(&columns, 177), lines);
     }
 
     #[test]

@@ -28,17 +28,23 @@ fn penalty(grid: &Grid) -> u32 {
     let lines = |lines: &[Line]| -> u32 {
         lines
             .iter()
-            .map(|&line| runs(line) + runs(!line & width) + finder_like(line))
+            .map(|&line| runs(line, !line & width) + finder_like(line))
             .sum()
     };
     lines(&grid.rows) + lines(&grid.columns) + blocks(&grid.rows, grid.width) + balance(grid)
 }
 
-/// Every run of 5 + k modules in `set` (a line's dark modules, or its light ones): 3 + k. A run of
-/// n holds n - 4 windows of five, and one of them starts it: 2 more.
-fn runs(set: Line) -> u32 {
-    let two = set & set.ahead(1);
-    let five = two & two.ahead(2) & set.ahead(4);
+/// Every run of 5 + k modules of one colour in a line, its `dark` and its `light` modules: 3 + k.
+/// A run of n holds n - 4 windows of five, and one of them starts it: 2 more.
+fn runs(dark: Line, light: Line) -> u32 {
+    let fives = |set: Line| {
+        let two = set & set.ahead(1);
+        two & two.ahead(2) & set.ahead(4)
+    };
+    // A window is of one colour or the other, never both, and the last of a run and the first of
+    // the next are five apart: the two colours' windows can be counted, and their runs' starts
+    // found, at once.
+    let five = fives(dark) | fives(light);
     let starts = five & !five.behind(1);
     five.count() + 2 * starts.count()
 }
@@ -94,7 +100,7 @@ mod tests {
     /// The run score of a line `modules` long, both colours.
     fn both_runs(modules: &[u8]) -> u32 {
         let dark = line(modules);
-        runs(dark) + runs(!dark & Line::first(modules.len()))
+        runs(dark, !dark & Line::first(modules.len()))
     }
 
     fn grid(width: usize, modules: &[u8]) -> Grid {
@@ -113,6 +119,10 @@ mod tests {
         assert_eq!(both_runs(&[0, 1, 1, 1, 1, 1, 1, 0]), 4);
         assert_eq!(both_runs(&[0; 12]), 10);
         assert_eq!(both_runs(&[[1; 70], [0; 70]].concat()), 68 * 2);
+        assert_eq!(
+            both_runs(&[&[1; 5][..], &[0; 5], &[1; 6]].concat()),
+            3 + 3 + 4
+        );
         let finder = [0, 0, 0, 0, 1, 0, 1, 1, 1, 0, 1, 1];
         assert_eq!(finder_like(line(&finder)), 40, "light before");
         assert_eq!(
