@@ -75,7 +75,8 @@ pub(super) struct Unmasked {
 
 impl Unmasked {
     /// Reads a `canvas` with its function patterns and data drawn (`qrcode`'s `Masked` modules
-    /// are the function patterns; `Empty` ones, the remainder bits, are light and maskable).
+    /// are the function patterns; `Empty` ones, the remainder bits, are light and maskable, as
+    /// its `apply_mask` treats them).
     /// `None` for a Micro QR symbol (another format information) or one too wide for a [`Line`].
     pub(super) fn read(canvas: &Canvas, version: Version, level: EcLevel) -> Option<Self> {
         let width = usize::try_from(version.width()).ok()?;
@@ -88,17 +89,11 @@ impl Unmasked {
             let (mut dark_row, mut maskable_row) = (Line::default(), Line::default());
             for x in 0..width {
                 // Both fit an i16: the width does.
-                let (dark, masks) = match canvas.get(x as i16, y as i16) {
-                    Module::Masked(color) => (color == Color::Dark, false),
-                    Module::Unmasked(color) => (color == Color::Dark, true),
-                    Module::Empty => (false, true),
-                };
-                if dark {
-                    dark_row.set(x);
-                }
-                if masks {
-                    maskable_row.set(x);
-                }
+                let module = canvas.get(x as i16, y as i16);
+                // Set without a branch: data modules are dark or light at random, and a
+                // mispredicted branch a module was most of this loop's time.
+                dark_row.put(x, Color::from(module) == Color::Dark);
+                maskable_row.put(x, !matches!(module, Module::Masked(_)));
             }
             modules.push(dark_row);
             maskable.push(maskable_row);

@@ -56,7 +56,7 @@ fn finder_like(dark: Line) -> u32 {
     let three = dark & dark.ahead(1) & dark.ahead(2);
     // Where one starts; it needs its last module dark, so it lies wholly inside the line.
     let pattern = dark & light(1) & three.ahead(2) & light(5) & dark.ahead(6);
-    if pattern == Line::default() {
+    if pattern.is_empty() {
         return 0;
     }
     let light_after = !(dark.ahead(7) | dark.ahead(8) | dark.ahead(9) | dark.ahead(10));
