@@ -133,6 +133,30 @@ mod tests {
     }
 
     #[test]
+    fn the_mask_is_qrcodes_for_the_widest_symbols_too() {
+        // Versions 29 to 40, over 128 modules wide: a row or column takes all three words of a
+        // line, and the scores run to tens of thousands.
+        for len in [1600, 2000, 2400, 2900] {
+            let data: String = (0..len)
+                .map(|i| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789%&=?/:."[(i * 11) % 43]))
+                .collect();
+            let (version, level, _) = super::fitting(data.as_bytes()).unwrap();
+            let theirs = QrCode::with_version(data.as_bytes(), version, level).unwrap();
+            let ours = super::symbol(data.as_bytes()).unwrap();
+            assert!(ours.width > 128, "{len}");
+            let width = ours.width;
+            let same = theirs
+                .to_colors()
+                .into_iter()
+                .enumerate()
+                .all(|(i, color)| {
+                    (color == qrcode::Color::Dark) == ours.is_dark(i % width, i / width)
+                });
+            assert!(same, "{len}: a different mask");
+        }
+    }
+
+    #[test]
     fn small_codes_are_drawn_larger_and_every_module_is_whole_pixels() {
         assert_eq!(super::scale_for(21), 23);
         assert_eq!(super::scale_for(105), 6);
