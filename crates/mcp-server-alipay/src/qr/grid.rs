@@ -33,14 +33,6 @@ pub(super) struct Grid {
 }
 
 impl Grid {
-    fn blank(width: usize) -> Self {
-        Self {
-            width,
-            rows: vec![Line::default(); width],
-            columns: vec![Line::default(); width],
-        }
-    }
-
     fn of_rows(rows: Vec<Line>) -> Self {
         let width = rows.len();
         Self {
@@ -108,31 +100,26 @@ impl Unmasked {
 
     /// The symbol under `pattern`, as `qrcode`'s `apply_mask` leaves it.
     pub(super) fn masked(&self, pattern: MaskPattern) -> Grid {
-        let width = self.modules.width;
-        let mut grid = Grid::blank(width);
-        let flips = MaskLines::new(pattern, width);
-        let lines = |drawn: &[Line], maskable: &[Line], out: &mut [Line], across: &[Line; 12]| {
-            for (i, ((out, &drawn), &maskable)) in
-                out.iter_mut().zip(drawn).zip(maskable).enumerate()
-            {
-                *out = drawn ^ (across[i % 12] & maskable);
-            }
+        let (modules, maskable) = (&self.modules, &self.maskable);
+        let flips = MaskLines::new(pattern, modules.width);
+        let mut grid = Grid {
+            width: modules.width,
+            rows: flipped(&modules.rows, &maskable.rows, &flips.rows),
+            columns: flipped(&modules.columns, &maskable.columns, &flips.columns),
         };
-        lines(
-            &self.modules.rows,
-            &self.maskable.rows,
-            &mut grid.rows,
-            &flips.rows,
-        );
-        lines(
-            &self.modules.columns,
-            &self.maskable.columns,
-            &mut grid.columns,
-            &flips.columns,
-        );
         draw_format_information(&mut grid, format_information(self.level, pattern));
         grid
     }
+}
+
+/// `lines` with their `maskable` modules that `flips[i % 12]` marks in line `i` inverted.
+fn flipped(lines: &[Line], maskable: &[Line], flips: &[Line; 12]) -> Vec<Line> {
+    let masks = maskable.iter().zip(flips.iter().cycle());
+    lines
+        .iter()
+        .zip(masks)
+        .map(|(&line, (&maskable, &flips))| line ^ (flips & maskable))
+        .collect()
 }
 
 /// The modules a mask pattern inverts, as lines: every pattern repeats every 12 modules both

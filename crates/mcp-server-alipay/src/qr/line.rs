@@ -189,7 +189,7 @@ mod tests {
     #[test]
     fn transposing_moves_every_module_across() {
         // A scattered pattern over all nine blocks, 177 lines of 177.
-        let dark = |x: usize, y: usize| (x * 7 + y * 13 + x * y) % 5 == 0;
+        let dark = |x: usize, y: usize| (x * 7 + y * 13 + x * y).is_multiple_of(5);
         let lines: Vec<Line> = (0..177)
             .map(|y| line(&(0..177).filter(|&x| dark(x, y)).collect::<Vec<_>>()))
             .collect();

@@ -47,8 +47,7 @@ fn symbol(data: &[u8]) -> Option<Grid> {
     let mut canvas = Canvas::new(version, level);
     canvas.draw_all_functional_patterns();
     canvas.draw_data(&codewords, &ec);
-    let (_, masked) = mask::best(&Unmasked::read(&canvas, version, level)?)?;
-    Some(masked)
+    mask::best(&Unmasked::read(&canvas, version, level)?)
 }
 
 /// Pixels per module for a code `modules` wide: enough for [`TARGET_SIDE`] with its quiet zone.
