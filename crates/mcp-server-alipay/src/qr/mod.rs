@@ -1,10 +1,19 @@
 //! QR codes as PNG images, for clients that show images in chat.
+//!
+//! The `qrcode` crate encodes the data, computes the error correction and draws the symbol
+//! unmasked; choosing the mask ([`mask`], over bit lines from [`grid`]) and the image
+//! ([`image`]) are ours, for speed: the crate's own mask search cost several RSA signatures.
 
+mod grid;
+mod image;
+mod line;
 mod mask;
 
 use qrcode::bits::{Bits, encode_auto};
-use qrcode::canvas::{Canvas, MaskPattern};
-use qrcode::{Color, EcLevel, Version};
+use qrcode::canvas::Canvas;
+use qrcode::{EcLevel, Version};
+
+use grid::{Grid, Unmasked};
 
 /// The side, in pixels, an image is made at least (when that takes more than [`MIN_SCALE`]
 /// pixels a module): a chat client may show it at half its size, and a phone must still read it
@@ -15,60 +24,30 @@ const MIN_SCALE: usize = 4;
 /// The standard quiet zone, in modules.
 const QUIET: usize = 4;
 
-/// A QR symbol: `width` × `width` modules, row-major, 1 dark and 0 light.
-struct Symbol {
-    width: usize,
-    dark: Vec<u8>,
-}
-
 /// The smallest symbol `data` fits in: the lowest version any error-correction level fits in
 /// (never a Micro QR version), then the strongest level that still fits that version (more damage
 /// read through, at no cost in size), with its data bits.
 fn fitting(data: &[u8]) -> Option<(Version, EcLevel, Bits)> {
     let version = encode_auto(data, EcLevel::L).ok()?.version();
-    [EcLevel::H, EcLevel::Q, EcLevel::M, EcLevel::L]
+    // The data's bits depend on the version only; the level sets how many of them fit.
+    let mut bits = Bits::new(version);
+    bits.push_optimal_data(data).ok()?;
+    let level = [EcLevel::H, EcLevel::Q, EcLevel::M, EcLevel::L]
         .into_iter()
-        .find_map(|level| {
-            let mut bits = Bits::new(version);
-            bits.push_optimal_data(data).ok()?;
-            bits.push_terminator(level).ok()?;
-            Some((version, level, bits))
-        })
+        .find(|&level| bits.max_len(level).is_ok_and(|max| bits.len() <= max))?;
+    bits.push_terminator(level).ok()?;
+    Some((version, level, bits))
 }
 
-/// The symbol for `data`: the [`fitting`] version and level, and the mask with the lowest penalty.
-fn symbol(data: &[u8]) -> Option<Symbol> {
+/// The symbol for `data`: the [`fitting`] version and level, and the mask `qrcode` would choose.
+fn symbol(data: &[u8]) -> Option<Grid> {
     let (version, level, bits) = fitting(data)?;
     let (codewords, ec) =
         qrcode::ec::construct_codewords(&bits.into_bytes(), version, level).ok()?;
     let mut canvas = Canvas::new(version, level);
     canvas.draw_all_functional_patterns();
     canvas.draw_data(&codewords, &ec);
-    let width = version.width().try_into().ok()?;
-    [
-        MaskPattern::Checkerboard,
-        MaskPattern::HorizontalLines,
-        MaskPattern::VerticalLines,
-        MaskPattern::DiagonalLines,
-        MaskPattern::LargeCheckerboard,
-        MaskPattern::Fields,
-        MaskPattern::Diamonds,
-        MaskPattern::Meadow,
-    ]
-    .into_iter()
-    .map(|pattern| {
-        let mut masked = canvas.clone();
-        masked.apply_mask(pattern);
-        let dark: Vec<u8> = masked
-            .into_colors()
-            .into_iter()
-            .map(|c| u8::from(c == Color::Dark))
-            .collect();
-        (mask::penalty(&dark, width), dark)
-    })
-    // The first of the lowest, as `qrcode` picks.
-    .min_by_key(|(score, _)| *score)
-    .map(|(_, dark)| Symbol { width, dark })
+    mask::best(&Unmasked::read(&canvas, version, level)?)
 }
 
 /// Pixels per module for a code `modules` wide: enough for [`TARGET_SIDE`] with its quiet zone.
@@ -80,39 +59,7 @@ fn scale_for(modules: usize) -> usize {
 /// long titles can exceed the largest version).
 pub fn png(data: &str) -> Option<Vec<u8>> {
     let symbol = symbol(data.as_bytes())?;
-    let modules = symbol.width;
-    let scale = scale_for(modules);
-    let side = (modules + 2 * QUIET) * scale;
-    // One bit per pixel (1 = white), rows padded to whole bytes: the same black-and-white image as
-    // 8-bit grey, but an eighth of the data to deflate. Each module row is drawn once and copied
-    // down for its `scale` pixel rows.
-    let row_bytes = side.div_ceil(8);
-    let mut pixels = vec![0xFFu8; row_bytes * side];
-    for (my, modules_row) in symbol.dark.chunks_exact(modules).enumerate() {
-        let top = (my + QUIET) * scale * row_bytes;
-        let row = &mut pixels[top..top + row_bytes];
-        for (mx, _) in modules_row.iter().enumerate().filter(|(_, d)| **d == 1) {
-            for x in (mx + QUIET) * scale..(mx + QUIET + 1) * scale {
-                row[x / 8] &= !(0x80 >> (x % 8));
-            }
-        }
-        for copy in 1..scale {
-            pixels.copy_within(top..top + row_bytes, top + copy * row_bytes);
-        }
-    }
-    let mut out = Vec::new();
-    let mut encoder = png::Encoder::new(&mut out, side as u32, side as u32);
-    encoder.set_color(png::ColorType::Grayscale);
-    encoder.set_depth(png::BitDepth::One);
-    // A row is the row above it but at each module's edge: "up" makes those rows zeros, which
-    // the fastest deflate packs as well as a slow one (the adaptive filter and zlib's default
-    // level were half of an image's cost).
-    encoder.set_compression(png::Compression::Fast);
-    encoder.set_filter(png::Filter::Up);
-    let mut writer = encoder.write_header().ok()?;
-    writer.write_image_data(&pixels).ok()?;
-    writer.finish().ok()?;
-    Some(out)
+    image::png(&symbol, scale_for(symbol.width), QUIET)
 }
 
 #[cfg(test)]
@@ -167,17 +114,45 @@ mod tests {
             let theirs = QrCode::with_version(data.as_bytes(), version, level).unwrap();
             let ours = super::symbol(data.as_bytes()).unwrap();
             assert_eq!(ours.width, theirs.width(), "{len}");
-            let theirs: Vec<u8> = theirs
+            let width = ours.width;
+            let ours: Vec<bool> = (0..width * width)
+                .map(|i| ours.is_dark(i % width, i / width))
+                .collect();
+            let theirs: Vec<bool> = theirs
                 .to_colors()
                 .into_iter()
-                .map(|c| u8::from(c == qrcode::Color::Dark))
+                .map(|c| c == qrcode::Color::Dark)
                 .collect();
-            assert!(ours.dark == theirs, "{len}: a different mask");
+            assert!(ours == theirs, "{len}: a different mask");
         }
         assert!(matches!(
             super::fitting(b"https://qr.alipay.com/x").unwrap().0,
             Version::Normal(_)
         ));
+    }
+
+    #[test]
+    fn the_mask_is_qrcodes_for_the_widest_symbols_too() {
+        // Versions 29 to 40, over 128 modules wide: a row or column takes all three words of a
+        // line, and the scores run to tens of thousands.
+        for len in [1600, 2000, 2400, 2900] {
+            let data: String = (0..len)
+                .map(|i| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789%&=?/:."[(i * 11) % 43]))
+                .collect();
+            let (version, level, _) = super::fitting(data.as_bytes()).unwrap();
+            let theirs = QrCode::with_version(data.as_bytes(), version, level).unwrap();
+            let ours = super::symbol(data.as_bytes()).unwrap();
+            assert!(ours.width > 128, "{len}");
+            let width = ours.width;
+            let same = theirs
+                .to_colors()
+                .into_iter()
+                .enumerate()
+                .all(|(i, color)| {
+                    (color == qrcode::Color::Dark) == ours.is_dark(i % width, i / width)
+                });
+            assert!(same, "{len}: a different mask");
+        }
     }
 
     #[test]
@@ -207,7 +182,7 @@ mod tests {
                 let (mx, my) = (x / scale, y / scale);
                 let dark = (super::QUIET..super::QUIET + modules).contains(&mx)
                     && (super::QUIET..super::QUIET + modules).contains(&my)
-                    && symbol.dark[(my - super::QUIET) * modules + mx - super::QUIET] == 1;
+                    && symbol.is_dark(mx - super::QUIET, my - super::QUIET);
                 let pixel = buf[y * frame.line_size + x];
                 assert_eq!(pixel, if dark { 0 } else { 255 }, "pixel {x},{y}");
             }
