@@ -12,7 +12,10 @@
 # insert and one signature per call, no QR image). PostgreSQL: a throwaway cluster with its
 # default durability (fsync and synchronous_commit on), started as the `postgres` user on a
 # socket in a temp dir; or the one BENCH_DATABASE_URL names (libpq key=value with dbname=… last
-# or absent; a database per run is created on it).
+# or absent; a database per run is created on it). PG_SYNCHRONOUS_COMMIT=off starts the cluster
+# with synchronous_commit off: the durability SQLite's WAL with synchronous=NORMAL has (a commit
+# survives the process, the last ones may not survive the OS), for a like-for-like CPU figure.
+# RUNS="sqlite1 pg1" runs only those rows (default: sqlite1 pg1 pg2 pg3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLIENTS=${1:-32}
@@ -50,7 +53,7 @@ else
   chown postgres "$PG_DIR"
   runuser -u postgres -- "$PG_BIN/initdb" -D "$PG_DIR/data" -A trust -U postgres >/dev/null
   runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
-    -o "-k $PG_DIR -c listen_addresses='' -c max_connections=200" start >/dev/null
+    -o "-k $PG_DIR -c listen_addresses='' -c max_connections=200 -c synchronous_commit=${PG_SYNCHRONOUS_COMMIT:-on}" start >/dev/null
   ADMIN_URL="host=$PG_DIR user=postgres dbname=postgres"
 fi
 psql_admin() { psql -X -q -d "$ADMIN_URL" -Atc "$1"; }
@@ -107,7 +110,10 @@ run() { # run LABEL BACKEND INSTANCES
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
 }
 
-run sqlite1 sqlite 1
-run pg1 postgres 1
-run pg2 postgres 2
-run pg3 postgres 3
+for r in ${RUNS:-sqlite1 pg1 pg2 pg3}; do
+  case $r in
+    sqlite1) run sqlite1 sqlite 1 ;;
+    pg[1-9]) run "$r" postgres "${r#pg}" ;;
+    *) echo "bench-fleet: unknown run $r (sqlite1, pg1, pg2, …)" >&2; exit 2 ;;
+  esac
+done
