@@ -319,6 +319,21 @@ pub(super) async fn begin(client: &mut Object, read_only: bool) -> Res<Tx<'_>> {
         .await?)
 }
 
+/// The error of a write that committed on its own: one the server did not answer (the
+/// connection died) may or may not have committed; one the server gave (a constraint) did not.
+pub(super) fn write_error(fail: Fail) -> LedgerError {
+    match fail {
+        Fail::Sql(e) if e.as_db_error().is_none() => LedgerError::new(
+            LedgerErrorKind::CommitOutcomeUnknown,
+            format!(
+                "PostgreSQL: the connection was lost during a write ({}); whether it committed is not known",
+                super::rows::with_cause(&e)
+            ),
+        ),
+        other => other.into_ledger(),
+    }
+}
+
 /// Commit. A write whose COMMIT got no answer (the connection died) may or may not have
 /// committed; a refusal by the server (a constraint, a serialization failure) rolled back.
 pub(super) async fn commit(tx: Tx<'_>, wrote: bool) -> Result<(), LedgerError> {

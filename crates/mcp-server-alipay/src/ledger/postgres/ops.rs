@@ -160,9 +160,14 @@ pub(super) async fn apply_status(
     Ok((changed, changed || raised))
 }
 
-pub(super) async fn create_order(tx: &Tx<'_>, cx: &Cx, order: &NewOrder) -> Res<CreateOrder> {
-    // A racing twin's insert makes this one wait for its commit, then do nothing; the select
-    // after it (a new statement) sees the winner's row.
+pub(super) async fn create_order(
+    tx: &impl GenericClient,
+    cx: &Cx,
+    order: &NewOrder,
+) -> Res<CreateOrder> {
+    // One statement writes, so it needs no transaction around it. A racing twin's insert makes
+    // this one wait for its commit, then do nothing; the select after it (a new statement) sees
+    // the winner's row.
     let created = first(
         tx,
         &format!(
@@ -461,7 +466,7 @@ impl AuditRow {
     }
 }
 
-pub(super) async fn audit(tx: &Tx<'_>, cx: &Cx, row: &AuditRow) -> Res<()> {
+pub(super) async fn audit(tx: &impl GenericClient, cx: &Cx, row: &AuditRow) -> Res<()> {
     execute(
         tx,
         concat!(
