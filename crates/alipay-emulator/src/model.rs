@@ -2,7 +2,7 @@
 //! becomes once the buyer engages, its refunds, and the notifications to deliver. Everything here
 //! is plain data that serialises to the state file; the rules live in `trades.rs`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use alipay_openapi::{
     AipayTradePrecreate, ApiRequest, Money, PayKind, SignType, TradePrecreate, TradeStatus,
@@ -237,18 +237,52 @@ pub(crate) struct Attempt {
     pub success: bool,
 }
 
-/// Everything the emulator keeps; this is the state file's content.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Everything the emulator keeps; this is the snapshot's content (the journal holds pieces of it).
+///
+/// Orders and notifications are reached through methods only, so that every change marks what
+/// it touched: [`Shared::mutate`](crate::shared::Shared::mutate) journals exactly that after each
+/// change ([`crate::journal`]), without diffing the store. Marking something that did not change
+/// is harmless (its line repeats its value).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Store {
     /// `app_id` → `out_trade_no` → order.
-    pub orders: BTreeMap<String, BTreeMap<String, Order>>,
-    pub notifications: Vec<Notification>,
+    orders: BTreeMap<String, BTreeMap<String, Order>>,
+    /// Oldest first; ids are increasing (each is a fresh `seq`), so one is found by bisection.
+    notifications: Vec<Notification>,
     /// Numbers trades and notifications.
     pub seq: u64,
     /// How far the emulator's clock is ahead of real time (`POST /__emulator/clock`); kept so a
     /// restart does not move time back behind what was recorded.
     #[serde(default)]
     pub clock_offset_seconds: i64,
+    /// What changed since [`Store::take_touched`] last ran; never saved.
+    #[serde(skip)]
+    touched: Touched,
+}
+
+/// The state, not the bookkeeping of what changed.
+impl PartialEq for Store {
+    fn eq(&self, other: &Self) -> bool {
+        self.orders == other.orders
+            && self.notifications == other.notifications
+            && self.seq == other.seq
+            && self.clock_offset_seconds == other.clock_offset_seconds
+    }
+}
+
+impl Eq for Store {}
+
+/// The orders (`(app_id, out_trade_no)`) and notifications (ids) a change may have modified.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Touched {
+    pub orders: BTreeSet<(String, String)>,
+    pub notifications: BTreeSet<u64>,
+}
+
+impl Touched {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.orders.is_empty() && self.notifications.is_empty()
+    }
 }
 
 impl Store {
@@ -261,24 +295,51 @@ impl Store {
         self.orders.get(app_id)?.get(out_trade_no)
     }
 
+    /// The order, to change: marked touched.
     pub(crate) fn order_mut(&mut self, app_id: &str, out_trade_no: &str) -> Option<&mut Order> {
-        self.orders.get_mut(app_id)?.get_mut(out_trade_no)
+        let order = self.orders.get_mut(app_id)?.get_mut(out_trade_no)?;
+        self.touched
+            .orders
+            .insert((app_id.to_string(), out_trade_no.to_string()));
+        Some(order)
+    }
+
+    /// Add or replace the order under its own `app_id` and `out_trade_no`: marked touched.
+    pub(crate) fn put_order(&mut self, order: Order) {
+        self.touched
+            .orders
+            .insert((order.app_id.clone(), order.out_trade_no.clone()));
+        self.orders
+            .entry(order.app_id.clone())
+            .or_default()
+            .insert(order.out_trade_no.clone(), order);
+    }
+
+    /// One app's orders by `out_trade_no`.
+    pub(crate) fn orders_of(&self, app_id: &str) -> impl Iterator<Item = &Order> {
+        self.orders.get(app_id).into_iter().flat_map(|m| m.values())
+    }
+
+    /// Every order, by app then `out_trade_no`.
+    pub(crate) fn all_orders(&self) -> impl Iterator<Item = &Order> {
+        self.orders.values().flat_map(|m| m.values())
     }
 
     /// The order whose trade has this `trade_no`.
     pub(crate) fn order_by_trade_no(&self, app_id: &str, trade_no: &str) -> Option<&Order> {
-        self.orders
-            .get(app_id)?
-            .values()
+        self.orders_of(app_id)
             .find(|o| o.trade.as_ref().is_some_and(|t| t.trade_no == trade_no))
     }
 
     /// `(app_id, out_trade_no)` of the order with this cashier token.
     pub(crate) fn key_by_token(&self, token: &str) -> Option<(String, String)> {
-        self.orders
-            .values()
-            .flat_map(|m| m.values())
+        self.all_orders()
             .find_map(|o| (o.token == token).then(|| (o.app_id.clone(), o.out_trade_no.clone())))
+    }
+
+    /// Every notification, oldest first.
+    pub(crate) fn notifications(&self) -> impl Iterator<Item = &Notification> {
+        self.notifications.iter()
     }
 
     /// The notifications of one order, oldest first.
@@ -290,6 +351,47 @@ impl Store {
         self.notifications
             .iter()
             .filter(move |n| n.app_id == app_id && n.out_trade_no == out_trade_no)
+    }
+
+    /// Queue a notification (its `id` a fresh [`Store::next_seq`]): marked touched.
+    pub(crate) fn push_notification(&mut self, notification: Notification) {
+        self.touched.notifications.insert(notification.id);
+        self.notifications.push(notification);
+    }
+
+    /// The notification with this id.
+    pub(crate) fn notification(&self, id: u64) -> Option<&Notification> {
+        self.notifications.get(self.notification_index(id)?)
+    }
+
+    /// The notification with this id, to change: marked touched.
+    pub(crate) fn notification_mut(&mut self, id: u64) -> Option<&mut Notification> {
+        let index = self.notification_index(id)?;
+        self.touched.notifications.insert(id);
+        self.notifications.get_mut(index)
+    }
+
+    /// Replace the notification with the same id, or add it: marked touched.
+    pub(crate) fn put_notification(&mut self, notification: Notification) {
+        self.touched.notifications.insert(notification.id);
+        let index = self.notification_index(notification.id);
+        match index.and_then(|i| self.notifications.get_mut(i)) {
+            Some(slot) => *slot = notification,
+            None => self.notifications.push(notification),
+        }
+    }
+
+    /// Bisection on the increasing ids; a scan if a hand-edited file broke the order.
+    fn notification_index(&self, id: u64) -> Option<usize> {
+        self.notifications
+            .binary_search_by_key(&id, |n| n.id)
+            .ok()
+            .or_else(|| self.notifications.iter().position(|n| n.id == id))
+    }
+
+    /// What was touched since the last call, forgetting it.
+    pub(crate) fn take_touched(&mut self) -> Touched {
+        std::mem::take(&mut self.touched)
     }
 }
 
