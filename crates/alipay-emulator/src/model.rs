@@ -2,7 +2,7 @@
 //! becomes once the buyer engages, its refunds, and the notifications to deliver. Everything here
 //! is plain data that serialises to the state file; the rules live in `trades.rs`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use alipay_openapi::{
     AipayTradePrecreate, ApiRequest, Money, PayKind, SignType, TradePrecreate, TradeStatus,
@@ -244,6 +244,7 @@ pub(crate) struct Attempt {
 /// change ([`crate::journal`]), without diffing the store. Marking something that did not change
 /// is harmless (its line repeats its value).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(from = "StoreFields")]
 pub(crate) struct Store {
     /// `app_id` → `out_trade_no` → order.
     orders: BTreeMap<String, BTreeMap<String, Order>>,
@@ -258,6 +259,53 @@ pub(crate) struct Store {
     /// What changed since [`Store::take_touched`] last ran; never saved.
     #[serde(skip)]
     touched: Touched,
+    /// Derived, never saved (rebuilt on load): so that a request does not scan every order.
+    #[serde(skip)]
+    index: Index,
+}
+
+/// Lookups a request makes that would otherwise scan every order or notification.
+#[derive(Clone, Debug, Default)]
+struct Index {
+    /// Cashier token → `(app_id, out_trade_no)`; a token is fixed when its order is created.
+    by_token: HashMap<String, (String, String)>,
+    /// Orders that may still expire: those with an expiry, less those known paid or closed
+    /// (pruned in [`Store::take_touched`]); a superset, each is checked before use.
+    may_expire: BTreeSet<(String, String)>,
+    /// Notifications that may still be pending (pruned the same way); a superset too.
+    may_be_pending: BTreeSet<u64>,
+}
+
+/// [`Store`] as saved, without what is derived.
+#[derive(Deserialize)]
+struct StoreFields {
+    orders: BTreeMap<String, BTreeMap<String, Order>>,
+    notifications: Vec<Notification>,
+    seq: u64,
+    #[serde(default)]
+    clock_offset_seconds: i64,
+}
+
+impl From<StoreFields> for Store {
+    fn from(fields: StoreFields) -> Self {
+        let mut store = Self {
+            seq: fields.seq,
+            clock_offset_seconds: fields.clock_offset_seconds,
+            ..Self::default()
+        };
+        for order in fields.orders.into_values().flat_map(BTreeMap::into_values) {
+            store.put_order(order);
+        }
+        // As saved, in the saved order.
+        store.notifications = fields.notifications;
+        for n in &store.notifications {
+            if n.state == DeliveryState::Pending {
+                store.index.may_be_pending.insert(n.id);
+            }
+        }
+        store.take_touched();
+        store
+    }
 }
 
 /// The state, not the bookkeeping of what changed.
@@ -306,9 +354,12 @@ impl Store {
 
     /// Add or replace the order under its own `app_id` and `out_trade_no`: marked touched.
     pub(crate) fn put_order(&mut self, order: Order) {
-        self.touched
-            .orders
-            .insert((order.app_id.clone(), order.out_trade_no.clone()));
+        let key = (order.app_id.clone(), order.out_trade_no.clone());
+        self.index.by_token.insert(order.token.clone(), key.clone());
+        if order.expire_at.is_some() {
+            self.index.may_expire.insert(key.clone());
+        }
+        self.touched.orders.insert(key);
         self.orders
             .entry(order.app_id.clone())
             .or_default()
@@ -320,7 +371,8 @@ impl Store {
         self.orders.get(app_id).into_iter().flat_map(|m| m.values())
     }
 
-    /// Every order, by app then `out_trade_no`.
+    /// Every order, by app then `out_trade_no` (requests use the index instead).
+    #[cfg(test)]
     pub(crate) fn all_orders(&self) -> impl Iterator<Item = &Order> {
         self.orders.values().flat_map(|m| m.values())
     }
@@ -333,11 +385,30 @@ impl Store {
 
     /// `(app_id, out_trade_no)` of the order with this cashier token.
     pub(crate) fn key_by_token(&self, token: &str) -> Option<(String, String)> {
-        self.all_orders()
-            .find_map(|o| (o.token == token).then(|| (o.app_id.clone(), o.out_trade_no.clone())))
+        let (app_id, out_trade_no) = self.index.by_token.get(token)?;
+        self.order(app_id, out_trade_no)
+            .filter(|o| o.token == token)
+            .map(|o| (o.app_id.clone(), o.out_trade_no.clone()))
     }
 
-    /// Every notification, oldest first.
+    /// The orders that may still expire (every unpaid order with an expiry among them).
+    pub(crate) fn orders_that_may_expire(&self) -> impl Iterator<Item = &Order> {
+        self.index
+            .may_expire
+            .iter()
+            .filter_map(|(app_id, out_trade_no)| self.order(app_id, out_trade_no))
+    }
+
+    /// The notifications that may still be pending (every pending one among them), oldest first.
+    pub(crate) fn notifications_maybe_pending(&self) -> impl Iterator<Item = &Notification> {
+        self.index
+            .may_be_pending
+            .iter()
+            .filter_map(|id| self.notification(*id))
+    }
+
+    /// Every notification, oldest first (requests use the index instead).
+    #[cfg(test)]
     pub(crate) fn notifications(&self) -> impl Iterator<Item = &Notification> {
         self.notifications.iter()
     }
@@ -356,6 +427,7 @@ impl Store {
     /// Queue a notification (its `id` a fresh [`Store::next_seq`]): marked touched.
     pub(crate) fn push_notification(&mut self, notification: Notification) {
         self.touched.notifications.insert(notification.id);
+        self.index.may_be_pending.insert(notification.id);
         self.notifications.push(notification);
     }
 
@@ -374,6 +446,7 @@ impl Store {
     /// Replace the notification with the same id, or add it: marked touched.
     pub(crate) fn put_notification(&mut self, notification: Notification) {
         self.touched.notifications.insert(notification.id);
+        self.index.may_be_pending.insert(notification.id);
         let index = self.notification_index(notification.id);
         match index.and_then(|i| self.notifications.get_mut(i)) {
             Some(slot) => *slot = notification,
@@ -389,9 +462,30 @@ impl Store {
             .or_else(|| self.notifications.iter().position(|n| n.id == id))
     }
 
-    /// What was touched since the last call, forgetting it.
+    /// What was touched since the last call, forgetting it; the index drops what the touched
+    /// items can no longer be (a paid or closed trade does not expire, a delivered or abandoned
+    /// notification is not pending: neither goes back).
     pub(crate) fn take_touched(&mut self) -> Touched {
-        std::mem::take(&mut self.touched)
+        let touched = std::mem::take(&mut self.touched);
+        for key in &touched.orders {
+            let settled = self.order(&key.0, &key.1).is_none_or(|o| {
+                o.trade
+                    .as_ref()
+                    .is_some_and(|t| t.status != TradeStatus::WaitBuyerPay)
+            });
+            if settled {
+                self.index.may_expire.remove(key);
+            }
+        }
+        for id in &touched.notifications {
+            let settled = self
+                .notification(*id)
+                .is_none_or(|n| n.state != DeliveryState::Pending);
+            if settled {
+                self.index.may_be_pending.remove(id);
+            }
+        }
+        touched
     }
 }
 
@@ -450,5 +544,54 @@ mod tests {
         assert_eq!(r.gmt_refund_pay(), "2026-11-25 10:20:30");
         assert_eq!(yuan(1), "0.01");
         assert_eq!(yuan(12345), "123.45");
+    }
+
+    #[test]
+    fn the_index_is_rebuilt_on_load_and_drops_what_settled() {
+        let order = |no: &str, expire_at: Option<&str>| Order {
+            app_id: "A".into(),
+            out_trade_no: no.into(),
+            product: Product::Wap,
+            total_fen: 1,
+            subject: "s".into(),
+            body: None,
+            passback_params: None,
+            notify_url: None,
+            return_url: None,
+            sign_type: SignType::Rsa2,
+            token: format!("tok-{no}"),
+            created_at: "2026-11-25 10:00:00".into(),
+            expire_at: expire_at.map(str::to_string),
+            agent: None,
+            trade: None,
+        };
+        let mut store = Store::default();
+        store.put_order(order("E", Some("2026-11-25 10:10:00")));
+        store.put_order(order("N", None));
+        store.take_touched();
+        let json = serde_json::to_string(&store).unwrap();
+        let mut loaded: Store = serde_json::from_str(&json).unwrap();
+        assert_eq!(loaded, store);
+        assert_eq!(loaded.key_by_token("tok-N"), Some(("A".into(), "N".into())));
+        assert_eq!(loaded.key_by_token("tok-X"), None);
+        let may_expire = |s: &Store| -> Vec<String> {
+            s.orders_that_may_expire()
+                .map(|o| o.out_trade_no.clone())
+                .collect()
+        };
+        assert_eq!(may_expire(&loaded), ["E"]);
+        // Paid: it can no longer expire, and leaves the index once the change is taken.
+        loaded.order_mut("A", "E").unwrap().trade = Some(Trade {
+            trade_no: "T".into(),
+            status: TradeStatus::TradeSuccess,
+            buyer_id: "b".into(),
+            buyer_logon_id: "l".into(),
+            gmt_create: "2026-11-25 10:01:00".into(),
+            gmt_payment: Some("2026-11-25 10:01:00".into()),
+            gmt_close: None,
+            refunds: Vec::new(),
+        });
+        loaded.take_touched();
+        assert!(may_expire(&loaded).is_empty());
     }
 }

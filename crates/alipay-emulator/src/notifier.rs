@@ -96,7 +96,7 @@ fn due_deliveries(
     shared.read(|store| {
         let mut due = Vec::new();
         let mut next: Option<i64> = None;
-        for n in store.notifications() {
+        for n in store.notifications_maybe_pending() {
             if n.state != DeliveryState::Pending || in_flight.contains(&n.id) {
                 continue;
             }

@@ -336,7 +336,7 @@ pub(crate) fn due_for_expiry(
     now: &DateTime<FixedOffset>,
 ) -> Vec<(String, String)> {
     store
-        .all_orders()
+        .orders_that_may_expire()
         .filter(|o| apps.contains_key(&o.app_id))
         .filter(|o| o.expiry_due(now))
         .map(|o| (o.app_id.clone(), o.out_trade_no.clone()))
