@@ -118,10 +118,7 @@ struct Movement<'a> {
 /// payment's fee: rounding each partial refund up could otherwise return more than was charged.
 fn movements<'a>(store: &'a Store, app_id: &str) -> Vec<Movement<'a>> {
     let mut all = Vec::new();
-    let Some(orders) = store.orders.get(app_id) else {
-        return all;
-    };
-    for order in orders.values() {
+    for order in store.orders_of(app_id) {
         let Some(trade) = &order.trade else {
             continue;
         };
@@ -527,11 +524,7 @@ mod tests {
     fn store(orders: Vec<Order>) -> Store {
         let mut store = Store::default();
         for o in orders {
-            store
-                .orders
-                .entry(o.app_id.clone())
-                .or_default()
-                .insert(o.out_trade_no.clone(), o);
+            store.put_order(o);
         }
         store
     }

@@ -18,7 +18,8 @@ pub struct EmulatorConfig {
     /// The registered applications.
     pub apps: Vec<AppConfig>,
     /// `None`: state in memory only. `Some(dir)`: orders, trades, refunds and pending
-    /// notifications are kept in `dir/alipay-emulator-state.json` and survive a restart.
+    /// notifications are kept in `dir` (the snapshot `alipay-emulator-state.json` and the journal
+    /// `alipay-emulator-journal.jsonl`, see `persist.rs`) and survive a restart, a crash too.
     pub state_dir: Option<PathBuf>,
     /// Waits between deliveries of a notification that was not answered `success`. The first
     /// delivery is immediate; after the last wait's delivery fails the emulator gives up.

@@ -177,15 +177,9 @@ pub(crate) async fn list_trades(
     expiry::catch_up(&shared, &shared.clock.now());
     let list: Vec<Value> = shared.read(|store| {
         store
-            .orders
-            .get(&app_id)
-            .map(|orders| {
-                orders
-                    .values()
-                    .map(|o| trades::order_view(store, o, &shared.base_url))
-                    .collect()
-            })
-            .unwrap_or_default()
+            .orders_of(&app_id)
+            .map(|o| trades::order_view(store, o, &shared.base_url))
+            .collect()
     });
     Json(json!({ "trades": list })).into_response()
 }

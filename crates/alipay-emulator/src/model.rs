@@ -2,7 +2,7 @@
 //! becomes once the buyer engages, its refunds, and the notifications to deliver. Everything here
 //! is plain data that serialises to the state file; the rules live in `trades.rs`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use alipay_openapi::{
     AipayTradePrecreate, ApiRequest, Money, PayKind, SignType, TradePrecreate, TradeStatus,
@@ -237,18 +237,100 @@ pub(crate) struct Attempt {
     pub success: bool,
 }
 
-/// Everything the emulator keeps; this is the state file's content.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Everything the emulator keeps; this is the snapshot's content (the journal holds pieces of it).
+///
+/// Orders and notifications are reached through methods only, so that every change marks what
+/// it touched: [`Shared::mutate`](crate::shared::Shared::mutate) journals exactly that after each
+/// change ([`crate::journal`]), without diffing the store. Marking something that did not change
+/// is harmless (its line repeats its value).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(from = "StoreFields")]
 pub(crate) struct Store {
     /// `app_id` → `out_trade_no` → order.
-    pub orders: BTreeMap<String, BTreeMap<String, Order>>,
-    pub notifications: Vec<Notification>,
+    orders: BTreeMap<String, BTreeMap<String, Order>>,
+    /// Oldest first; ids are increasing (each is a fresh `seq`), so one is found by bisection.
+    notifications: Vec<Notification>,
     /// Numbers trades and notifications.
     pub seq: u64,
     /// How far the emulator's clock is ahead of real time (`POST /__emulator/clock`); kept so a
     /// restart does not move time back behind what was recorded.
     #[serde(default)]
     pub clock_offset_seconds: i64,
+    /// What changed since [`Store::take_touched`] last ran; never saved.
+    #[serde(skip)]
+    touched: Touched,
+    /// Derived, never saved (rebuilt on load): so that a request does not scan every order.
+    #[serde(skip)]
+    index: Index,
+}
+
+/// Lookups a request makes that would otherwise scan every order or notification.
+#[derive(Clone, Debug, Default)]
+struct Index {
+    /// Cashier token → `(app_id, out_trade_no)`; a token is fixed when its order is created.
+    by_token: HashMap<String, (String, String)>,
+    /// Orders that may still expire: those with an expiry, less those known paid or closed
+    /// (pruned in [`Store::take_touched`]); a superset, each is checked before use.
+    may_expire: BTreeSet<(String, String)>,
+    /// Notifications that may still be pending (pruned the same way); a superset too.
+    may_be_pending: BTreeSet<u64>,
+}
+
+/// [`Store`] as saved, without what is derived.
+#[derive(Deserialize)]
+struct StoreFields {
+    orders: BTreeMap<String, BTreeMap<String, Order>>,
+    notifications: Vec<Notification>,
+    seq: u64,
+    #[serde(default)]
+    clock_offset_seconds: i64,
+}
+
+impl From<StoreFields> for Store {
+    fn from(fields: StoreFields) -> Self {
+        let mut store = Self {
+            seq: fields.seq,
+            clock_offset_seconds: fields.clock_offset_seconds,
+            ..Self::default()
+        };
+        for order in fields.orders.into_values().flat_map(BTreeMap::into_values) {
+            store.put_order(order);
+        }
+        // As saved, in the saved order.
+        store.notifications = fields.notifications;
+        for n in &store.notifications {
+            if n.state == DeliveryState::Pending {
+                store.index.may_be_pending.insert(n.id);
+            }
+        }
+        store.take_touched();
+        store
+    }
+}
+
+/// The state, not the bookkeeping of what changed.
+impl PartialEq for Store {
+    fn eq(&self, other: &Self) -> bool {
+        self.orders == other.orders
+            && self.notifications == other.notifications
+            && self.seq == other.seq
+            && self.clock_offset_seconds == other.clock_offset_seconds
+    }
+}
+
+impl Eq for Store {}
+
+/// The orders (`(app_id, out_trade_no)`) and notifications (ids) a change may have modified.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Touched {
+    pub orders: BTreeSet<(String, String)>,
+    pub notifications: BTreeSet<u64>,
+}
+
+impl Touched {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.orders.is_empty() && self.notifications.is_empty()
+    }
 }
 
 impl Store {
@@ -261,24 +343,74 @@ impl Store {
         self.orders.get(app_id)?.get(out_trade_no)
     }
 
+    /// The order, to change: marked touched.
     pub(crate) fn order_mut(&mut self, app_id: &str, out_trade_no: &str) -> Option<&mut Order> {
-        self.orders.get_mut(app_id)?.get_mut(out_trade_no)
+        let order = self.orders.get_mut(app_id)?.get_mut(out_trade_no)?;
+        self.touched
+            .orders
+            .insert((app_id.to_string(), out_trade_no.to_string()));
+        Some(order)
+    }
+
+    /// Add or replace the order under its own `app_id` and `out_trade_no`: marked touched.
+    pub(crate) fn put_order(&mut self, order: Order) {
+        let key = (order.app_id.clone(), order.out_trade_no.clone());
+        self.index.by_token.insert(order.token.clone(), key.clone());
+        if order.expire_at.is_some() {
+            self.index.may_expire.insert(key.clone());
+        }
+        self.touched.orders.insert(key);
+        self.orders
+            .entry(order.app_id.clone())
+            .or_default()
+            .insert(order.out_trade_no.clone(), order);
+    }
+
+    /// One app's orders by `out_trade_no`.
+    pub(crate) fn orders_of(&self, app_id: &str) -> impl Iterator<Item = &Order> {
+        self.orders.get(app_id).into_iter().flat_map(|m| m.values())
+    }
+
+    /// Every order, by app then `out_trade_no` (requests use the index instead).
+    #[cfg(test)]
+    pub(crate) fn all_orders(&self) -> impl Iterator<Item = &Order> {
+        self.orders.values().flat_map(|m| m.values())
     }
 
     /// The order whose trade has this `trade_no`.
     pub(crate) fn order_by_trade_no(&self, app_id: &str, trade_no: &str) -> Option<&Order> {
-        self.orders
-            .get(app_id)?
-            .values()
+        self.orders_of(app_id)
             .find(|o| o.trade.as_ref().is_some_and(|t| t.trade_no == trade_no))
     }
 
     /// `(app_id, out_trade_no)` of the order with this cashier token.
     pub(crate) fn key_by_token(&self, token: &str) -> Option<(String, String)> {
-        self.orders
-            .values()
-            .flat_map(|m| m.values())
-            .find_map(|o| (o.token == token).then(|| (o.app_id.clone(), o.out_trade_no.clone())))
+        let (app_id, out_trade_no) = self.index.by_token.get(token)?;
+        self.order(app_id, out_trade_no)
+            .filter(|o| o.token == token)
+            .map(|o| (o.app_id.clone(), o.out_trade_no.clone()))
+    }
+
+    /// The orders that may still expire (every unpaid order with an expiry among them).
+    pub(crate) fn orders_that_may_expire(&self) -> impl Iterator<Item = &Order> {
+        self.index
+            .may_expire
+            .iter()
+            .filter_map(|(app_id, out_trade_no)| self.order(app_id, out_trade_no))
+    }
+
+    /// The notifications that may still be pending (every pending one among them), oldest first.
+    pub(crate) fn notifications_maybe_pending(&self) -> impl Iterator<Item = &Notification> {
+        self.index
+            .may_be_pending
+            .iter()
+            .filter_map(|id| self.notification(*id))
+    }
+
+    /// Every notification, oldest first (requests use the index instead).
+    #[cfg(test)]
+    pub(crate) fn notifications(&self) -> impl Iterator<Item = &Notification> {
+        self.notifications.iter()
     }
 
     /// The notifications of one order, oldest first.
@@ -290,6 +422,70 @@ impl Store {
         self.notifications
             .iter()
             .filter(move |n| n.app_id == app_id && n.out_trade_no == out_trade_no)
+    }
+
+    /// Queue a notification (its `id` a fresh [`Store::next_seq`]): marked touched.
+    pub(crate) fn push_notification(&mut self, notification: Notification) {
+        self.touched.notifications.insert(notification.id);
+        self.index.may_be_pending.insert(notification.id);
+        self.notifications.push(notification);
+    }
+
+    /// The notification with this id.
+    pub(crate) fn notification(&self, id: u64) -> Option<&Notification> {
+        self.notifications.get(self.notification_index(id)?)
+    }
+
+    /// The notification with this id, to change: marked touched.
+    pub(crate) fn notification_mut(&mut self, id: u64) -> Option<&mut Notification> {
+        let index = self.notification_index(id)?;
+        self.touched.notifications.insert(id);
+        self.notifications.get_mut(index)
+    }
+
+    /// Replace the notification with the same id, or add it: marked touched.
+    pub(crate) fn put_notification(&mut self, notification: Notification) {
+        self.touched.notifications.insert(notification.id);
+        self.index.may_be_pending.insert(notification.id);
+        let index = self.notification_index(notification.id);
+        match index.and_then(|i| self.notifications.get_mut(i)) {
+            Some(slot) => *slot = notification,
+            None => self.notifications.push(notification),
+        }
+    }
+
+    /// Bisection on the increasing ids; a scan if a hand-edited file broke the order.
+    fn notification_index(&self, id: u64) -> Option<usize> {
+        self.notifications
+            .binary_search_by_key(&id, |n| n.id)
+            .ok()
+            .or_else(|| self.notifications.iter().position(|n| n.id == id))
+    }
+
+    /// What was touched since the last call, forgetting it; the index drops what the touched
+    /// items can no longer be (a paid or closed trade does not expire, a delivered or abandoned
+    /// notification is not pending: neither goes back).
+    pub(crate) fn take_touched(&mut self) -> Touched {
+        let touched = std::mem::take(&mut self.touched);
+        for key in &touched.orders {
+            let settled = self.order(&key.0, &key.1).is_none_or(|o| {
+                o.trade
+                    .as_ref()
+                    .is_some_and(|t| t.status != TradeStatus::WaitBuyerPay)
+            });
+            if settled {
+                self.index.may_expire.remove(key);
+            }
+        }
+        for id in &touched.notifications {
+            let settled = self
+                .notification(*id)
+                .is_none_or(|n| n.state != DeliveryState::Pending);
+            if settled {
+                self.index.may_be_pending.remove(id);
+            }
+        }
+        touched
     }
 }
 
@@ -348,5 +544,54 @@ mod tests {
         assert_eq!(r.gmt_refund_pay(), "2026-11-25 10:20:30");
         assert_eq!(yuan(1), "0.01");
         assert_eq!(yuan(12345), "123.45");
+    }
+
+    #[test]
+    fn the_index_is_rebuilt_on_load_and_drops_what_settled() {
+        let order = |no: &str, expire_at: Option<&str>| Order {
+            app_id: "A".into(),
+            out_trade_no: no.into(),
+            product: Product::Wap,
+            total_fen: 1,
+            subject: "s".into(),
+            body: None,
+            passback_params: None,
+            notify_url: None,
+            return_url: None,
+            sign_type: SignType::Rsa2,
+            token: format!("tok-{no}"),
+            created_at: "2026-11-25 10:00:00".into(),
+            expire_at: expire_at.map(str::to_string),
+            agent: None,
+            trade: None,
+        };
+        let mut store = Store::default();
+        store.put_order(order("E", Some("2026-11-25 10:10:00")));
+        store.put_order(order("N", None));
+        store.take_touched();
+        let json = serde_json::to_string(&store).unwrap();
+        let mut loaded: Store = serde_json::from_str(&json).unwrap();
+        assert_eq!(loaded, store);
+        assert_eq!(loaded.key_by_token("tok-N"), Some(("A".into(), "N".into())));
+        assert_eq!(loaded.key_by_token("tok-X"), None);
+        let may_expire = |s: &Store| -> Vec<String> {
+            s.orders_that_may_expire()
+                .map(|o| o.out_trade_no.clone())
+                .collect()
+        };
+        assert_eq!(may_expire(&loaded), ["E"]);
+        // Paid: it can no longer expire, and leaves the index once the change is taken.
+        loaded.order_mut("A", "E").unwrap().trade = Some(Trade {
+            trade_no: "T".into(),
+            status: TradeStatus::TradeSuccess,
+            buyer_id: "b".into(),
+            buyer_logon_id: "l".into(),
+            gmt_create: "2026-11-25 10:01:00".into(),
+            gmt_payment: Some("2026-11-25 10:01:00".into()),
+            gmt_close: None,
+            refunds: Vec::new(),
+        });
+        loaded.take_touched();
+        assert!(may_expire(&loaded).is_empty());
     }
 }

@@ -96,7 +96,7 @@ fn due_deliveries(
     shared.read(|store| {
         let mut due = Vec::new();
         let mut next: Option<i64> = None;
-        for n in &store.notifications {
+        for n in store.notifications_maybe_pending() {
             if n.state != DeliveryState::Pending || in_flight.contains(&n.id) {
                 continue;
             }
@@ -167,7 +167,7 @@ fn record(shared: &Shared, outcome: Outcome) {
     let retry = &shared.notify_retry;
     let now_ms = shared.clock.now_ms();
     shared.mutate(|store| {
-        let Some(n) = store.notifications.iter_mut().find(|n| n.id == outcome.id) else {
+        let Some(n) = store.notification_mut(outcome.id) else {
             return;
         };
         let success = outcome.attempt.success;

@@ -52,8 +52,7 @@ impl Emulator {
         let addr = listener.local_addr().map_err(EmulatorError::Listener)?;
         let (store, state_file) = match &config.state_dir {
             Some(dir) => {
-                let file = StateFile::open(dir)?;
-                let store = file.load()?;
+                let (file, store) = StateFile::open(dir)?;
                 tracing::info!("state kept in {}", file.path().display());
                 (store, Some(file))
             }
@@ -216,7 +215,8 @@ impl RunningEmulator {
     }
 
     /// Stop accepting, release held answers, let open requests finish (at most 10 s), stop the
-    /// notifier and the expiry sweep. Pending notifications stay in the state and resume on the next start.
+    /// notifier and the expiry sweep, then fold the journal into the snapshot. Pending
+    /// notifications stay in the state and resume on the next start.
     pub async fn shutdown(mut self) {
         self.shared.shutdown.cancel();
         if let Some(server) = self.server.take() {
@@ -232,6 +232,7 @@ impl RunningEmulator {
         if let Some(sweeper) = self.sweeper.take() {
             let _ = sweeper.await;
         }
+        self.shared.compact();
     }
 }
 

@@ -1,8 +1,9 @@
 //! What every handler and the notifier share: configuration, the store behind one lock, the
 //! request log, the faults, the bill download links, and the signals between them.
 //!
-//! The store lock is a plain `std::sync::Mutex`: it is never held across an `.await`, and the
-//! state file is written while it is held so that saves happen in the order of the changes.
+//! The store lock is a plain `std::sync::Mutex`: it is never held across an `.await`, and each
+//! change's journal line is written and flushed while it is held, so that lines are in the order
+//! of the changes and a change is on disk before its request is answered.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -86,14 +87,15 @@ impl Shared {
         f(&lock(&self.store))
     }
 
-    /// Change the store, save it (when persisted) and wake the notifier. A failed save is logged
-    /// and the emulator keeps serving from memory.
+    /// Change the store, record what the change touched (when persisted) and wake the notifier.
+    /// A failed record is logged and the emulator keeps serving from memory.
     pub(crate) fn mutate<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
         let result = {
             let mut store = lock(&self.store);
             let result = f(&mut store);
+            let touched = store.take_touched();
             if let Some(file) = &self.state_file
-                && let Err(e) = file.save(&store)
+                && let Err(e) = file.record(&store, &touched)
             {
                 tracing::error!("{e}");
             }
@@ -101,6 +103,16 @@ impl Shared {
         };
         self.notifier_wake.notify_one();
         result
+    }
+
+    /// Fold the journal into the snapshot (on shutdown, so the snapshot alone is the state).
+    pub(crate) fn compact(&self) {
+        let store = lock(&self.store);
+        if let Some(file) = &self.state_file
+            && let Err(e) = file.compact(&store)
+        {
+            tracing::error!("{e}");
+        }
     }
 
     pub(crate) fn wrong_key(&self) -> Option<PrivateKey> {

@@ -154,11 +154,7 @@ pub(crate) fn register_order(
         agent: new.agent,
         trade: None,
     };
-    store
-        .orders
-        .entry(app_id)
-        .or_default()
-        .insert(new.out_trade_no, order);
+    store.put_order(order);
     Ok(token)
 }
 
@@ -340,10 +336,8 @@ pub(crate) fn due_for_expiry(
     now: &DateTime<FixedOffset>,
 ) -> Vec<(String, String)> {
     store
-        .orders
-        .iter()
-        .filter(|(app_id, _)| apps.contains_key(*app_id))
-        .flat_map(|(_, orders)| orders.values())
+        .orders_that_may_expire()
+        .filter(|o| apps.contains_key(&o.app_id))
         .filter(|o| o.expiry_due(now))
         .map(|o| (o.app_id.clone(), o.out_trade_no.clone()))
         .collect()
@@ -401,9 +395,7 @@ fn queue_notification(
         created_at: ctx.timestamp(),
     };
     let id = store.next_seq();
-    store
-        .notifications
-        .push(Notification { id, ..notification });
+    store.push_notification(Notification { id, ..notification });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -804,8 +796,9 @@ mod tests {
             .clone()
             .unwrap();
         assert_eq!(trade.gmt_close.as_deref(), Some("2026-11-25 10:10:00"));
-        assert_eq!(store.notifications.len(), 1);
-        let n = &store.notifications[0];
+        let all: Vec<_> = store.notifications().collect();
+        assert_eq!(all.len(), 1);
+        let n = all[0];
         assert_eq!(n.trade_status, "TRADE_CLOSED");
         assert!(
             n.fields
@@ -822,7 +815,7 @@ mod tests {
             new_order("E_1", Product::Wap, "2026-11-26 10:00:00"),
         );
         assert_eq!(again.unwrap_err().sub_code, "ACQ.TRADE_HAS_CLOSE");
-        assert_eq!(store.notifications.len(), 1);
+        assert_eq!(store.notifications().count(), 1);
     }
 
     #[test]
@@ -865,8 +858,7 @@ mod tests {
         assert_eq!(status(&store, "S_UNOPENED"), None);
         // Page pay notifies TRADE_SUCCESS only; precreate notifies the close.
         let notified: Vec<&str> = store
-            .notifications
-            .iter()
+            .notifications()
             .map(|n| n.out_trade_no.as_str())
             .collect();
         assert_eq!(notified, ["S_PRE"]);
@@ -894,6 +886,6 @@ mod tests {
             "{}",
             err.sub_msg
         );
-        assert!(store.orders.is_empty());
+        assert_eq!(store.all_orders().count(), 0);
     }
 }

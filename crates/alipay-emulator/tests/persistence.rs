@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use alipay_emulator::{Emulator, EmulatorError, STATE_FILE};
+use alipay_emulator::{Emulator, EmulatorError, JOURNAL_FILE, STATE_FILE};
 use alipay_openapi::{
     Amount, PayKind, RefundQuery, TradePrecreate, TradeQuery, TradeRefund, TradeStatus,
 };
@@ -167,6 +167,45 @@ async fn trades_refunds_orders_and_pending_notifications_survive_a_restart() {
     assert!(attempts.len() >= 2);
     assert_eq!(attempts[0]["body"], "fail");
     assert_eq!(attempts.last().unwrap()["body"], "success");
+    env.emu.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every answered change is in the journal the moment it is answered: an emulator that stops
+/// without its shutdown (as a crash would) loses none of them, and its successor folds them in.
+#[tokio::test]
+async fn answered_changes_survive_a_stop_without_shutdown() {
+    let dir = temp_dir("no-shutdown");
+    let env = start_with(persisted(&dir)).await;
+    for i in 0..30 {
+        env.paid(PayKind::Wap, &format!("CRASH_{i}"), "1").await;
+    }
+    let refund = TradeRefund {
+        out_trade_no: "CRASH_0".into(),
+        refund_amount: Amount::from_yuan_str("0.40").unwrap(),
+        out_request_no: Some("CR1".into()),
+        refund_reason: None,
+    };
+    env.client.execute(&refund).await.unwrap();
+    // No shutdown: nothing is compacted, the journal alone holds the changes.
+    drop(env);
+    assert!(!dir.join(STATE_FILE).exists());
+    assert!(std::fs::metadata(dir.join(JOURNAL_FILE)).unwrap().len() > 0);
+
+    let env = start_with(persisted(&dir)).await;
+    for i in 0..30 {
+        let q = env
+            .client
+            .execute(&TradeQuery::by_out_trade_no(format!("CRASH_{i}")))
+            .await
+            .unwrap();
+        assert_eq!(q.trade_status, Some(TradeStatus::TradeSuccess));
+    }
+    let repeat = env.client.execute(&refund).await.unwrap();
+    assert_eq!(repeat.fund_change.as_deref(), Some("N"));
+    // The start folded the journal into the snapshot.
+    assert!(dir.join(STATE_FILE).exists());
+    assert_eq!(std::fs::metadata(dir.join(JOURNAL_FILE)).unwrap().len(), 0);
     env.emu.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
