@@ -5,7 +5,8 @@
 #
 #   scripts/bench-http.sh [CLIENTS] [SECONDS] [TOOL...]
 #
-# Defaults: 32 clients, 10 s, query-alipay-payment and create-web-page-alipay-payment.
+# Defaults: 32 clients, 10 s, query-alipay-payment and create-web-page-alipay-payment; also
+# wait-for-alipay-payment (each client waits the whole run; prints the polls and CPU per poll).
 # KEEP_ALIVE=1 makes the clients reuse their connections (as Node's fetch does); by default they
 # are rmcp's, which open a connection per call. Before each tool the crypto floor of one query (two
 # RSA2 signatures, two verifications, one thread) is measured in the same run, and the server's
