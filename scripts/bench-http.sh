@@ -22,7 +22,7 @@ TOOLS=("$@")
 cargo build --release -q -p mcp-server-alipay --bin mcp-server-alipay --example loadgen
 cargo build --release -q -p alipay-openapi --example crypto_floor
 TARGET=${CARGO_TARGET_DIR:-target}
-BIN=$TARGET/release/mcp-server-alipay
+BIN=${BIN:-$TARGET/release/mcp-server-alipay}   # BIN=... compares another build
 LOADGEN=$TARGET/release/examples/loadgen
 FLOOR=$TARGET/release/examples/crypto_floor
 KEEP=()

@@ -41,6 +41,7 @@ mod faults;
 #[doc(hidden)]
 pub mod fuzzing;
 mod ids;
+mod in_process;
 mod journal;
 mod model;
 mod notice;
@@ -54,6 +55,7 @@ mod trades;
 
 pub use config::{ALIPAY_NOTIFY_RETRY_SECS, AppConfig, EmulatorConfig, derived_seller_id};
 pub use faults::{FaultKind, HUGE_BODY_BYTES};
+pub use in_process::InProcessGateway;
 pub use journal::JOURNAL_FILE;
 pub use persist::{PersistError, STATE_FILE};
 pub use server::{ClockHandle, Emulator, EmulatorError, RunningEmulator};

@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use tokio::task::JoinHandle;
 
 use crate::config::{EmulatorConfig, is_alipay_user_id};
+use crate::in_process::InProcessGateway;
 use crate::persist::{PersistError, StateFile};
 use crate::shared::Shared;
 use crate::{checkout, control, expiry, notifier, router};
@@ -40,6 +41,7 @@ pub struct RunningEmulator {
     server: Option<JoinHandle<()>>,
     notifier: Option<JoinHandle<()>>,
     sweeper: Option<JoinHandle<()>>,
+    in_process: InProcessGateway,
 }
 
 impl Emulator {
@@ -69,6 +71,7 @@ impl Emulator {
             state_file,
         ));
         let app = routes(shared.clone());
+        let in_process = InProcessGateway::new(app.clone(), shared.base_url.clone());
         let stop = shared.shutdown.clone();
         let server = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
@@ -85,6 +88,7 @@ impl Emulator {
             server: Some(server),
             notifier: Some(notifier),
             sweeper: Some(sweeper),
+            in_process,
         })
     }
 }
@@ -193,6 +197,12 @@ impl RunningEmulator {
     /// Its clock, readable in process.
     pub fn clock(&self) -> ClockHandle {
         ClockHandle(self.shared.clone())
+    }
+
+    /// The gateway for this process's own client: the same routes, no socket (see
+    /// [`InProcessGateway`]).
+    pub fn in_process(&self) -> InProcessGateway {
+        self.in_process.clone()
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -27,6 +27,21 @@ fn refund(no: &str, req: &str) -> TradeRefund {
 #[tokio::test]
 async fn every_fault_kind_is_reported_as_the_right_client_error() {
     let env = start().await;
+    every_fault_kind_through(&env, &env.client).await;
+}
+
+/// The in-process gateway (what local mode's own client uses) breaks its answers exactly as the
+/// HTTP one does, and the client reports each the same way.
+#[tokio::test]
+async fn every_fault_kind_is_reported_the_same_in_process() {
+    let env = start().await;
+    let client = in_process_client_for(&env.emu, Duration::from_secs(5));
+    every_fault_kind_through(&env, &client).await;
+}
+
+async fn every_fault_kind_through(env: &Env, client: &alipay_openapi::AlipayClient) {
+    let query =
+        |no: &'static str| async move { client.execute(&TradeQuery::by_out_trade_no(no)).await };
     env.paid(PayKind::Wap, "F_1", "10").await;
     type Check = fn(&Error) -> bool;
     let cases: Vec<(serde_json::Value, Check)> = vec![
@@ -94,7 +109,7 @@ async fn every_fault_kind_is_reported_as_the_right_client_error() {
     for (mut spec, check) in cases {
         spec["method"] = json!("alipay.trade.query");
         env.fault(spec.clone()).await;
-        let err = query(&env, "F_1").await.unwrap_err();
+        let err = query("F_1").await.unwrap_err();
         assert!(check(&err), "{spec}: {err:?}");
         // A garbled or lost answer never proves that nothing happened; a definite refusal does.
         let definite = ["ACQ.SELLER_BALANCE_NOT_ENOUGH", "aop.invalid-auth-token"]
@@ -102,7 +117,7 @@ async fn every_fault_kind_is_reported_as_the_right_client_error() {
             .any(|c| spec["sub_code"] == *c);
         assert_eq!(err.outcome_unknown(), !definite, "{spec}");
         // The fault was used up: the next call is answered normally.
-        let ok = query(&env, "F_1").await.unwrap();
+        let ok = query("F_1").await.unwrap();
         assert_eq!(ok.out_trade_no.as_deref(), Some("F_1"), "{spec}");
     }
     let log = env.requests().await;
@@ -122,6 +137,41 @@ async fn timeout_holds_the_answer_and_still_processes_the_request() {
     let retry = env.client.execute(&refund("F_T", "R1")).await.unwrap();
     assert_eq!(retry.fund_change.as_deref(), Some("N"));
     assert_eq!(retry.refund_fee.unwrap().to_string(), "1.00");
+}
+
+#[tokio::test]
+async fn in_process_a_timed_out_call_is_still_carried_out_and_logged() {
+    let env = start().await;
+    env.paid(PayKind::Wap, "F_TI", "10").await;
+    env.fault(json!({"method":"alipay.trade.refund","kind":"timeout","delay_ms":1500}))
+        .await;
+    let impatient = in_process_client_for(&env.emu, Duration::from_millis(300));
+    let err = impatient.execute(&refund("F_TI", "R1")).await.unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+    // The caller gave up, but the gateway did not: the refund stands, and the retry says so.
+    let retry = in_process_client_for(&env.emu, Duration::from_secs(5))
+        .execute(&refund("F_TI", "R1"))
+        .await
+        .unwrap();
+    assert_eq!(retry.fund_change.as_deref(), Some("N"));
+    let log = env.requests().await;
+    let refunds = log
+        .iter()
+        .filter(|r| r["method"] == "alipay.trade.refund")
+        .count();
+    assert_eq!(refunds, 2, "both calls are in the request log: {log:?}");
+}
+
+#[tokio::test]
+async fn the_in_process_gateway_answers_only_for_its_own_address() {
+    let env = start().await;
+    let gateway = env.emu.in_process();
+    let url = "http://127.0.0.1:1/gateway.do?sign=SECRET";
+    let err = alipay_openapi::Transport::post(&gateway, url, String::new(), 1 << 20)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Connect(_)), "{err:?}");
+    assert!(!err.to_string().contains("SECRET"), "{err}");
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! response verified with the Alipay public key, then parsed; a business failure comes back as
 //! [`Error::Business`] only after its signature verified too.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::{ApiRequest, PayOrder};
@@ -11,6 +11,7 @@ use crate::keys::PublicKey;
 use crate::request::{Merchant, NODE_SDK_ID, RequestOptions};
 use crate::response::{VerifiedResponse, verify_response};
 use crate::time::timestamp_now;
+use crate::transport::{HttpTransport, Transport};
 
 /// Alipay's production gateway.
 pub const PROD_GATEWAY: &str = "https://openapi.alipay.com/gateway.do";
@@ -58,33 +59,23 @@ impl ClientConfig {
 #[derive(Clone, Debug)]
 pub struct AlipayClient {
     config: Arc<ClientConfig>,
-    /// Built on the first request: building it loads the system's root certificates (several
-    /// milliseconds and a few hundred KB), which a server that only lists tools or signs links
-    /// never needs.
-    http: Arc<OnceLock<Result<reqwest::Client, String>>>,
+    transport: Arc<dyn Transport>,
 }
 
 impl AlipayClient {
+    /// A client that reaches `config.gateway_url` over HTTP(S).
     pub fn new(config: ClientConfig) -> Result<Self, Error> {
-        Ok(Self {
-            config: Arc::new(config),
-            http: Arc::new(OnceLock::new()),
-        })
+        let transport = HttpTransport::new(config.connect_timeout, config.timeout);
+        Ok(Self::with_transport(config, Arc::new(transport)))
     }
 
-    fn http(&self) -> Result<&reqwest::Client, Error> {
-        self.http
-            .get_or_init(|| {
-                reqwest::Client::builder()
-                    .connect_timeout(self.config.connect_timeout)
-                    .timeout(self.config.timeout)
-                    .user_agent(concat!("alipay-openapi-rust/", env!("CARGO_PKG_VERSION")))
-                    .redirect(reqwest::redirect::Policy::none())
-                    .build()
-                    .map_err(|e| e.to_string())
-            })
-            .as_ref()
-            .map_err(|e| Error::Transport(e.clone()))
+    /// A client whose requests go through `transport` (still signed for, and addressed to,
+    /// `config.gateway_url`).
+    pub fn with_transport(config: ClientConfig, transport: Arc<dyn Transport>) -> Self {
+        Self {
+            config: Arc::new(config),
+            transport,
+        }
     }
 
     pub fn config(&self) -> &ClientConfig {
@@ -167,70 +158,12 @@ impl AlipayClient {
 
     async fn post(&self, url: String, form: String) -> Result<String, Error> {
         let timeout = self.config.timeout;
-        let map_err = |e: reqwest::Error| {
-            // The URL carries the request's `sign`: it never goes into an error message.
-            let e = e.without_url();
-            if e.is_timeout() {
-                Error::Timeout(timeout)
-            } else if e.is_connect() {
-                Error::Connect(error_chain(&e))
-            } else {
-                Error::Transport(error_chain(&e))
-            }
-        };
-        let http = self.http()?;
-        let send = async {
-            let mut response = http
-                .post(url)
-                .header(
-                    reqwest::header::CONTENT_TYPE,
-                    "application/x-www-form-urlencoded;charset=utf-8",
-                )
-                .header(reqwest::header::ACCEPT, "application/json")
-                .body(form)
-                .send()
-                .await
-                .map_err(map_err)?;
-            let status = response.status();
-            if status != reqwest::StatusCode::OK {
-                return Err(Error::HttpStatus(status.as_u16()));
-            }
-            let limit = self.config.max_response_bytes;
-            if response
-                .content_length()
-                .is_some_and(|n| n as usize > limit)
-            {
-                return Err(Error::TooLarge(limit));
-            }
-            let mut body = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(map_err)? {
-                if body.len() + chunk.len() > limit {
-                    return Err(Error::TooLarge(limit));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            String::from_utf8(body).map_err(|_| {
-                Error::Response(ResponseError::Malformed("the body is not UTF-8".into()))
-            })
-        };
-        // reqwest enforces the timeout too; this bounds anything it does not cover.
+        let send = self
+            .transport
+            .post(&url, form, self.config.max_response_bytes);
+        // An HTTP transport enforces the timeout too; this bounds anything it does not cover.
         tokio::time::timeout(timeout + Duration::from_millis(50), send)
             .await
             .unwrap_or(Err(Error::Timeout(timeout)))
     }
-}
-
-/// The error and its causes on one line (reqwest's top-level message alone says little).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }

@@ -19,6 +19,7 @@ mod request;
 pub mod response;
 mod sign_content;
 pub mod time;
+pub mod transport;
 
 pub use amount::{Amount, MAX_FEN, Money};
 pub use api::{
@@ -40,3 +41,4 @@ pub use keys::{MIN_RSA_BITS, PrivateKey, PublicKey};
 pub use notify::{SignedFields, TradeNotification};
 pub use request::{Merchant, NODE_SDK_ID, RequestOptions, SignedRequest};
 pub use sign_content::{notify_sign_content, sign_content};
+pub use transport::{HttpTransport, PostFuture, Transport};

@@ -388,8 +388,11 @@ pub async fn connect(config: &Config) -> Result<(AlipayClient, Option<LocalGatew
     client_config.return_url = config.return_url.clone();
     client_config.timeout = config.timeout;
     client_config.connect_timeout = config.timeout.min(std::time::Duration::from_secs(3));
-    let client = AlipayClient::new(client_config)
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    let client = match local.as_ref().and_then(LocalGateway::in_process) {
+        Some(gateway) => AlipayClient::with_transport(client_config, Arc::new(gateway)),
+        None => AlipayClient::new(client_config)
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
+    };
     Ok((client, local))
 }
 

@@ -1,6 +1,8 @@
 //! Local mode: no merchant account. The emulator runs in-process on `127.0.0.1:AP_LOCAL_PORT`, with
 //! an app key pair and a platform key pair created once in `AP_DATA_DIR/local/` and reused, and its
-//! trades persisted there too, so links survive a restart.
+//! trades persisted there too, so links survive a restart. This process's own calls reach it in
+//! process (`alipay_emulator::InProcessGateway`: the same routes, no socket); browsers, its
+//! notifications and other processes use its HTTP address.
 //!
 //! Several servers may share one data dir (a desktop app and an editor both configured, each
 //! spawning its own server). One of them owns the gateway (an exclusive lock on
@@ -35,6 +37,12 @@ pub struct LocalGateway {
 impl LocalGateway {
     pub fn gateway_url(&self) -> String {
         self.gateway_url.clone()
+    }
+
+    /// How this process's client reaches the gateway when it runs here: in process, through its
+    /// routes (no loopback socket). `None`: over HTTP, to another server's gateway.
+    pub fn in_process(&self) -> Option<alipay_emulator::InProcessGateway> {
+        self.running.as_ref().map(RunningEmulator::in_process)
     }
 
     /// The embedded gateway's clock, when it runs in this process.

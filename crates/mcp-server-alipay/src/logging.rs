@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use tracing_subscriber::Layer as _;
-use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::FormatTime;
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -44,6 +44,15 @@ pub fn open_log_file(path: &Path) -> io::Result<std::fs::File> {
     Ok(file)
 }
 
+/// What the log file keeps: our own events from INFO up; the MCP library's from WARN up, since at
+/// INFO it logs three lines for every Streamable HTTP request (each one a session of its own),
+/// one with the client's whole `initialize` parameters.
+fn file_filter() -> Targets {
+    Targets::new()
+        .with_default(LevelFilter::INFO)
+        .with_target("rmcp", LevelFilter::WARN)
+}
+
 /// Install the subscriber. Returns a warning to show when the log file could not be opened.
 pub fn init(config: &Config) -> Option<String> {
     let stderr = tracing_subscriber::fmt::layer()
@@ -61,7 +70,7 @@ pub fn init(config: &Config) -> Option<String> {
                         .with_ansi(false)
                         .with_target(false)
                         .with_timer(BeijingTimer)
-                        .with_filter(LevelFilter::INFO),
+                        .with_filter(file_filter()),
                 ),
                 None,
             ),

@@ -89,6 +89,12 @@ pub(crate) fn client_for(
     AlipayClient::new(config).unwrap()
 }
 
+/// The same client, reaching the gateway in process (`RunningEmulator::in_process`).
+pub(crate) fn in_process_client_for(emu: &RunningEmulator, timeout: Duration) -> AlipayClient {
+    let http = client_for(emu, SignType::Rsa2, timeout);
+    AlipayClient::with_transport(http.config().clone(), Arc::new(emu.in_process()))
+}
+
 pub(crate) fn order(kind: PayKind, out_trade_no: &str, yuan: &str, subject: &str) -> PayOrder {
     PayOrder {
         kind,

@@ -131,8 +131,10 @@ pub fn output_schema_of<T: JsonSchema>() -> Map<String, Value> {
     let mut settings = schemars::generate::SchemaSettings::draft2020_12().for_serialize();
     settings.inline_subschemas = true;
     let schema = settings.into_generator().into_root_schema_for::<T>();
-    match serde_json::to_value(schema) {
-        Ok(Value::Object(mut map)) => {
+    // The schema's own value, not its `Serialize` (which re-orders keywords into a new value: a
+    // third of start-up's instructions, for an order `serde_json::Map` does not keep).
+    match schema.to_value() {
+        Value::Object(mut map) => {
             // The wrapper type's name and doc are noise to a model.
             map.remove("title");
             map.remove("description");

@@ -1,8 +1,9 @@
 //! The SQLite ledger (`AP_DATA_DIR/ledger.db`; `sandbox/` and `local/` below it for those
 //! environments): one file per environment, any number of apps in it (every row names its app).
 //! WAL, one transaction per call, a busy timeout so two server processes on one data dir wait for
-//! each other instead of failing. SQLite's calls block, so each runs on tokio's blocking pool,
-//! never on an async worker.
+//! each other instead of failing. SQLite's calls block, so each runs on the writer's own thread
+//! (`writer`), never on an async worker, except a read of one order by its key (`readers`), which
+//! takes less than the hand-off would.
 //!
 //! Across processes sharing the file: liveness and the per-order refund lock by lock files
 //! (`liveness`), the refund decision by SQLite's single writer (`begin_refund` checks and records
@@ -12,13 +13,15 @@
 mod liveness;
 mod ops;
 mod outbox;
+mod readers;
 mod rows;
 mod schema;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use alipay_openapi::Money;
@@ -27,15 +30,20 @@ use rusqlite::Connection;
 use tokio::sync::broadcast;
 
 use self::liveness::{Instance, OrderLocks};
+use self::readers::Readers;
 use self::rows::{Fail, Res};
+use self::writer::Writer;
 use super::*;
 
 /// How many changes a slow subscriber may fall behind before it is told it lagged.
 const CHANGES_CAPACITY: usize = 1024;
 
 pub struct SqliteLedger {
-    /// `None` once the handle is dropped (closed on the blocking pool).
-    conn: Arc<Mutex<Option<Connection>>>,
+    /// Point reads in place. Declared before `writer`, so dropped first: the writer's connection
+    /// closes last, and the last one closed checkpoints the WAL.
+    readers: Readers,
+    /// Every other call, in order, on the writer's own thread.
+    writer: Writer,
     scope: AppScope,
     instance: Instance,
     instances_dir: PathBuf,
@@ -43,6 +51,11 @@ pub struct SqliteLedger {
     changes: broadcast::Sender<OrderChanged>,
     /// The outbox's configured targets: each event gets one delivery per target that receives it.
     targets: Arc<[TargetKind]>,
+}
+
+/// One reader per worker thread: an in-place read holds its worker, so no more can run at once.
+fn reader_count() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().min(8))
 }
 
 /// How long a call waits for another writer (in this process or another) before it gives up.
@@ -99,13 +112,15 @@ impl SqliteLedger {
         let (path, instances_dir) = (path.to_path_buf(), instances_dir.to_path_buf());
         tokio::task::spawn_blocking(move || {
             let conn = open_file(&path, &scope).map_err(Fail::into_ledger)?;
+            let readers = Readers::open(&path, reader_count()).map_err(Fail::into_ledger)?;
             let instance = Instance::register(&instances_dir)?;
             let order_locks = instances_dir
                 .parent()
                 .unwrap_or(&instances_dir)
                 .join("order-locks");
             Ok(Self {
-                conn: Arc::new(Mutex::new(Some(conn))),
+                readers,
+                writer: Writer::start(conn).map_err(Fail::into_ledger)?,
                 scope,
                 instance,
                 instances_dir,
@@ -138,28 +153,23 @@ impl SqliteLedger {
         self
     }
 
-    /// Run `f` on the connection, on the blocking pool.
+    /// Run `f` on the writer's connection.
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection, &AppScope) -> Res<T> + Send + 'static,
     ) -> Result<T, LedgerError> {
-        let (conn, scope) = (self.conn.clone(), self.scope.clone());
-        tokio::task::spawn_blocking(move || {
-            // A panic mid-call rolled its transaction back (the transaction's drop), so the
-            // connection is sound even if the lock is poisoned.
-            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            let conn = conn.as_mut().ok_or_else(|| {
-                LedgerError::new(LedgerErrorKind::Unavailable, "the ledger is closed")
-            })?;
-            f(conn, &scope).map_err(Fail::into_ledger)
-        })
-        .await
-        .map_err(|e| {
-            LedgerError::new(
-                LedgerErrorKind::CommitOutcomeUnknown,
-                format!("a ledger call ended before it answered ({e}); whether it committed is not known"),
-            )
-        })?
+        self.writer.call(self.scope.clone(), f).await
+    }
+
+    /// `read` in place on a reader when one is free, else on the blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl Fn(&Connection, &AppScope) -> Res<T> + Send + 'static,
+    ) -> Result<T, LedgerError> {
+        if let Some(done) = self.readers.try_read(&self.scope, &read) {
+            return done;
+        }
+        self.run(move |c, s| read(c, s)).await
     }
 
     /// Tell subscribers an order's committed state changed.
@@ -169,19 +179,6 @@ impl SqliteLedger {
             let _ = self.changes.send(OrderChanged {
                 out_trade_no: out_trade_no.clone(),
             });
-        }
-    }
-}
-
-impl Drop for SqliteLedger {
-    fn drop(&mut self) {
-        // Closing the last connection checkpoints the WAL (file I/O): on the blocking pool too,
-        // when there is one.
-        let conn = self.conn.clone();
-        let close = move || drop(conn.lock().unwrap_or_else(PoisonError::into_inner).take());
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn_blocking(close)),
-            Err(_) => close(),
         }
     }
 }
@@ -228,7 +225,7 @@ impl Ledger for SqliteLedger {
 
     async fn order(&self, out_trade_no: &OutTradeNo) -> Result<Option<OrderRecord>, LedgerError> {
         let no = out_trade_no.clone();
-        self.run(move |c, s| ops::order(c, s, &no)).await
+        self.read(move |c, s| ops::order(c, s, &no)).await
     }
 
     async fn update_status(
@@ -237,6 +234,14 @@ impl Ledger for SqliteLedger {
         update: &StatusUpdate,
     ) -> Result<bool, LedgerError> {
         let (no, update, targets) = (out_trade_no.clone(), update.clone(), self.targets.clone());
+        // Most updates repeat what is known (a paid order queried again): a read answers them.
+        let (read_no, read_update) = (no.clone(), update.clone());
+        if self
+            .read(move |c, s| ops::repeats_what_is_known(c, s, &read_no, &read_update))
+            .await?
+        {
+            return Ok(false);
+        }
         let (status_changed, changed) = self
             .run(move |c, s| ops::update_status(c, s, &targets, &no, &update))
             .await?;
