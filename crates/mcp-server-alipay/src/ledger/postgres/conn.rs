@@ -137,8 +137,12 @@ impl Connector {
         // connection is never `RESET`).
         // The server's keepalives too: a host that dies without closing its sockets loses its
         // lease and its order locks in about a minute, not after the kernel's two hours.
+        // Custom plans only: a statement is prepared once per pooled connection, and the generic
+        // plan PostgreSQL settles on after five runs is kept for the connection's life. Made while
+        // the ledger was new and its tables a page long, that plan reads the whole table (0.7 ms a
+        // lookup at 10,000 orders, against 0.02 ms planned for its values each time).
         let mut settings = format!(
-            "-c lock_timeout={LOCK_TIMEOUT_MS} -c statement_timeout={STATEMENT_TIMEOUT_MS} -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS} -c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3"
+            "-c lock_timeout={LOCK_TIMEOUT_MS} -c statement_timeout={STATEMENT_TIMEOUT_MS} -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS} -c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3 -c plan_cache_mode=force_custom_plan"
         );
         if let Some(schema) = &options.schema {
             check_schema(schema)?;

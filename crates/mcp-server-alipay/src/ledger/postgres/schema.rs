@@ -17,8 +17,35 @@ use crate::domain::AppScope;
 use crate::ledger::LedgerError;
 use crate::ledger::LedgerErrorKind::Refused;
 
-/// The version this code writes: SQLite's, whose tables these are.
-pub(super) const VERSION: i32 = 4;
+/// The version this code writes: SQLite's version 4 tables (`V4`), then version 5's indexes
+/// (`V5_INDEXES`).
+pub(super) const VERSION: i32 = 5;
+
+/// Version 5: no secondary index has `env` among its columns. A schema holds one environment
+/// (checked at every start), so `env` never narrows a search; but before PostgreSQL has
+/// statistics for a table (until autovacuum's first ANALYZE, a minute or more after it grew) the
+/// planner guesses every equality narrows, and so took `(app_id, env, created_at)` over the primary
+/// key to find one order by its number, then read every order of the app: 1.8 ms an order with
+/// 10,000 of them. Without `env`, an index that matches only `app_id` never looks better than the
+/// key that matches the whole number.
+const V5_INDEXES: &str = r#"
+DROP INDEX orders_by_created;
+CREATE INDEX orders_by_created ON orders (app_id, created_at);
+DROP INDEX status_events_by_order;
+CREATE INDEX status_events_by_order ON status_events (app_id, out_trade_no);
+DROP INDEX refunds_by_day;
+CREATE INDEX refunds_by_day ON refunds (app_id, day);
+DROP INDEX refunds_by_state;
+CREATE INDEX refunds_by_state ON refunds (app_id, state);
+DROP INDEX notifications_by_order;
+CREATE INDEX notifications_by_order ON notifications (app_id, out_trade_no);
+DROP INDEX approvals_by_refund;
+CREATE INDEX approvals_by_refund ON approvals (app_id, out_trade_no, out_request_no);
+DROP INDEX approvals_by_status;
+CREATE INDEX approvals_by_status ON approvals (app_id, status);
+DROP INDEX deliveries_due;
+CREATE INDEX deliveries_due ON deliveries (app_id, state, next_ms);
+"#;
 
 /// The tables of version 4, for a schema that has none of them.
 const TABLES: [&str; 11] = [
@@ -237,6 +264,15 @@ async fn run(tx: &super::rows::Tx<'_>, schema: &str, scope: &AppScope) -> Res<()
         .flatten();
         match version {
             Some(VERSION) => {}
+            Some(4) => {
+                tx.batch_execute(V5_INDEXES).await?;
+                execute(
+                    tx,
+                    "INSERT INTO schema_version (version) VALUES ($1)",
+                    &[&VERSION],
+                )
+                .await?;
+            }
             Some(other) if other > VERSION => {
                 return refuse(format!(
                     "this ledger (PostgreSQL schema {schema}) has schema version {other}, which this server does not know (it writes {VERSION}): it was written by a newer version"
@@ -255,6 +291,7 @@ async fn run(tx: &super::rows::Tx<'_>, schema: &str, scope: &AppScope) -> Res<()
             ));
         }
         tx.batch_execute(V4).await?;
+        tx.batch_execute(V5_INDEXES).await?;
         tx.batch_execute(
             "CREATE TABLE schema_version (
                  version    integer PRIMARY KEY,
