@@ -596,6 +596,16 @@ pub trait Ledger: Send + Sync {
         out_trade_no: &OutTradeNo,
         update: &StatusUpdate,
     ) -> Result<bool, LedgerError>;
+    /// [`Self::update_status`], then the order as it stands after it. A backend answers a status
+    /// that changes nothing (a paid order queried again) from the one read that decides so.
+    async fn update_status_then_order(
+        &self,
+        out_trade_no: &OutTradeNo,
+        update: &StatusUpdate,
+    ) -> Result<(bool, Option<OrderRecord>), LedgerError> {
+        let changed = self.update_status(out_trade_no, update).await?;
+        Ok((changed, self.order(out_trade_no).await?))
+    }
     async fn list_orders(&self, filter: &OrderFilter) -> Result<Vec<OrderRecord>, LedgerError>;
 
     /// Decide with [`crate::domain::refund::decide_begin`], atomically, and record the decision:

@@ -339,18 +339,10 @@ pub async fn query(svc: &Services, out_trade_no: &OutTradeNo) -> Queried {
     let known = || async { svc.ledger.order(out_trade_no).await.ok().flatten() };
     match result {
         Ok(q) => {
-            if let Some(status) = &q.trade_status {
-                record_status(
-                    svc,
-                    out_trade_no,
-                    status.clone(),
-                    q.trade_no.clone(),
-                    q.send_pay_date.clone(),
-                    StatusSource::Query,
-                )
-                .await;
-            }
-            let order = known().await;
+            let order = match &q.trade_status {
+                Some(status) => record_queried_status(svc, out_trade_no, &q, status.clone()).await,
+                None => known().await,
+            };
             let expired = match &order {
                 Some(order) => {
                     crate::service::wait::state_of(svc, order).await == PaymentState::Expired
@@ -386,6 +378,49 @@ pub async fn record_status(
     paid_at: Option<String>,
     source: StatusSource,
 ) {
+    let update = status_update(svc, trade_status, trade_no, paid_at, source).await;
+    if let Err(e) = svc.ledger.update_status(out_trade_no, &update).await {
+        tracing::error!(out_trade_no = %out_trade_no, error = %e, source = source.as_str(), "cannot record the status");
+    }
+}
+
+/// [`record_status`] from a query's answer, then the order as it stands (one ledger read when the
+/// status is already known, the common case); `None` when it is not in the ledger or cannot be
+/// read.
+async fn record_queried_status(
+    svc: &Services,
+    out_trade_no: &OutTradeNo,
+    answer: &TradeQueryResponse,
+    trade_status: TradeStatus,
+) -> Option<OrderRecord> {
+    let update = status_update(
+        svc,
+        trade_status,
+        answer.trade_no.clone(),
+        answer.send_pay_date.clone(),
+        StatusSource::Query,
+    )
+    .await;
+    match svc
+        .ledger
+        .update_status_then_order(out_trade_no, &update)
+        .await
+    {
+        Ok((_, order)) => order,
+        Err(e) => {
+            tracing::error!(out_trade_no = %out_trade_no, error = %e, source = "query", "cannot record the status");
+            svc.ledger.order(out_trade_no).await.ok().flatten()
+        }
+    }
+}
+
+async fn status_update(
+    svc: &Services,
+    trade_status: TradeStatus,
+    trade_no: Option<String>,
+    paid_at: Option<String>,
+    source: StatusSource,
+) -> StatusUpdate {
     // Whether a close came after the order's expiry is read on the gateway's clock.
     let seen_at = if trade_status == TradeStatus::TradeClosed {
         Some(alipay_openapi::time::format_timestamp(
@@ -394,16 +429,13 @@ pub async fn record_status(
     } else {
         None
     };
-    let update = StatusUpdate {
+    StatusUpdate {
         trade_status,
         trade_no,
         refunded: None,
         source,
         seen_at,
         paid_at,
-    };
-    if let Err(e) = svc.ledger.update_status(out_trade_no, &update).await {
-        tracing::error!(out_trade_no = %out_trade_no, error = %e, source = source.as_str(), "cannot record the status");
     }
 }
 

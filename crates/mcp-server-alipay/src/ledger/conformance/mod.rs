@@ -72,6 +72,7 @@ macro_rules! conformance_tests {
             notifications_dedupe_and_never_move_status_backwards,
             lists_filter_by_status_and_day,
             a_repeated_status_fills_in_only_what_is_missing,
+            a_status_update_answers_with_the_order_as_it_stands,
             a_store_is_opened_many_times,
             racing_refunds_never_exceed_what_was_paid,
             racing_refunds_never_exceed_the_daily_budget,
@@ -665,6 +666,44 @@ pub(crate) async fn lists_filter_by_status_and_day(b: &dyn Backend) {
 /// A status the ledger has already, repeated with a trade number, a payment time or a larger
 /// refund it lacks, records those (and only those); repeated bare it changes nothing, and a status
 /// for an order the store does not hold records nothing.
+/// `update_status_then_order` changes what `update_status` would and answers with what `order`
+/// reads after it: for a new status (the write), one already known (the read alone), one that
+/// fills in a missing trade number, and an order the ledger does not have.
+pub(crate) async fn a_status_update_answers_with_the_order_as_it_stands(b: &dyn Backend) {
+    let store = b
+        .fresh("a_status_update_answers_with_the_order_as_it_stands")
+        .await;
+    let l = &*store.open(&scope(APP)).await;
+    l.create_order(&order("A", 1_000)).await.unwrap();
+    let paid = status("TRADE_SUCCESS", None, StatusSource::Query);
+    let with_trade_no = StatusUpdate {
+        trade_no: Some("T1".into()),
+        ..paid.clone()
+    };
+    for (update, changes_status) in [(&paid, true), (&paid, false), (&with_trade_no, true)] {
+        let (changed, answered) = l.update_status_then_order(&no("A"), update).await.unwrap();
+        assert_eq!(changed, changes_status, "{update:?}");
+        let read = l.order(&no("A")).await.unwrap();
+        assert_eq!(answered, read);
+        assert_eq!(read.unwrap().trade_status, Some(TradeStatus::TradeSuccess));
+    }
+    assert_eq!(
+        l.order(&no("A"))
+            .await
+            .unwrap()
+            .unwrap()
+            .trade_no
+            .as_deref(),
+        Some("T1")
+    );
+    let (changed, none) = l
+        .update_status_then_order(&no("NONE"), &paid)
+        .await
+        .unwrap();
+    assert!(!changed);
+    assert_eq!(none, None);
+}
+
 pub(crate) async fn a_repeated_status_fills_in_only_what_is_missing(b: &dyn Backend) {
     let store = b
         .fresh("a_repeated_status_fills_in_only_what_is_missing")

@@ -249,6 +249,20 @@ impl Ledger for SqliteLedger {
         Ok(status_changed)
     }
 
+    async fn update_status_then_order(
+        &self,
+        out_trade_no: &OutTradeNo,
+        update: &StatusUpdate,
+    ) -> Result<(bool, Option<OrderRecord>), LedgerError> {
+        let no = out_trade_no.clone();
+        let known = self.read(move |c, s| ops::order(c, s, &no)).await?;
+        if update.changes_nothing_in(known.as_ref()) {
+            return Ok((false, known));
+        }
+        let changed = self.update_status(out_trade_no, update).await?;
+        Ok((changed, self.order(out_trade_no).await?))
+    }
+
     async fn list_orders(&self, filter: &OrderFilter) -> Result<Vec<OrderRecord>, LedgerError> {
         let filter = filter.clone();
         self.run(move |c, s| ops::list_orders(c, s, &filter)).await
