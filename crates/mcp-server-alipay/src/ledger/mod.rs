@@ -596,13 +596,18 @@ pub trait Ledger: Send + Sync {
         out_trade_no: &OutTradeNo,
         update: &StatusUpdate,
     ) -> Result<bool, LedgerError>;
-    /// [`Self::update_status`], then the order as it stands after it. A backend answers a status
-    /// that changes nothing (a paid order queried again) from the one read that decides so.
+    /// [`Self::update_status`], then the order as it stands after it. A status that changes
+    /// nothing (a paid order queried again, the common case) is answered from the one read that
+    /// decides so; the rare write is read again after.
     async fn update_status_then_order(
         &self,
         out_trade_no: &OutTradeNo,
         update: &StatusUpdate,
     ) -> Result<(bool, Option<OrderRecord>), LedgerError> {
+        let known = self.order(out_trade_no).await?;
+        if update.changes_nothing_in(known.as_ref()) {
+            return Ok((false, known));
+        }
         let changed = self.update_status(out_trade_no, update).await?;
         Ok((changed, self.order(out_trade_no).await?))
     }

@@ -322,23 +322,6 @@ impl Ledger for PostgresLedger {
         Ok(status_changed)
     }
 
-    async fn update_status_then_order(
-        &self,
-        out_trade_no: &OutTradeNo,
-        update: &StatusUpdate,
-    ) -> Result<(bool, Option<OrderRecord>), LedgerError> {
-        let known = in_tx!(self, read, |tx| ops::find_order(
-            &tx,
-            &self.cx,
-            out_trade_no
-        ))?;
-        if update.changes_nothing_in(known.as_ref()) {
-            return Ok((false, known));
-        }
-        let changed = self.update_status(out_trade_no, update).await?;
-        Ok((changed, self.order(out_trade_no).await?))
-    }
-
     async fn list_orders(&self, filter: &OrderFilter) -> Result<Vec<OrderRecord>, LedgerError> {
         in_tx!(self, read, |tx| ops::list_orders(&tx, &self.cx, filter))
     }

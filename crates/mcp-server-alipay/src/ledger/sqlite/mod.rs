@@ -233,34 +233,16 @@ impl Ledger for SqliteLedger {
         out_trade_no: &OutTradeNo,
         update: &StatusUpdate,
     ) -> Result<bool, LedgerError> {
-        let (no, update, targets) = (out_trade_no.clone(), update.clone(), self.targets.clone());
         // Most updates repeat what is known (a paid order queried again): a read answers them.
-        let (read_no, read_update) = (no.clone(), update.clone());
-        if self
-            .read(move |c, s| ops::repeats_what_is_known(c, s, &read_no, &read_update))
-            .await?
-        {
+        if update.changes_nothing_in(self.order(out_trade_no).await?.as_ref()) {
             return Ok(false);
         }
+        let (no, update, targets) = (out_trade_no.clone(), update.clone(), self.targets.clone());
         let (status_changed, changed) = self
             .run(move |c, s| ops::update_status(c, s, &targets, &no, &update))
             .await?;
         self.changed(out_trade_no, changed);
         Ok(status_changed)
-    }
-
-    async fn update_status_then_order(
-        &self,
-        out_trade_no: &OutTradeNo,
-        update: &StatusUpdate,
-    ) -> Result<(bool, Option<OrderRecord>), LedgerError> {
-        let no = out_trade_no.clone();
-        let known = self.read(move |c, s| ops::order(c, s, &no)).await?;
-        if update.changes_nothing_in(known.as_ref()) {
-            return Ok((false, known));
-        }
-        let changed = self.update_status(out_trade_no, update).await?;
-        Ok((changed, self.order(out_trade_no).await?))
     }
 
     async fn list_orders(&self, filter: &OrderFilter) -> Result<Vec<OrderRecord>, LedgerError> {

@@ -328,16 +328,6 @@ pub(super) fn order(conn: &Connection, s: &AppScope, no: &OutTradeNo) -> Res<Opt
     find_order(conn, s, no)
 }
 
-/// Whether `update` would change nothing of the order (see [`StatusUpdate::changes_nothing_in`]).
-pub(super) fn repeats_what_is_known(
-    conn: &Connection,
-    s: &AppScope,
-    no: &OutTradeNo,
-    update: &StatusUpdate,
-) -> Res<bool> {
-    Ok(update.changes_nothing_in(find_order(conn, s, no)?.as_ref()))
-}
-
 pub(super) fn update_status(
     conn: &mut Connection,
     s: &AppScope,
