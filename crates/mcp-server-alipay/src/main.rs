@@ -7,6 +7,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use mcp_server_alipay::{config, doctor, http, keygen, logging, stdio};
 
+/// mimalloc, not glibc's malloc: glibc's (its per-thread arenas, consolidation and frees across
+/// threads) was 5-6% of a query's CPU and of a create's; mimalloc's is 3-4% (docs/benchmarks.md).
+/// Built without transparent huge pages, which kept 10 MB of idle heap resident.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "mcp-server-alipay",
