@@ -26,7 +26,7 @@ TOOLS=("$@")
 
 cargo build --release -q -p mcp-server-alipay --bin mcp-server-alipay --example loadgen
 TARGET=${CARGO_TARGET_DIR:-target}
-BIN=$TARGET/release/mcp-server-alipay
+BIN=${BIN:-$TARGET/release/mcp-server-alipay}   # BIN=... compares another build
 LOADGEN=$TARGET/release/examples/loadgen
 WORK=$(mktemp -d /tmp/bench-fleet.XXXXXX)
 PIDS=()

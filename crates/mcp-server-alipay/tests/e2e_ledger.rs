@@ -174,6 +174,28 @@ async fn an_order_or_refund_number_always_means_one_thing() {
         );
         assert!(!text(&refused).contains("gateway.do"), "nothing signed");
     }
+    // Each call has its one audit row (the new order's written with it, in its commit).
+    let db = rusqlite::Connection::open(dir.path().join("data/local/ledger.db")).unwrap();
+    let rows: Vec<String> = db
+        .prepare(
+            "SELECT tool || ' | ' || decision || ' | ' || outcome FROM audit
+             WHERE arguments LIKE '%\"ID_1\"%' ORDER BY id",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let web = "create-web-page-alipay-payment";
+    assert_eq!(
+        rows,
+        [
+            format!("{web} | allowed | succeeded"),
+            format!("{web} | replayed | succeeded"),
+            format!("{web} | refused: number already used | failed"),
+            format!("{web} | refused: number already used | failed"),
+        ]
+    );
     // Omitted numbers are minted, unique, and returned.
     let a = call(
         &client,

@@ -71,6 +71,10 @@ async fn orders_that_expire_unpaid_are_told_once() {
                     title: "sweep".into(),
                     expires_in_minutes: Some(5),
                 },
+                &orders::ToolCall {
+                    tool: "create-web-page-alipay-payment",
+                    arguments: &serde_json::Map::new(),
+                },
             )
             .await;
             let Created::New { order, .. } = created else {

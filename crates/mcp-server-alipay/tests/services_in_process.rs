@@ -198,6 +198,10 @@ impl Harness {
                 title: "in-process test".into(),
                 expires_in_minutes: None,
             },
+            &orders::ToolCall {
+                tool: "create-web-page-alipay-payment",
+                arguments: &serde_json::Map::new(),
+            },
         )
         .await;
         let Created::New { order, .. } = created else {

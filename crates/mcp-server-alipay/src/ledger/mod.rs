@@ -43,6 +43,10 @@ pub struct NewOrder {
     pub link: String,
     /// Beijing time, `yyyy-MM-dd HH:mm:ss`: when Alipay stops taking payment (`time_expire`).
     pub expires_at: Option<String>,
+    /// The call's audit row, written in the same commit as the order when the number is new
+    /// (one write a create, not two; never an order without its row); not written when the
+    /// number was taken, whose caller audits what it made of that.
+    pub audit: Option<AuditRow>,
 }
 
 /// An order as the ledger knows it.
@@ -489,6 +493,28 @@ pub struct AuditEntry<'a> {
     pub outcome: AuditOutcome,
 }
 
+/// An audit row as stored: an [`AuditEntry`]'s fields, owned (they cross to the writer's thread
+/// or into a statement).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditRow {
+    pub tool: String,
+    /// The arguments as JSON text.
+    pub arguments: String,
+    pub decision: String,
+    pub outcome: &'static str,
+}
+
+impl AuditRow {
+    pub fn of(entry: &AuditEntry<'_>) -> Self {
+        Self {
+            tool: entry.tool.to_string(),
+            arguments: entry.arguments.to_string(),
+            decision: entry.decision.to_string(),
+            outcome: entry.outcome.as_str(),
+        }
+    }
+}
+
 /// Whether an order number was new.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CreateOrder {
@@ -586,7 +612,8 @@ pub trait Ledger: Send + Sync {
     /// Orders whose committed state changed, by any writer this backend can hear.
     fn changes(&self) -> tokio::sync::broadcast::Receiver<OrderChanged>;
 
-    /// Record a new order, or return the one already recorded under that number (unchanged).
+    /// Record a new order (and its audit row, in the same commit), or return the one already
+    /// recorded under that number (unchanged, and no audit row written).
     async fn create_order(&self, order: &NewOrder) -> Result<CreateOrder, LedgerError>;
     async fn order(&self, out_trade_no: &OutTradeNo) -> Result<Option<OrderRecord>, LedgerError>;
     /// Apply a status learned from a verified gateway answer (and raise the reported refund total,

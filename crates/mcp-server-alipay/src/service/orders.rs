@@ -12,10 +12,11 @@ use crate::domain::guardrail::Guardrail;
 use crate::domain::order::{OrderTerms, same_order};
 use crate::domain::{OrderKind, OutTradeNo, PaymentState, StatusSource};
 use crate::ledger::{
-    AuditDecision, AuditOutcome, CreateOrder, LedgerError, NewOrder, OrderFilter, OrderRecord,
-    StatusUpdate,
+    AuditDecision, AuditEntry, AuditOutcome, AuditRow, CreateOrder, LedgerError, NewOrder,
+    OrderFilter, OrderRecord, StatusUpdate,
 };
 use crate::service::Services;
+use serde_json::{Map, Value};
 
 /// Alipay's `body` is at most 128 characters.
 const MAX_BODY_CHARS: usize = 128;
@@ -74,10 +75,10 @@ pub enum Created {
 
 impl Created {
     /// The audit row this outcome stands for (`None`: a rejected argument, which is not audited).
-    pub fn audit(&self) -> Option<(AuditDecision, AuditOutcome)> {
+    fn audit(&self) -> Option<(AuditDecision, AuditOutcome)> {
         Some(match self {
             Self::TooLong { .. } => return None,
-            Self::New { .. } => (AuditDecision::Allowed, AuditOutcome::Succeeded),
+            Self::New { .. } => CREATED,
             Self::Existing(_) => (AuditDecision::Replayed, AuditOutcome::Succeeded),
             Self::Conflict(_) => (
                 AuditDecision::Refused("number already used".into()),
@@ -95,7 +96,33 @@ impl Created {
     }
 }
 
-pub async fn create(svc: &Services, request: &CreateRequest) -> Created {
+/// A new order's audit row.
+const CREATED: (AuditDecision, AuditOutcome) = (AuditDecision::Allowed, AuditOutcome::Succeeded);
+
+/// The tool call a create serves, for its audit row.
+pub struct ToolCall<'a> {
+    pub tool: &'a str,
+    pub arguments: &'a Map<String, Value>,
+}
+
+/// Create an order, audited: a new order's row is written in its commit (one ledger write a
+/// create), any other outcome's after it.
+pub async fn create(svc: &Services, request: &CreateRequest, call: &ToolCall<'_>) -> Created {
+    let created = create_unless_known(svc, request, call).await;
+    if !matches!(created, Created::New { .. })
+        && let Some((decision, outcome)) = created.audit()
+    {
+        svc.audit(call.tool, call.arguments, decision, outcome)
+            .await;
+    }
+    created
+}
+
+async fn create_unless_known(
+    svc: &Services,
+    request: &CreateRequest,
+    call: &ToolCall<'_>,
+) -> Created {
     if let Some(limit) = svc.guard.max_payment
         && request.amount > limit
     {
@@ -152,6 +179,12 @@ pub async fn create(svc: &Services, request: &CreateRequest) -> Created {
         title: request.title.clone(),
         link,
         expires_at: Some(expires_at),
+        audit: Some(AuditRow::of(&AuditEntry {
+            tool: call.tool,
+            arguments: &Value::Object(call.arguments.clone()),
+            decision: CREATED.0,
+            outcome: CREATED.1,
+        })),
     };
     match svc.ledger.create_order(&record).await {
         Ok(CreateOrder::Created(order)) => {

@@ -220,10 +220,11 @@ async fn call(ctx: &CallContext<'_>, raw: &Map<String, Value>, kind: OrderKind) 
             return ToolReply::Done(ToolOutcome::bad_argument(tool, &e, CreateOutput::default()));
         }
     };
-    let created = orders::create(ctx.services, &request).await;
-    if let Some((decision, outcome)) = created.audit() {
-        ctx.services.audit(tool, raw, decision, outcome).await;
-    }
+    let call = orders::ToolCall {
+        tool,
+        arguments: raw,
+    };
+    let created = orders::create(ctx.services, &request, &call).await;
     ToolReply::Done(render(tool, &created, ctx.can_wait))
 }
 

@@ -40,6 +40,8 @@ pub(crate) trait Store: Send + Sync {
     async fn open_waiting(&self, scope: &AppScope, wait: Duration) -> Box<dyn Ledger>;
     /// As [`Store::open`], delivering events to `targets`.
     async fn open_outbox(&self, scope: &AppScope, targets: &[TargetKind]) -> Box<dyn Ledger>;
+    /// The audit rows of `scope`, oldest first, each `at | tool | decision | outcome | arguments`.
+    async fn audit_rows(&self, scope: &AppScope) -> Vec<String>;
     /// Make a stored row unreadable, as a bad disk or a hand edit would.
     async fn corrupt(&self, scope: &AppScope, what: &Corruption);
 }
@@ -64,6 +66,7 @@ macro_rules! conformance_tests {
     ($backend:expr) => {
         $crate::ledger::conformance::conformance_tests!(@cases $backend;
             orders_are_created_once,
+            a_new_order_is_recorded_with_its_audit_row,
             refunds_replay_retry_conflict_and_respect_the_limits,
             two_refunds_cannot_together_exceed_what_was_paid,
             a_refund_notification_settles_its_refund,
@@ -137,6 +140,7 @@ pub(crate) fn order(number: &str, amount_fen: i64) -> NewOrder {
         title: "t".into(),
         link: "https://x".into(),
         expires_at: Some("2026-11-25 10:30:00".into()),
+        audit: None,
     }
 }
 
@@ -212,6 +216,47 @@ pub(crate) async fn orders_are_created_once(b: &dyn Backend) {
         other => panic!("{other:?}"),
     }
     assert_eq!(l.order(&no("B")).await.unwrap(), None);
+}
+
+/// A new order's audit row is written with it, in its commit (stamped with the order's creation
+/// time); a number already taken writes none, since its caller audits what it made of that.
+pub(crate) async fn a_new_order_is_recorded_with_its_audit_row(b: &dyn Backend) {
+    let store = b.fresh("a_new_order_is_recorded_with_its_audit_row").await;
+    let l = store.open(&scope(APP)).await;
+    let audited = |number: &str| NewOrder {
+        audit: Some(AuditRow::of(&AuditEntry {
+            tool: "create-web-page-alipay-payment",
+            arguments: &serde_json::json!({ "outTradeNo": number }),
+            decision: AuditDecision::Allowed,
+            outcome: AuditOutcome::Succeeded,
+        })),
+        ..order(number, 100)
+    };
+    let CreateOrder::Created(created) = l.create_order(&audited("A")).await.unwrap() else {
+        panic!("a new number is created");
+    };
+    let row = |at: &str, number: &str| {
+        let decision = AuditDecision::Allowed.to_string();
+        let outcome = AuditOutcome::Succeeded.as_str();
+        format!(
+            r#"{at} | create-web-page-alipay-payment | {decision} | {outcome} | {{"outTradeNo":"{number}"}}"#
+        )
+    };
+    let first = vec![row(&created.created_at, "A")];
+    assert_eq!(store.audit_rows(&scope(APP)).await, first);
+    // Again, from another handle: the order as it was, and no second row.
+    let other = store.open(&scope(APP)).await;
+    assert_eq!(
+        other.create_order(&audited("A")).await.unwrap(),
+        CreateOrder::Existing(created)
+    );
+    assert_eq!(store.audit_rows(&scope(APP)).await, first);
+    // An order given no row writes none; another app's rows are its own.
+    l.create_order(&order("B", 100)).await.unwrap();
+    let elsewhere = store.open(&scope(OTHER_APP)).await;
+    elsewhere.create_order(&audited("C")).await.unwrap();
+    assert_eq!(store.audit_rows(&scope(APP)).await, first);
+    assert_eq!(store.audit_rows(&scope(OTHER_APP)).await.len(), 1);
 }
 
 pub(crate) async fn refunds_replay_retry_conflict_and_respect_the_limits(b: &dyn Backend) {

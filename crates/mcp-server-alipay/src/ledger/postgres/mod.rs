@@ -474,7 +474,7 @@ impl Ledger for PostgresLedger {
     }
 
     async fn audit(&self, entry: &AuditEntry<'_>) -> Result<(), LedgerError> {
-        let row = ops::AuditRow::of(entry);
+        let row = AuditRow::of(entry);
         in_tx!(self, one_write, |tx| ops::audit(&tx, &self.cx, &row))
     }
 

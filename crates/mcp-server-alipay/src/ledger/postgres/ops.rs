@@ -6,6 +6,7 @@
 
 use alipay_openapi::{Money, TradeStatus};
 use deadpool_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
 
 use super::Cx;
 use super::outbox::emit;
@@ -21,7 +22,7 @@ use crate::domain::refund;
 use crate::domain::{OutTradeNo, RefundState, StatusSource};
 use crate::ledger::events::NewEvent;
 use crate::ledger::{
-    ApprovalRecord, ApprovalStatus, AuditEntry, CreateOrder, LedgerErrorKind, NewOrder,
+    ApprovalRecord, ApprovalStatus, AuditRow, CreateOrder, LedgerErrorKind, NewOrder,
     NotificationRecord, NotifyApply, OrderFilter, OrderRecord, ReceivedNotification, StatusFilter,
     StatusUpdate,
 };
@@ -165,32 +166,48 @@ pub(super) async fn create_order(
     cx: &Cx,
     order: &NewOrder,
 ) -> Res<CreateOrder> {
-    // One statement writes, so it needs no transaction around it. A racing twin's insert makes
-    // this one wait for its commit, then do nothing; the select after it (a new statement) sees
-    // the winner's row.
-    let created = first(
-        tx,
-        &format!(
-            "INSERT INTO orders (app_id, env, out_trade_no, kind, amount_fen, title, link,
-                 created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, {}, $8)
-             ON CONFLICT (app_id, out_trade_no) DO NOTHING
-             RETURNING {ORDER_COLUMNS}",
-            beijing_now!()
-        ),
-        &[
-            &cx.app(),
-            &cx.env(),
-            &order.out_trade_no.as_str(),
-            &order.kind.as_str(),
-            &order.amount.fen(),
-            &order.title,
-            &order.link,
-            &order.expires_at,
-        ],
-        order_row,
-    )
-    .await?;
+    // One statement writes (the order, and its audit row when given), so it needs no
+    // transaction around it. A racing twin's insert makes this one wait for its commit, then do
+    // nothing (and the audit insert, which reads the rows `created` returned, writes none); the
+    // select after it (a new statement) sees the winner's row.
+    let insert = format!(
+        "INSERT INTO orders (app_id, env, out_trade_no, kind, amount_fen, title, link,
+             created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, {}, $8)
+         ON CONFLICT (app_id, out_trade_no) DO NOTHING
+         RETURNING {ORDER_COLUMNS}",
+        beijing_now!()
+    );
+    let base: [&(dyn ToSql + Sync); 8] = [
+        &cx.app(),
+        &cx.env(),
+        &order.out_trade_no.as_str(),
+        &order.kind.as_str(),
+        &order.amount.fen(),
+        &order.title,
+        &order.link,
+        &order.expires_at,
+    ];
+    let created = match &order.audit {
+        None => first(tx, &insert, &base, order_row).await?,
+        Some(row) => {
+            let sql = format!(
+                "WITH created AS ({insert}),
+                 audited AS (
+                     INSERT INTO audit (app_id, env, at, tool, arguments, decision, outcome)
+                     SELECT $1, $2, created_at, $9, $10, $11, $12 FROM created)
+                 SELECT {ORDER_COLUMNS} FROM created"
+            );
+            let mut params = base.to_vec();
+            params.extend_from_slice(&[
+                &row.tool as &(dyn ToSql + Sync),
+                &row.arguments,
+                &row.decision,
+                &row.outcome,
+            ]);
+            first(tx, &sql, &params, order_row).await?
+        }
+    };
     if let Some(created) = created {
         return Ok(CreateOrder::Created(created));
     }
@@ -445,25 +462,6 @@ pub(super) async fn notifications(
         notification_row,
     )
     .await
-}
-
-/// An audit row: the entry's fields, owned.
-pub(super) struct AuditRow {
-    pub(super) tool: String,
-    pub(super) arguments: String,
-    pub(super) decision: String,
-    pub(super) outcome: &'static str,
-}
-
-impl AuditRow {
-    pub(super) fn of(entry: &AuditEntry<'_>) -> Self {
-        Self {
-            tool: entry.tool.to_string(),
-            arguments: entry.arguments.to_string(),
-            decision: entry.decision.to_string(),
-            outcome: entry.outcome.as_str(),
-        }
-    }
 }
 
 pub(super) async fn audit(tx: &impl GenericClient, cx: &Cx, row: &AuditRow) -> Res<()> {

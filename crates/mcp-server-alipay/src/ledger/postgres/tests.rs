@@ -178,6 +178,21 @@ impl Store for Schema {
         Box::new(self.connect(scope).await.unwrap().with_outbox(targets))
     }
 
+    async fn audit_rows(&self, scope: &AppScope) -> Vec<String> {
+        let client = self.sql().await;
+        client
+            .query(
+                "SELECT at || ' | ' || tool || ' | ' || decision || ' | ' || outcome || ' | ' || arguments
+                 FROM audit WHERE app_id = $1 AND env = $2 ORDER BY id",
+                &[&scope.app_id.as_str(), &scope.env.as_str()],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
     async fn corrupt(&self, scope: &AppScope, what: &Corruption) {
         let (set, no, req) = match what {
             Corruption::OrderKind(n) => ("orders SET kind = 'desktop'", n, None),

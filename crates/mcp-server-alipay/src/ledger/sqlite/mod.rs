@@ -366,7 +366,7 @@ impl Ledger for SqliteLedger {
     }
 
     async fn audit(&self, entry: &AuditEntry<'_>) -> Result<(), LedgerError> {
-        let row = ops::AuditRow::of(entry);
+        let row = AuditRow::of(entry);
         self.run(move |c, s| ops::audit(c, s, &row)).await
     }
 

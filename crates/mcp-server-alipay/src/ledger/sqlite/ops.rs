@@ -17,7 +17,7 @@ use crate::domain::refund::{self, ApprovalStep, BeginDecision, PriorRefund, Refu
 use crate::domain::{AppScope, OutRequestNo, OutTradeNo, RefundState, StatusSource};
 use crate::ledger::events::NewEvent;
 use crate::ledger::{
-    ApprovalRecord, ApprovalStatus, AuditEntry, CreateOrder, LedgerErrorKind, NewOrder, NewRefund,
+    ApprovalRecord, ApprovalStatus, AuditRow, CreateOrder, LedgerErrorKind, NewOrder, NewRefund,
     NotificationRecord, NotifyApply, OrderFilter, OrderRecord, ReceivedNotification, RefundBegin,
     RefundLimits, RefundOutcome, RefundRecord, StatusFilter, StatusUpdate,
 };
@@ -306,6 +306,9 @@ pub(super) fn create_order(
             order.expires_at
         ],
     )?;
+    if let Some(row) = &order.audit {
+        audit_at(&tx, s, &now, row)?;
+    }
     tx.commit()?;
     Ok(CreateOrder::Created(OrderRecord {
         out_trade_no: order.out_trade_no.clone(),
@@ -758,26 +761,12 @@ pub(super) fn notifications(
     )
 }
 
-/// An audit row: the entry's fields, owned (they cross to a blocking thread).
-pub(super) struct AuditRow {
-    pub(super) tool: String,
-    pub(super) arguments: String,
-    pub(super) decision: String,
-    pub(super) outcome: &'static str,
-}
-
-impl AuditRow {
-    pub(super) fn of(entry: &AuditEntry<'_>) -> Self {
-        Self {
-            tool: entry.tool.to_string(),
-            arguments: entry.arguments.to_string(),
-            decision: entry.decision.to_string(),
-            outcome: entry.outcome.as_str(),
-        }
-    }
-}
-
 pub(super) fn audit(conn: &Connection, s: &AppScope, row: &AuditRow) -> Res<()> {
+    audit_at(conn, s, &timestamp_now(), row)
+}
+
+/// An audit row stamped `at` (a new order's, with its creation time).
+fn audit_at(conn: &Connection, s: &AppScope, at: &str, row: &AuditRow) -> Res<()> {
     conn.prepare_cached(
         "INSERT INTO audit (app_id, env, at, tool, arguments, decision, outcome)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -785,7 +774,7 @@ pub(super) fn audit(conn: &Connection, s: &AppScope, row: &AuditRow) -> Res<()> 
     .execute(params![
         s.app_id,
         s.env.as_str(),
-        timestamp_now(),
+        at,
         row.tool,
         row.arguments,
         row.decision,

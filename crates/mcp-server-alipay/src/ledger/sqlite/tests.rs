@@ -85,6 +85,22 @@ impl Store for TempDir {
         Box::new(Self::open(self, scope).await.unwrap().with_outbox(targets))
     }
 
+    async fn audit_rows(&self, scope: &AppScope) -> Vec<String> {
+        let conn = self.raw();
+        let mut rows = conn
+            .prepare(
+                "SELECT at || ' | ' || tool || ' | ' || decision || ' | ' || outcome || ' | ' || arguments
+                 FROM audit WHERE app_id = ?1 AND env = ?2 ORDER BY id",
+            )
+            .unwrap();
+        rows.query_map(rusqlite::params![scope.app_id, scope.env.as_str()], |r| {
+            r.get(0)
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    }
+
     async fn corrupt(&self, scope: &AppScope, what: &Corruption) {
         let (set, no, req) = match what {
             Corruption::OrderKind(n) => ("orders SET kind = 'desktop'", n, None),
