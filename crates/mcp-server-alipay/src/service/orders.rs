@@ -7,6 +7,7 @@ use alipay_openapi::{
     AipayTradePrecreate, Amount, AmountStyle, Error, GatewayError, PayKind, PayOrder, TradeClose,
     TradePrecreate, TradeQuery, TradeQueryResponse, TradeStatus,
 };
+use serde_json::{Map, Value};
 
 use crate::domain::guardrail::Guardrail;
 use crate::domain::order::{OrderTerms, same_order};
@@ -16,7 +17,6 @@ use crate::ledger::{
     OrderFilter, OrderRecord, StatusUpdate,
 };
 use crate::service::Services;
-use serde_json::{Map, Value};
 
 /// Alipay's `body` is at most 128 characters.
 const MAX_BODY_CHARS: usize = 128;
