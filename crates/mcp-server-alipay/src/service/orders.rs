@@ -74,11 +74,11 @@ pub enum Created {
 }
 
 impl Created {
-    /// The audit row this outcome stands for (`None`: a rejected argument, which is not audited).
-    fn audit(&self) -> Option<(AuditDecision, AuditOutcome)> {
+    /// The audit row still to write for this outcome: `None` for a new order, whose row the
+    /// ledger wrote with it, and for a rejected argument, which is not audited.
+    fn audit_after(&self) -> Option<(AuditDecision, AuditOutcome)> {
         Some(match self {
-            Self::TooLong { .. } => return None,
-            Self::New { .. } => CREATED,
+            Self::TooLong { .. } | Self::New { .. } => return None,
             Self::Existing(_) => (AuditDecision::Replayed, AuditOutcome::Succeeded),
             Self::Conflict(_) => (
                 AuditDecision::Refused("number already used".into()),
@@ -96,9 +96,6 @@ impl Created {
     }
 }
 
-/// A new order's audit row.
-const CREATED: (AuditDecision, AuditOutcome) = (AuditDecision::Allowed, AuditOutcome::Succeeded);
-
 /// The tool call a create serves, for its audit row.
 pub struct ToolCall<'a> {
     pub tool: &'a str,
@@ -109,9 +106,7 @@ pub struct ToolCall<'a> {
 /// create), any other outcome's after it.
 pub async fn create(svc: &Services, request: &CreateRequest, call: &ToolCall<'_>) -> Created {
     let created = create_unless_known(svc, request, call).await;
-    if !matches!(created, Created::New { .. })
-        && let Some((decision, outcome)) = created.audit()
-    {
+    if let Some((decision, outcome)) = created.audit_after() {
         svc.audit(call.tool, call.arguments, decision, outcome)
             .await;
     }
@@ -182,8 +177,8 @@ async fn create_unless_known(
         audit: Some(AuditRow::of(&AuditEntry {
             tool: call.tool,
             arguments: &Value::Object(call.arguments.clone()),
-            decision: CREATED.0,
-            outcome: CREATED.1,
+            decision: AuditDecision::Allowed,
+            outcome: AuditOutcome::Succeeded,
         })),
     };
     match svc.ledger.create_order(&record).await {

@@ -708,9 +708,6 @@ pub(crate) async fn lists_filter_by_status_and_day(b: &dyn Backend) {
     assert_eq!(source, Some(StatusSource::Query));
 }
 
-/// A status the ledger has already, repeated with a trade number, a payment time or a larger
-/// refund it lacks, records those (and only those); repeated bare it changes nothing, and a status
-/// for an order the store does not hold records nothing.
 /// `update_status_then_order` changes what `update_status` would and answers with what `order`
 /// reads after it: for a new status (the write), one already known (the read alone), one that
 /// fills in a missing trade number, and an order the ledger does not have.
@@ -749,6 +746,9 @@ pub(crate) async fn a_status_update_answers_with_the_order_as_it_stands(b: &dyn 
     assert_eq!(none, None);
 }
 
+/// A status the ledger has already, repeated with a trade number, a payment time or a larger
+/// refund it lacks, records those (and only those); repeated bare it changes nothing, and a status
+/// for an order the store does not hold records nothing.
 pub(crate) async fn a_repeated_status_fills_in_only_what_is_missing(b: &dyn Backend) {
     let store = b
         .fresh("a_repeated_status_fills_in_only_what_is_missing")
