@@ -60,6 +60,8 @@ pub struct Served {
     refund_confirm: bool,
     instructions: String,
     app: tokio::sync::watch::Receiver<Option<Result<Arc<App>, String>>>,
+    /// A handler asked for the app: on stdio its start may wait for this (`stdio.rs`).
+    wanted: tokio::sync::Notify,
 }
 
 /// Sets the [`App`] of a [`Served`] made with [`Served::starting`].
@@ -107,6 +109,7 @@ impl Served {
             refund_confirm,
             instructions: crate::app::instructions(config.env, &config.tools),
             app: rx,
+            wanted: tokio::sync::Notify::new(),
         };
         (Arc::new(served), AppReady(tx))
     }
@@ -118,9 +121,23 @@ impl Served {
         served
     }
 
-    /// Wait until the app has started (or could not).
+    /// Wait until the app has started (or could not), without asking for it.
     pub async fn started(&self) -> Result<Arc<App>, String> {
-        self.app().await
+        let mut rx = self.app.clone();
+        let ready = rx
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| "the server is shutting down".to_string())?;
+        match &*ready {
+            Some(Ok(app)) => Ok(app.clone()),
+            Some(Err(e)) => Err(format!("the server could not start: {e}")),
+            None => Err("the server is starting".into()),
+        }
+    }
+
+    /// Returns once a handler has asked for the app (at once if one already has).
+    pub async fn wanted(&self) {
+        self.wanted.notified().await;
     }
 
     /// A selected tool, by name (unselected tools are neither listed nor callable).
@@ -142,18 +159,10 @@ impl Served {
         })
     }
 
-    /// The app, once started.
+    /// The app, once started; asks for it to start if it has not begun.
     async fn app(&self) -> Result<Arc<App>, String> {
-        let mut rx = self.app.clone();
-        let ready = rx
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| "the server is shutting down".to_string())?;
-        match &*ready {
-            Some(Ok(app)) => Ok(app.clone()),
-            Some(Err(e)) => Err(format!("the server could not start: {e}")),
-            None => Err("the server is starting".into()),
-        }
+        self.wanted.notify_one();
+        self.started().await
     }
 }
 
