@@ -54,6 +54,61 @@ struct PublicInner {
     sha1: ParsedPublicKey,
 }
 
+/// A private key read and checked in form (PKCS#8 or PKCS#1 DER of an RSA private key of at least
+/// 2048 bits) but not yet loaded. Loading checks the key's arithmetic (aws-lc's `RSA_check_key`,
+/// about 2.6M instructions, most of a server's start-up), so a server checks the form as it reads
+/// its configuration and loads the key when a call first needs it.
+#[derive(Clone)]
+pub struct PrivateKeyDer {
+    label: Arc<str>,
+    der: Arc<[u8]>,
+    bits: usize,
+}
+
+impl PrivateKeyDer {
+    /// Read a private key from text (PEM or bare Base64 of PKCS#8 or PKCS#1 DER) or a file path,
+    /// and check its form. `label` names the key in errors, here and when it is loaded.
+    pub fn read(label: &str, input: &str) -> Result<Self, KeyError> {
+        let err = |problem| KeyError::new(label, problem);
+        let der = decode_key_text(label, input)?;
+        match classify_private(&der) {
+            PrivateForm::Pkcs1 | PrivateForm::Pkcs8Rsa => {}
+            PrivateForm::Pkcs8Other(oid) => return Err(err(KeyProblem::NotRsa(oid))),
+            PrivateForm::NotPrivate => return Err(err(not_private(&der))),
+        }
+        let Some(rsa) = rsa_private_key(&der) else {
+            return Err(err(KeyProblem::Invalid(
+                "the PKCS#8 key holds no RSA private key".into(),
+            )));
+        };
+        let bits = rsa.modulus.as_bytes().len() * 8;
+        if bits < MIN_RSA_BITS {
+            return Err(err(KeyProblem::TooShort(bits)));
+        }
+        Ok(Self {
+            label: label.into(),
+            der: der.into(),
+            bits,
+        })
+    }
+
+    /// Modulus size in bits.
+    pub fn bits(&self) -> usize {
+        self.bits
+    }
+
+    /// Load the key, ready to sign; a key whose numbers do not agree is refused here.
+    pub fn load(&self) -> Result<PrivateKey, KeyError> {
+        PrivateKey::from_der(&self.label, &self.der)
+    }
+}
+
+impl fmt::Debug for PrivateKeyDer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PrivateKeyDer(RSA-{}, redacted)", self.bits)
+    }
+}
+
 impl fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "PrivateKey(RSA-{}, redacted)", self.inner.bits)
@@ -77,8 +132,7 @@ impl PrivateKey {
     /// Load a private key from text (PEM or bare Base64 of PKCS#8 or PKCS#1 DER) or a file path.
     /// `label` names the key in errors, e.g. `"AP_APP_KEY (application private key)"`.
     pub fn load(label: &str, input: &str) -> Result<Self, KeyError> {
-        let der = decode_key_text(label, input)?;
-        Self::from_der(label, &der)
+        PrivateKeyDer::read(label, input)?.load()
     }
 
     /// Load a private key from PKCS#8 or PKCS#1 DER.
@@ -88,13 +142,7 @@ impl PrivateKey {
             PrivateForm::Pkcs8Rsa => RsaKeyPair::from_pkcs8(der),
             PrivateForm::Pkcs1 => RsaKeyPair::from_der(der),
             PrivateForm::Pkcs8Other(oid) => return Err(err(KeyProblem::NotRsa(oid))),
-            PrivateForm::NotPrivate => {
-                return Err(err(if classify_public(der).is_some() {
-                    KeyProblem::PublicWherePrivateExpected
-                } else {
-                    KeyProblem::NotAKey
-                }));
-            }
+            PrivateForm::NotPrivate => return Err(err(not_private(der))),
         }
         .map_err(|e| err(reject_reason(der, &e.to_string())))?;
         let bits = lc.public_modulus_len() * 8;
@@ -389,18 +437,28 @@ fn classify_public(der: &[u8]) -> Option<PublicForm> {
     None
 }
 
-/// Explain why aws-lc rejected a structurally valid key.
-fn reject_reason(der: &[u8], lc_reason: &str) -> KeyProblem {
-    let bits = rsa::pkcs1::RsaPrivateKeyRef::from_der(der)
+/// The RSA private key in PKCS#1 DER, or inside PKCS#8 DER, parsed for its structure only.
+fn rsa_private_key(der: &[u8]) -> Option<rsa::pkcs1::RsaPrivateKeyRef<'_>> {
+    rsa::pkcs1::RsaPrivateKeyRef::from_der(der)
         .ok()
         .or_else(|| {
-            rsa::pkcs8::PrivateKeyInfoRef::from_der(der)
-                .ok()
-                .and_then(|info| {
-                    rsa::pkcs1::RsaPrivateKeyRef::from_der(info.private_key.as_bytes()).ok()
-                })
+            let info = rsa::pkcs8::PrivateKeyInfoRef::from_der(der).ok()?;
+            rsa::pkcs1::RsaPrivateKeyRef::from_der(info.private_key.as_bytes()).ok()
         })
-        .map(|k| k.modulus.as_bytes().len() * 8);
+}
+
+/// Why DER that is no private key was refused.
+fn not_private(der: &[u8]) -> KeyProblem {
+    if classify_public(der).is_some() {
+        KeyProblem::PublicWherePrivateExpected
+    } else {
+        KeyProblem::NotAKey
+    }
+}
+
+/// Explain why aws-lc rejected a structurally valid key.
+fn reject_reason(der: &[u8], lc_reason: &str) -> KeyProblem {
+    let bits = rsa_private_key(der).map(|k| k.modulus.as_bytes().len() * 8);
     match bits {
         Some(bits) if bits < MIN_RSA_BITS => KeyProblem::TooShort(bits),
         _ => KeyProblem::Invalid(lc_reason.to_string()),

@@ -37,7 +37,7 @@ pub use error::{
     ResponseError, SignError, SignatureError,
 };
 pub use gateway::{GatewayRequest, RequestVerifyError};
-pub use keys::{MIN_RSA_BITS, PrivateKey, PublicKey};
+pub use keys::{MIN_RSA_BITS, PrivateKey, PrivateKeyDer, PublicKey};
 pub use notify::{SignedFields, TradeNotification};
 pub use request::{Merchant, NODE_SDK_ID, RequestOptions, SignedRequest};
 pub use sign_content::{notify_sign_content, sign_content};

@@ -181,3 +181,55 @@ fn generated_keys_round_trip_through_the_console_forms() {
     let sig = again.sign(SignType::Rsa2, "x").unwrap();
     public.verify(SignType::Rsa2, "x", &sig).unwrap();
 }
+
+/// A server reads its key's form at start-up and loads the key (aws-lc's arithmetic check) on the
+/// first call: the form is refused at once, numbers that do not agree only at the load.
+#[test]
+fn a_key_read_in_form_loads_later_and_its_numbers_are_checked_then() {
+    use alipay_openapi::PrivateKeyDer;
+    use base64::Engine as _;
+    use rsa::pkcs1::der::Decode as _;
+
+    let text = read("app-private-pkcs8.b64");
+    let read_key = PrivateKeyDer::read("AP_APP_KEY", &text).unwrap();
+    assert_eq!(read_key.bits(), 2048);
+    assert!(!format!("{read_key:?}").contains(&text.trim()[40..80]));
+    let loaded = read_key.load().unwrap();
+    assert_eq!(
+        loaded.public_key(),
+        PrivateKey::load("k", &text).unwrap().public_key()
+    );
+    for (bad, problem) in [
+        (
+            read("app-public-spki.b64"),
+            KeyProblem::PublicWherePrivateExpected,
+        ),
+        (fixture("rsa1024-pkcs8.pem"), KeyProblem::TooShort(1024)),
+        (text.trim()[..800].to_string(), KeyProblem::NotAKey),
+    ] {
+        let err = PrivateKeyDer::read("AP_APP_KEY", &bad).unwrap_err();
+        assert_eq!(err.problem, problem, "{err}");
+    }
+
+    // A PKCS#1 key with one bit of its modulus flipped: well-formed DER of 2048 bits, but n is no
+    // longer p × q.
+    let mut der = base64::engine::general_purpose::STANDARD
+        .decode(read("app-private-pkcs1.b64").trim())
+        .unwrap();
+    let modulus = rsa::pkcs1::RsaPrivateKeyRef::from_der(&der)
+        .unwrap()
+        .modulus
+        .as_bytes()
+        .to_vec();
+    let at = der
+        .windows(modulus.len())
+        .position(|w| w == modulus)
+        .unwrap();
+    der[at + 100] ^= 1;
+    let tampered = base64::engine::general_purpose::STANDARD.encode(&der);
+    let read_key = PrivateKeyDer::read("AP_APP_KEY", &tampered).unwrap();
+    assert_eq!(read_key.bits(), 2048);
+    let err = read_key.load().unwrap_err();
+    assert!(matches!(err.problem, KeyProblem::Invalid(_)), "{err}");
+    assert!(err.to_string().starts_with("AP_APP_KEY: "), "{err}");
+}

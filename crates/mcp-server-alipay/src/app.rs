@@ -44,10 +44,11 @@ impl Drop for ListenStream<'_> {
 }
 
 /// The notify receiver's socket, bound (cheap, and before any MCP answer: from then on Alipay's
-/// notifications queue up even while the server is still starting), and where refund approval
-/// pages are served.
+/// notifications queue up even while the server is still starting), where refund approval
+/// pages are served, and, in local mode, the claim on the embedded gateway (its listener bound).
 pub struct BoundApp {
     config: Config,
+    gateway: Option<local::GatewayClaim>,
     notify_listener: Option<tokio::net::TcpListener>,
     approval_listener: Option<tokio::net::TcpListener>,
     /// What approval links start with (`None`: no approval pages).
@@ -73,8 +74,13 @@ impl App {
         Self::bind(config, mount).await?.start().await
     }
 
-    /// Bind the notify receiver (and the approval pages' listener, in stdio mode).
+    /// Bind the notify receiver (and the approval pages' listener, in stdio mode), and claim the
+    /// embedded gateway in local mode.
     pub async fn bind(config: Config, mount: ApprovalMount) -> Result<BoundApp, String> {
+        let gateway = match config.credentials {
+            None => Some(local::claim(&config).await?),
+            Some(_) => None,
+        };
         let notify_listener = match config.notify_listen {
             None => None,
             Some(addr) => Some(bind_notify(addr, config.env == Env::Local).await?),
@@ -100,6 +106,7 @@ impl App {
         });
         Ok(BoundApp {
             config,
+            gateway,
             notify_listener,
             approval_listener,
             approval_base,
@@ -113,6 +120,7 @@ impl BoundApp {
     pub async fn start(self) -> Result<Arc<App>, String> {
         let Self {
             mut config,
+            gateway,
             notify_listener,
             approval_listener,
             approval_base,
@@ -123,7 +131,7 @@ impl BoundApp {
             config.notify_url = Some(notify_receiver::notify_url(addr));
         }
 
-        let (client, local) = connect(&config).await?;
+        let (client, local) = connect(&config, gateway).await?;
         let clock = gateway_clock(local.as_ref());
         let scope = AppScope {
             env: config.env,
@@ -351,13 +359,20 @@ pub async fn open_ledger(config: &Config, scope: &AppScope) -> Result<Arc<dyn Le
 }
 
 /// The Alipay client the configuration asks for: the merchant's app at Alipay, or, in local mode,
-/// our app at the embedded gateway (started here). `doctor` uses this alone.
-pub async fn connect(config: &Config) -> Result<(AlipayClient, Option<LocalGateway>), String> {
+/// our app at the embedded gateway (started here, on `claim` or a claim taken now). `doctor` and
+/// `reconcile` use this alone.
+pub async fn connect(
+    config: &Config,
+    claim: Option<local::GatewayClaim>,
+) -> Result<(AlipayClient, Option<LocalGateway>), String> {
     let (merchant, alipay_public_key, gateway_url, local) = match &config.credentials {
         Some(creds) => (
             Merchant {
                 app_id: creds.app_id.clone(),
-                private_key: creds.app_key.clone(),
+                private_key: creds
+                    .app_key
+                    .load()
+                    .map_err(|e| format!("AP_APP_KEY: {}", e.problem))?,
                 sign_type: config.sign_type,
                 app_auth_token: config
                     .app_auth_token
@@ -369,7 +384,11 @@ pub async fn connect(config: &Config) -> Result<(AlipayClient, Option<LocalGatew
             None,
         ),
         None => {
-            let gateway = local::start(config).await?;
+            let claim = match claim {
+                Some(claim) => claim,
+                None => local::claim(config).await?,
+            };
+            let gateway = local::start(config, claim).await?;
             (
                 Merchant {
                     app_id: gateway.app_id.clone(),

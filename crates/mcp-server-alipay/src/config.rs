@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use alipay_openapi::{Amount, PrivateKey, PublicKey, SignType};
+use alipay_openapi::{Amount, PrivateKeyDer, PublicKey, SignType};
 
 use crate::tools::ToolKind;
 
@@ -22,7 +22,8 @@ pub const MAX_ORDER_TTL_MINUTES: u32 = 21_600;
 #[derive(Clone, Debug)]
 pub struct Credentials {
     pub app_id: String,
-    pub app_key: PrivateKey,
+    /// Checked in form; loaded (its numbers checked) when the app starts, after the handshake.
+    pub app_key: PrivateKeyDer,
     pub alipay_public_key: PublicKey,
 }
 
@@ -312,7 +313,7 @@ impl Config {
                 let pub_key_text = get("AP_PUB_KEY").ok_or_else(|| {
                     err("AP_PUB_KEY", "required: the Alipay public key from the open platform console (not your app's public key)")
                 })?;
-                let app_key = PrivateKey::load("application private key", &app_key_text)
+                let app_key = PrivateKeyDer::read("application private key", &app_key_text)
                     .map_err(|e| err("AP_APP_KEY", e.problem.to_string()))?;
                 let alipay_public_key = PublicKey::load("Alipay public key", &pub_key_text)
                     .map_err(|e| err("AP_PUB_KEY", e.problem.to_string()))?;

@@ -92,15 +92,26 @@ pub async fn run() -> std::process::ExitCode {
         config.tools.len()
     ));
     if let Some(creds) = &config.credentials {
+        // The configuration checked the key's form; loading it checks its numbers.
+        let app_key = match creds.app_key.load() {
+            Ok(key) => key,
+            Err(e) => {
+                report.fail(
+                    &format!("AP_APP_KEY: {}", e.problem),
+                    "give the application private key you generated (应用私钥), whole and unedited",
+                );
+                return std::process::ExitCode::FAILURE;
+            }
+        };
         report.ok(&format!(
             "AP_APP_KEY parses: application private key, RSA-{}",
-            creds.app_key.bits()
+            app_key.bits()
         ));
         report.ok(&format!(
             "AP_PUB_KEY parses: public key, RSA-{}",
             creds.alipay_public_key.bits()
         ));
-        if creds.app_key.public_key() == &creds.alipay_public_key {
+        if app_key.public_key() == &creds.alipay_public_key {
             report.fail(
                 "AP_PUB_KEY is your application's own public key (derived from AP_APP_KEY), not the Alipay public key",
                 "in the Alipay open platform console, under 接口加签方式, copy the 支付宝公钥 (Alipay public key), not the 应用公钥, into AP_PUB_KEY",
@@ -114,7 +125,7 @@ pub async fn run() -> std::process::ExitCode {
 
     // Only the client (and, in local mode, the embedded gateway): no ledger, no notify receiver,
     // nothing that could collide with a server already running on this configuration.
-    let (client, local) = match crate::app::connect(&config).await {
+    let (client, local) = match crate::app::connect(&config, None).await {
         Ok(c) => c,
         Err(e) => {
             report.fail(

@@ -57,9 +57,19 @@ impl LocalGateway {
     }
 }
 
-/// Start the embedded gateway (or join the one another server on this data dir runs) and say so
-/// on stderr (one line).
-pub async fn start(config: &crate::config::Config) -> Result<LocalGateway, String> {
+/// This server's claim on the data dir's embedded gateway, taken before the first MCP answer: the
+/// lock says whether this server owns the gateway, and the owner's listener is already bound, so
+/// a browser opening a link while the keys load waits in the listen queue instead of being
+/// refused. Cheap (a few system calls); the keys and the gateway's state load in [`start`].
+pub struct GatewayClaim {
+    dir: std::path::PathBuf,
+    lock: File,
+    /// The gateway's listener, when this server owns the data dir.
+    listener: Option<tokio::net::TcpListener>,
+}
+
+/// Take the claim: create the data dir, try its lock, and bind the owner's listener.
+pub async fn claim(config: &crate::config::Config) -> Result<GatewayClaim, String> {
     let dir = config.env_dir();
     create_private_dir(&dir)
         .map_err(|e| format!("AP_DATA_DIR: cannot create {}: {e}", dir.display()))?;
@@ -74,7 +84,29 @@ pub async fn start(config: &crate::config::Config) -> Result<LocalGateway, Strin
                 dir.join(LOCK_FILE).display()
             )
         })?;
-    let owner = lock.try_lock().is_ok();
+    let listener = match lock.try_lock() {
+        Ok(()) => Some(bind_gateway(config.local_port).await?),
+        Err(_) => None,
+    };
+    Ok(GatewayClaim {
+        dir,
+        lock,
+        listener,
+    })
+}
+
+/// Start the embedded gateway (or join the one another server on this data dir runs) and say so
+/// on stderr (one line).
+pub async fn start(
+    config: &crate::config::Config,
+    claim: GatewayClaim,
+) -> Result<LocalGateway, String> {
+    let GatewayClaim {
+        dir,
+        lock,
+        listener,
+    } = claim;
+    let owner = listener.is_some();
     if !owner {
         // The owner creates the keys before it announces its gateway; wait for that.
         wait_for_file(&dir.join(GATEWAY_FILE)).await;
@@ -126,15 +158,9 @@ pub async fn start(config: &crate::config::Config) -> Result<LocalGateway, Strin
         }
     }
 
-    let listener = match tokio::net::TcpListener::bind(("127.0.0.1", config.local_port)).await {
-        Ok(l) => l,
-        Err(e) if config.local_port != 0 => {
-            tracing::warn!(port = config.local_port, error = %e, "AP_LOCAL_PORT is taken; using a free port");
-            tokio::net::TcpListener::bind(("127.0.0.1", 0))
-                .await
-                .map_err(|e| format!("cannot listen on 127.0.0.1: {e}"))?
-        }
-        Err(e) => return Err(format!("cannot listen on 127.0.0.1: {e}")),
+    let listener = match listener {
+        Some(l) => l,
+        None => bind_gateway(config.local_port).await?,
     };
     let mut emulator_config = EmulatorConfig::new(platform_key.clone());
     emulator_config
@@ -170,6 +196,20 @@ pub async fn start(config: &crate::config::Config) -> Result<LocalGateway, Strin
         running: Some(running),
         _lock: owner.then_some(lock),
     })
+}
+
+/// Listen on `AP_LOCAL_PORT` on loopback, or on a free port when it is taken.
+async fn bind_gateway(port: u16) -> Result<tokio::net::TcpListener, String> {
+    match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+        Ok(l) => Ok(l),
+        Err(e) if port != 0 => {
+            tracing::warn!(port, error = %e, "AP_LOCAL_PORT is taken; using a free port");
+            tokio::net::TcpListener::bind(("127.0.0.1", 0))
+                .await
+                .map_err(|e| format!("cannot listen on 127.0.0.1: {e}"))
+        }
+        Err(e) => Err(format!("cannot listen on 127.0.0.1: {e}")),
+    }
 }
 
 fn announce(config: &crate::config::Config, url: &str, dir: &Path, note: &str) {
@@ -248,18 +288,74 @@ pub fn load_or_create_key(private_path: &Path, public_path: &Path) -> Result<Pri
     Ok(key)
 }
 
-/// Write a file only its owner can read, created that way (never briefly world-readable).
+/// Write a file only its owner can read, created that way (never briefly world-readable), whole or
+/// not at all: a kill mid-write (the first local start makes its keys just after the handshake)
+/// must not leave a torn key that every later start refuses. Written and synced beside it, then
+/// linked into place, which fails rather than replace a file already there.
 pub fn write_secret(path: &Path, text: &str) -> Result<(), String> {
     use std::io::Write as _;
+    let cannot_create = |e: std::io::Error| format!("cannot create {}: {e}", path.display());
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = std::path::PathBuf::from(partial);
+    // What an earlier start left when it was killed mid-write.
+    let _ = std::fs::remove_file(&partial);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    let mut file = options.open(&partial).map_err(cannot_create)?;
     file.write_all(text.as_bytes())
         .and_then(|_| file.write_all(b"\n"))
         .and_then(|_| file.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let placed = match std::fs::hard_link(&partial, path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(cannot_create(e)),
+        // A file system without hard links: a rename, once nothing is there.
+        Err(_) if !path.exists() => std::fs::rename(&partial, path).map_err(cannot_create),
+        Err(e) => Err(cannot_create(e)),
+    };
+    let _ = std::fs::remove_file(&partial);
+    placed?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // The new name survives a power cut too.
+        let _ = File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_is_written_whole_owner_only_and_never_over_another() {
+        let dir = std::env::temp_dir().join(format!(
+            "write-secret-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("app-private-key.txt");
+        // What a start killed mid-write left beside it.
+        std::fs::write(dir.join("app-private-key.txt.partial"), "MIIEvQ").unwrap();
+        write_secret(&path, "first").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "first\n");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let refused = write_secret(&path, "second").unwrap_err();
+        assert!(refused.contains("cannot create"), "{refused}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "first\n");
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["app-private-key.txt"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

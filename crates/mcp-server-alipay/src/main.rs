@@ -68,7 +68,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match cli
+    let code = match cli
         .command
         .unwrap_or_else(|| Command::Serve(ServeArgs::default()))
     {
@@ -79,7 +79,13 @@ fn main() -> ExitCode {
         Command::Reconcile(args) => {
             runtime.block_on(mcp_server_alipay::reconcile_cli::run(&args.date, args.json))
         }
-    }
+    };
+    // Stdin is read by a blocking read nothing can cancel: a server that stops while its client
+    // still holds stdin open (SIGTERM, or an app that failed to start after the handshake) would
+    // wait in the runtime's drop for a line that never comes. What the server awaits on its way
+    // out (the app's shutdown) is done by now; the rest gets a moment.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 async fn serve(args: ServeArgs) -> ExitCode {

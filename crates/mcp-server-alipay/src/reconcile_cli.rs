@@ -33,7 +33,7 @@ pub async fn run(date: &str, json: bool) -> ExitCode {
     if let Some(warning) = crate::logging::init(&config) {
         eprintln!("mcp-server-alipay: {warning}");
     }
-    let (client, local) = match crate::app::connect(&config).await {
+    let (client, local) = match crate::app::connect(&config, None).await {
         Ok(c) => c,
         Err(e) => return fail(e),
     };

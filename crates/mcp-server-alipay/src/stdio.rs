@@ -9,16 +9,15 @@ use crate::app::App;
 use crate::config::Config;
 use crate::mcp::{AlipayMcp, Served};
 
-/// How long a production start puts off the app's start while the handshake is answered.
+/// How long a start puts off the app's start while the handshake is answered.
 const START_AFTER_HANDSHAKE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Serve one MCP session on stdin/stdout until it ends or SIGTERM/SIGINT.
 pub async fn run(config: Config) -> ExitCode {
-    // Prod and sandbox: answer `initialize` and `tools/list` at once, they need only the
-    // configuration; the ledger and the HTTP client start after them and the calls that need
-    // them wait. Local mode: the embedded gateway is up before the first answer, since a client
-    // may open a link or reach the gateway as soon as it has initialized.
-    let local = config.credentials.is_none();
+    // Answer `initialize` and `tools/list` at once: they need only the configuration. The
+    // sockets are bound first (the notify receiver's, the approval pages', and in local mode the
+    // embedded gateway's), so whatever reaches them queues; the keys, the ledger, the gateway and
+    // the HTTP client start after the first answers, and the calls that need them wait.
     let (served, ready) = Served::starting(&config);
     let bound = match App::bind(config, crate::app::ApprovalMount::OwnListener).await {
         Ok(b) => b,
@@ -40,16 +39,10 @@ pub async fn run(config: Config) -> ExitCode {
         ready.set(app.clone());
         app
     };
-    let starting = if local {
-        let app = start.await;
-        if app.is_err() {
-            return ExitCode::FAILURE;
-        }
-        tokio::spawn(async move { app })
-    } else {
-        // The ledger and the HTTP client start once a call needs them or a moment after start-up,
-        // whichever is first, not beside the first answers: on two cores they compete, and the
-        // client waits for `tools/list` (a start-up to it took 1 ms less; docs/benchmarks.md).
+    // The app starts once a call needs it or a moment after start-up, whichever is first, not
+    // beside the first answers: on two cores they compete, and the client waits for `tools/list`
+    // (a start-up to it took 1 ms less in prod, 2 ms in local mode; docs/benchmarks.md).
+    let starting = {
         let served = served.clone();
         tokio::spawn(async move {
             tokio::select! {

@@ -109,6 +109,69 @@ fn invalid_configuration_stops_start_up_with_one_line_naming_the_variable() {
     }
 }
 
+/// A prod key of the right form whose numbers disagree passes the configuration, so the
+/// handshake is answered at once; the server stops when its app starts (the key is loaded then),
+/// with one line naming `AP_APP_KEY`, even though its client is still connected.
+#[test]
+fn a_prod_key_whose_numbers_disagree_stops_the_server_after_the_handshake() {
+    use base64::Engine as _;
+    let keys = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../testdata/alipay-vectors/keys/"
+    );
+    let text = std::fs::read_to_string(format!("{keys}app-private-pkcs1.b64")).unwrap();
+    let mut der = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .unwrap();
+    // SEQUENCE, version 0, then the modulus: INTEGER of 257 bytes (a zero, then n).
+    assert_eq!(der[4..12], [2, 1, 0, 2, 0x82, 1, 1, 0]);
+    der[12 + 100] ^= 1;
+    let tampered = base64::engine::general_purpose::STANDARD.encode(&der);
+    let dir = TempDir::new("badkey");
+    let mut child = Command::new(BIN)
+        .env_clear()
+        .envs(local_env(dir.path(), 0))
+        .env("AP_APP_ID", "2021000000000001")
+        .env("AP_APP_KEY", tampered)
+        .env("AP_PUB_KEY", format!("{keys}alipay-public-spki.b64"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let initialize = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}});
+    writeln!(stdin, "{initialize}").unwrap();
+    stdin.flush().unwrap();
+    let mut answer = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut answer)
+        .unwrap();
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["result"]["serverInfo"]["name"], "mcp-server-alipay");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the server kept running with a key it cannot load");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    drop(stdin);
+    assert!(!status.success(), "{status}");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains("AP_APP_KEY") && stderr.contains("invalid"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&text.trim()[40..80]), "{stderr}");
+}
+
 #[tokio::test]
 async fn local_mode_restart_keeps_keys_and_trades() {
     let dir = TempDir::new("restart");

@@ -165,7 +165,7 @@ pub struct OrderTerms<'a> {
 }
 
 /// The same number again: the same order if nothing differs (it is returned unchanged), else a
-/// conflict (refused before anything is signed).
+/// conflict (refused before anything reaches Alipay or the caller).
 pub fn same_order(existing: OrderTerms<'_>, asked: OrderTerms<'_>) -> bool {
     existing.kind == asked.kind && existing.amount == asked.amount && existing.title == asked.title
 }

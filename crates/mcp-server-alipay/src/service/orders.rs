@@ -1,7 +1,7 @@
 //! Orders: create (a signed link, or a precreated QR code), query, close, list. The server owns
 //! idempotency: an order number always means one order. The same number with the same amount,
 //! title and kind returns that order again; with anything different it is refused before anything
-//! is signed. An order is recorded before it is reported, so a link anyone saw is in the ledger.
+//! reaches Alipay or the caller. An order is recorded before it is reported, so a link anyone saw is in the ledger.
 
 use alipay_openapi::{
     AipayTradePrecreate, Amount, AmountStyle, Error, GatewayError, PayKind, PayOrder, TradeClose,
@@ -137,10 +137,16 @@ async fn create_unless_known(
         .out_trade_no
         .clone()
         .unwrap_or_else(OutTradeNo::mint);
-    match svc.ledger.order(&out_trade_no).await {
-        Ok(Some(existing)) => return same_or_conflict(existing, request),
-        Ok(None) => {}
-        Err(error) => return ledger_failed(out_trade_no, error),
+    // A replay of a number is found before a precreate, which asks Alipay. A link signed here
+    // asks nobody, so its replay is found by the insert, which keeps the first order: one
+    // signature wasted on a replay, one ledger read saved on every new order.
+    let asks_alipay = matches!(request.kind, OrderKind::QrCode | OrderKind::Agent);
+    if asks_alipay {
+        match svc.ledger.order(&out_trade_no).await {
+            Ok(Some(existing)) => return same_or_conflict(existing, request),
+            Ok(None) => {}
+            Err(error) => return ledger_failed(out_trade_no, error),
+        }
     }
     // Sent as `time_expire`: Alipay closes the trade then, and the cashier stops taking payment.
     // Counted on the gateway's clock (the embedded gateway's can be moved by tests).
@@ -186,7 +192,7 @@ async fn create_unless_known(
             tracing::info!(kind = order.kind.as_str(), out_trade_no = %order.out_trade_no, total_amount = %order.total_amount, "order created");
             Created::New { order, minted }
         }
-        // Another call created it between our check and our insert.
+        // A replay, or another call that created it between our check and our insert.
         Ok(CreateOrder::Existing(existing)) => same_or_conflict(existing, request),
         Err(error) => ledger_failed(out_trade_no, error),
     }
