@@ -15,7 +15,8 @@
 # or absent; a database per run is created on it). PG_SYNCHRONOUS_COMMIT=off starts the cluster
 # with synchronous_commit off: the durability SQLite's WAL with synchronous=NORMAL has (a commit
 # survives the process, the last ones may not survive the OS), for a like-for-like CPU figure.
-# RUNS="sqlite1 pg1" runs only those rows (default: sqlite1 pg1 pg2 pg3).
+# RUNS="sqlite1 pg1" runs only those rows (default: sqlite1 pg1 pg2 pg3). POOL_SIZE=N sets each
+# instance's AP_DATABASE_POOL_SIZE (default 16).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLIENTS=${1:-32}
@@ -84,7 +85,7 @@ run() { # run LABEL BACKEND INSTANCES
     port=$(free_port)
     env -i HOME="$dir" PATH="$PATH" AP_DATA_DIR="$dir/data" AP_LOG_FILE="$dir/server$i.log" \
       AP_LOCAL_PORT="$gateway_port" AP_NOTIFY_LISTEN=off AP_HTTP_TOKEN="$TOKEN" \
-      ${db_url:+AP_DATABASE_URL="$db_url"} \
+      ${db_url:+AP_DATABASE_URL="$db_url"} ${POOL_SIZE:+AP_DATABASE_POOL_SIZE="$POOL_SIZE"} \
       "$BIN" serve --http "127.0.0.1:$port" 2>"$dir/stderr$i" &
     pids+=($!)
     PIDS+=($!)
