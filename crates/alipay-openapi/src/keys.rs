@@ -22,6 +22,8 @@ use crate::error::{KeyError, KeyProblem, SignError};
 const RSA_ENCRYPTION_OID: &str = "1.2.840.113549.1.1.1";
 /// Alipay issues 2048-bit keys; RSA2 (SHA256withRSA) requires at least that.
 pub const MIN_RSA_BITS: usize = 2048;
+/// The largest key aws-lc loads for signing.
+const MAX_RSA_BITS: usize = 8192;
 /// Inputs longer than this are never taken for a file path.
 const MAX_PATH_LEN: usize = 4096;
 
@@ -54,8 +56,8 @@ struct PublicInner {
     sha1: ParsedPublicKey,
 }
 
-/// A private key read and checked in form (PKCS#8 or PKCS#1 DER of an RSA private key of at least
-/// 2048 bits) but not yet loaded. Loading checks the key's arithmetic (aws-lc's `RSA_check_key`,
+/// A private key read and checked in form (PKCS#8 or PKCS#1 DER of an RSA private key of 2048 to
+/// 8192 bits) but not yet loaded. Loading checks the key's arithmetic (aws-lc's `RSA_check_key`,
 /// about 2.6M instructions, most of a server's start-up), so a server checks the form as it reads
 /// its configuration and loads the key when a call first needs it.
 #[derive(Clone)]
@@ -84,6 +86,11 @@ impl PrivateKeyDer {
         let bits = rsa.modulus.as_bytes().len() * 8;
         if bits < MIN_RSA_BITS {
             return Err(err(KeyProblem::TooShort(bits)));
+        }
+        if bits > MAX_RSA_BITS {
+            return Err(err(KeyProblem::Invalid(format!(
+                "the RSA key has {bits} bits; at most {MAX_RSA_BITS} are supported"
+            ))));
         }
         Ok(Self {
             label: label.into(),

@@ -193,7 +193,8 @@ fn a_key_read_in_form_loads_later_and_its_numbers_are_checked_then() {
     let text = read("app-private-pkcs8.b64");
     let read_key = PrivateKeyDer::read("AP_APP_KEY", &text).unwrap();
     assert_eq!(read_key.bits(), 2048);
-    assert!(!format!("{read_key:?}").contains(&text.trim()[40..80]));
+    let debug = format!("{read_key:?}");
+    assert_eq!(debug, "PrivateKeyDer(RSA-2048, redacted)");
     let loaded = read_key.load().unwrap();
     assert_eq!(
         loaded.public_key(),

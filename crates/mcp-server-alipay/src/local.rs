@@ -85,7 +85,21 @@ pub async fn claim(config: &crate::config::Config) -> Result<GatewayClaim, Strin
             )
         })?;
     let listener = match lock.try_lock() {
-        Ok(()) => Some(bind_gateway(config.local_port).await?),
+        Ok(()) => {
+            // An earlier owner's address, stale until ours is written once the gateway starts:
+            // a server joining meanwhile must wait for ours, not probe that one.
+            match std::fs::remove_file(dir.join(GATEWAY_FILE)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(format!(
+                        "AP_DATA_DIR: cannot remove {}: {e}",
+                        dir.join(GATEWAY_FILE).display()
+                    ));
+                }
+            }
+            Some(bind_gateway(config.local_port).await?)
+        }
         Err(_) => None,
     };
     Ok(GatewayClaim {
@@ -295,10 +309,11 @@ pub fn load_or_create_key(private_path: &Path, public_path: &Path) -> Result<Pri
 pub fn write_secret(path: &Path, text: &str) -> Result<(), String> {
     use std::io::Write as _;
     let cannot_create = |e: std::io::Error| format!("cannot create {}: {e}", path.display());
+    // This process's own name: another one writing the same key at once keeps its file.
     let mut partial = path.as_os_str().to_owned();
-    partial.push(".partial");
+    partial.push(format!(".partial-{}", std::process::id()));
     let partial = std::path::PathBuf::from(partial);
-    // What an earlier start left when it was killed mid-write.
+    // What an earlier process of this id left when it was killed mid-write.
     let _ = std::fs::remove_file(&partial);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -329,6 +344,42 @@ pub fn write_secret(path: &Path, text: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    /// The owner takes the lock long before it writes its address (its gateway starts after the
+    /// handshake): the previous owner's address must be gone meanwhile, or a server joining then
+    /// probes it and, finding nothing, runs a gateway of its own.
+    #[tokio::test]
+    async fn the_owner_removes_a_stale_address_and_binds_before_it_starts() {
+        let dir = std::env::temp_dir().join(format!(
+            "gateway-claim-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let vars = std::collections::HashMap::from([
+            ("AP_DATA_DIR".to_string(), dir.display().to_string()),
+            ("AP_LOCAL_PORT".to_string(), "0".to_string()),
+        ]);
+        let config = crate::config::Config::from_vars(&vars).unwrap();
+        std::fs::create_dir_all(config.env_dir()).unwrap();
+        let note = config.env_dir().join(GATEWAY_FILE);
+        std::fs::write(
+            &note,
+            r#"{"gateway":"http://127.0.0.1:1/gateway.do","pid":1}"#,
+        )
+        .unwrap();
+        let owner = claim(&config).await.unwrap();
+        assert!(!note.exists(), "the stale address is removed");
+        let addr = owner.listener.as_ref().unwrap().local_addr().unwrap();
+        // Bound already: a connection waits in the queue for the gateway to start.
+        tokio::net::TcpStream::connect(addr).await.unwrap();
+        let joiner = claim(&config).await.unwrap();
+        assert!(
+            joiner.listener.is_none(),
+            "a second server is not the owner"
+        );
+        drop((owner, joiner));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn a_secret_is_written_whole_owner_only_and_never_over_another() {
         let dir = std::env::temp_dir().join(format!(
@@ -339,7 +390,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("app-private-key.txt");
         // What a start killed mid-write left beside it.
-        std::fs::write(dir.join("app-private-key.txt.partial"), "MIIEvQ").unwrap();
+        let partial = format!("app-private-key.txt.partial-{}", std::process::id());
+        std::fs::write(dir.join(partial), "MIIEvQ").unwrap();
         write_secret(&path, "first").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "first\n");
         #[cfg(unix)]

@@ -140,7 +140,10 @@ async fn create_unless_known(
     // A replay of a number is found before a precreate, which asks Alipay. A link signed here
     // asks nobody, so its replay is found by the insert, which keeps the first order: one
     // signature wasted on a replay, one ledger read saved on every new order.
-    let asks_alipay = matches!(request.kind, OrderKind::QrCode | OrderKind::Agent);
+    let asks_alipay = match request.kind {
+        OrderKind::QrCode | OrderKind::Agent => true,
+        OrderKind::Mobile | OrderKind::WebPage => false,
+    };
     if asks_alipay {
         match svc.ledger.order(&out_trade_no).await {
             Ok(Some(existing)) => return same_or_conflict(existing, request),
