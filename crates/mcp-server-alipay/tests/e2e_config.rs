@@ -128,42 +128,20 @@ fn a_prod_key_whose_numbers_disagree_stops_the_server_after_the_handshake() {
     der[12 + 100] ^= 1;
     let tampered = base64::engine::general_purpose::STANDARD.encode(&der);
     let dir = TempDir::new("badkey");
-    let mut child = Command::new(BIN)
-        .env_clear()
-        .envs(local_env(dir.path(), 0))
-        .env("AP_APP_ID", "2021000000000001")
-        .env("AP_APP_KEY", tampered)
-        .env("AP_PUB_KEY", format!("{keys}alipay-public-spki.b64"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let initialize = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}});
-    writeln!(stdin, "{initialize}").unwrap();
-    stdin.flush().unwrap();
-    let mut answer = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut answer)
-        .unwrap();
-    let answer: Value = serde_json::from_str(&answer).unwrap();
-    assert_eq!(answer["result"]["serverInfo"]["name"], "mcp-server-alipay");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("the server kept running with a key it cannot load");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    drop(stdin);
+    let mut env = local_env(dir.path(), 0);
+    env.insert("AP_APP_ID".into(), "2021000000000001".into());
+    env.insert("AP_APP_KEY".into(), tampered);
+    env.insert("AP_PUB_KEY".into(), format!("{keys}alipay-public-spki.b64"));
+    let mut server = raw::Raw::start(&env);
+    assert_eq!(
+        server.initialized["result"]["serverInfo"]["name"],
+        "mcp-server-alipay"
+    );
+    let status = server
+        .exit_within(std::time::Duration::from_secs(20))
+        .expect("the server kept running with a key it cannot load");
     assert!(!status.success(), "{status}");
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let stderr = server.stderr();
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     assert!(
         stderr.contains("AP_APP_KEY") && stderr.contains("invalid"),

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead as _, Write as _};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,10 @@ pub(crate) struct Raw {
     stdin: ChildStdin,
     rx: Receiver<Value>,
     next_id: i64,
+    /// The answer to `initialize`.
+    pub(crate) initialized: Value,
+    /// Everything the server writes to stderr, read as it comes (a full pipe would block it).
+    stderr: Option<std::thread::JoinHandle<String>>,
 }
 
 impl Raw {
@@ -26,10 +30,16 @@ impl Raw {
             .envs(env)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let stdin = child.stdin.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+            text
+        });
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -50,9 +60,12 @@ impl Raw {
             stdin,
             rx,
             next_id: 1,
+            initialized: Value::Null,
+            stderr: Some(stderr),
         };
         let id = raw.send("initialize", json!({"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"crash","version":"1"}}));
-        raw.wait(id, Duration::from_secs(30))
+        raw.initialized = raw
+            .wait(id, Duration::from_secs(30))
             .expect("initialize answered");
         writeln!(
             raw.stdin,
@@ -93,6 +106,29 @@ impl Raw {
                 }
             }
         }
+    }
+
+    /// Its exit status, if it exits on its own within `limit` (this end of stdin still open);
+    /// else it is killed and `None`.
+    pub(crate) fn exit_within(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        None
+    }
+
+    /// Everything the server wrote to stderr; once it has exited.
+    pub(crate) fn stderr(&mut self) -> String {
+        self.stderr
+            .take()
+            .map(|reader| reader.join().unwrap())
+            .unwrap_or_default()
     }
 
     /// SIGKILL, then every answer the server had already written (a client would read those).
