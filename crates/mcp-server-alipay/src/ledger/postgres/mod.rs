@@ -23,6 +23,7 @@ macro_rules! beijing_now {
 }
 
 mod conn;
+mod creates;
 mod listen;
 mod liveness;
 mod ops;
@@ -43,6 +44,7 @@ use deadpool_postgres::Pool;
 use tokio::sync::broadcast;
 
 use self::conn::Connector;
+use self::creates::Creates;
 use self::listen::Listener;
 use self::liveness::{Lease, OrderLocks};
 use self::ops::Notified;
@@ -118,6 +120,8 @@ pub struct PostgresLedger {
     pool: Pool,
     /// Connections holding order locks (see `liveness`).
     lock_pool: Pool,
+    /// New orders, written together when they arrive together.
+    creates: Creates,
     cx: Arc<Cx>,
     lease: Lease,
     listener: Listener,
@@ -195,6 +199,7 @@ impl PostgresLedger {
         let listener =
             Listener::start(connector, cx.clone(), changes.clone(), lease.id().0.clone()).await?;
         Ok(Self {
+            creates: Creates::start(pool.clone(), cx.clone()),
             pool,
             lock_pool,
             cx,
@@ -285,9 +290,7 @@ impl Ledger for PostgresLedger {
     }
 
     async fn create_order(&self, order: &NewOrder) -> Result<CreateOrder, LedgerError> {
-        in_tx!(self, one_write, |tx| ops::create_order(
-            &tx, &self.cx, order
-        ))
+        self.creates.create(order).await
     }
 
     async fn order(&self, out_trade_no: &OutTradeNo) -> Result<Option<OrderRecord>, LedgerError> {

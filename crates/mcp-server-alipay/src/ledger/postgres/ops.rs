@@ -208,17 +208,20 @@ pub(super) async fn create_order(
             first(tx, &sql, &params, order_row).await?
         }
     };
-    if let Some(created) = created {
-        return Ok(CreateOrder::Created(created));
+    match created {
+        Some(created) => Ok(CreateOrder::Created(created)),
+        None => taken(tx, cx, &order.out_trade_no).await,
     }
-    match find_order(tx, cx, &order.out_trade_no).await? {
+}
+
+/// A number an insert found taken: the order that holds it, or, when the order is another
+/// environment's (the number is the key of the whole store), a conflict.
+pub(super) async fn taken(tx: &impl GenericClient, cx: &Cx, no: &OutTradeNo) -> Res<CreateOrder> {
+    match find_order(tx, cx, no).await? {
         Some(existing) => Ok(CreateOrder::Existing(existing)),
         None => Err(fail(
             LedgerErrorKind::Conflict,
-            format!(
-                "order number {} is taken in this store by another environment",
-                order.out_trade_no
-            ),
+            format!("order number {no} is taken in this store by another environment"),
         )),
     }
 }

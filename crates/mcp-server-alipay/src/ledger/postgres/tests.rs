@@ -762,3 +762,168 @@ async fn an_order_is_found_by_its_key_before_any_statistics_and_v4_stores_are_up
     assert!(plan.contains("orders_pkey"), "{plan}");
     assert!(ledger.order(&no("N4321")).await.unwrap().is_some());
 }
+
+/// `number`'s order with its audit row, as a create tool gives it.
+fn audited(number: &str) -> NewOrder {
+    NewOrder {
+        audit: Some(AuditRow::of(&AuditEntry {
+            tool: "create-mobile-alipay-payment",
+            arguments: &serde_json::json!({ "outTradeNo": number }),
+            decision: AuditDecision::Allowed,
+            outcome: AuditOutcome::Succeeded,
+        })),
+        ..order(number, 100)
+    }
+}
+
+/// The numbers of the audit rows in the schema, in the order they were written.
+async fn audited_numbers(sql: &Client) -> Vec<String> {
+    sql.query("SELECT arguments FROM audit ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let arguments: String = r.get(0);
+            let json: serde_json::Value = serde_json::from_str(&arguments).unwrap();
+            json["outTradeNo"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_creates_answers_each_order_as_it_would_alone() {
+    let Some(url) = database() else { return };
+    let schema = Schema::new(&url, "batch_of_creates").await;
+    let ledger = schema.connect(&scope(APP)).await.unwrap();
+    let CreateOrder::Created(old) = ledger.create_order(&order("OLD", 700)).await.unwrap() else {
+        panic!("a new number is created");
+    };
+    let (sql, cx) = (schema.sql().await, schema.cx(&scope(APP)));
+    let pooled = ledger.pool.get().await.unwrap();
+
+    // New numbers are created with their audit row (or none when given none); a number taken
+    // before is answered with its order and writes no row.
+    let (n1, taken, n2) = (audited("N1"), audited("OLD"), order("N2", 250));
+    let answers = super::creates::create_orders(&pooled, &cx, &[&n1, &taken, &n2]).await;
+    let answers: Vec<CreateOrder> = answers.into_iter().map(Result::unwrap).collect();
+    let CreateOrder::Created(first) = &answers[0] else {
+        panic!("N1: {:?}", answers[0]);
+    };
+    assert_eq!(
+        (first.out_trade_no.as_str(), first.total_amount.fen()),
+        ("N1", 100)
+    );
+    assert_eq!(first.expires_at.as_deref(), Some("2026-11-25 10:30:00"));
+    assert_eq!(answers[1], CreateOrder::Existing(old));
+    let CreateOrder::Created(second) = &answers[2] else {
+        panic!("N2: {:?}", answers[2]);
+    };
+    assert_eq!(second.total_amount.fen(), 250);
+    // What the batch wrote reads back as what it answered.
+    assert_eq!(ledger.order(&no("N1")).await.unwrap().as_ref(), Some(first));
+    assert_eq!(
+        ledger.order(&no("N2")).await.unwrap().as_ref(),
+        Some(second)
+    );
+    assert_eq!(audited_numbers(&sql).await, ["N1"]);
+
+    // An order the server refuses (text cannot hold a NUL) fails alone: the others are created.
+    let bad = NewOrder {
+        title: "nul\0title".into(),
+        ..audited("BAD")
+    };
+    let (n3, n4) = (audited("N3"), audited("N4"));
+    let answers = super::creates::create_orders(&pooled, &cx, &[&n3, &bad, &n4]).await;
+    assert!(
+        matches!(answers[0], Ok(CreateOrder::Created(_))),
+        "{:?}",
+        answers[0]
+    );
+    let refused = answers[1].as_ref().unwrap_err();
+    assert_ne!(
+        refused.kind,
+        LedgerErrorKind::CommitOutcomeUnknown,
+        "{refused}"
+    );
+    assert!(
+        matches!(answers[2], Ok(CreateOrder::Created(_))),
+        "{:?}",
+        answers[2]
+    );
+    assert_eq!(ledger.order(&no("BAD")).await.unwrap(), None);
+    assert_eq!(audited_numbers(&sql).await, ["N1", "N3", "N4"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn creates_sent_at_once_are_each_answered_and_each_order_audited_once() {
+    let Some(url) = database() else { return };
+    let schema = Schema::new(&url, "creates_at_once").await;
+    let ledger = Arc::new(schema.connect(&scope(APP)).await.unwrap());
+    // 24 numbers, each sent twice at the same moment (a client's retry racing its first try).
+    let tasks: Vec<_> = (0..48)
+        .map(|i| {
+            let ledger = ledger.clone();
+            tokio::spawn(async move {
+                let number = format!("C{}", i % 24);
+                (number.clone(), ledger.create_order(&audited(&number)).await)
+            })
+        })
+        .collect();
+    let mut answers: std::collections::BTreeMap<String, Vec<CreateOrder>> = Default::default();
+    for task in tasks {
+        let (number, answer) = task.await.unwrap();
+        answers.entry(number).or_default().push(answer.unwrap());
+    }
+    assert_eq!(answers.len(), 24);
+    for (number, both) in &answers {
+        let (created, existing): (Vec<_>, Vec<_>) = both
+            .iter()
+            .partition(|a| matches!(a, CreateOrder::Created(_)));
+        let (Some(CreateOrder::Created(made)), Some(CreateOrder::Existing(found))) =
+            (created.first(), existing.first())
+        else {
+            panic!("{number}: one try creates the order and the other finds it: {both:?}");
+        };
+        assert_eq!(made, found, "{number}");
+    }
+    let sql = schema.sql().await;
+    assert_eq!(count(&sql, "SELECT count(*) FROM orders").await, 24);
+    let mut numbers = audited_numbers(&sql).await;
+    numbers.sort();
+    assert_eq!(numbers, answers.keys().cloned().collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_batches_holding_the_same_numbers_each_answer_every_order() {
+    let Some(url) = database() else { return };
+    let schema = Schema::new(&url, "crossing_batches").await;
+    let ledger = schema.connect(&scope(APP)).await.unwrap();
+    let cx = schema.cx(&scope(APP));
+    let (one, two) = (
+        ledger.pool.get().await.unwrap(),
+        ledger.pool.get().await.unwrap(),
+    );
+    let (a, b) = (audited("XA"), audited("XB"));
+    // The same two numbers in crossing order, written at the same moment on two connections.
+    let (forward, backward) = ([&a, &b], [&b, &a]);
+    let (first, second) = tokio::join!(
+        super::creates::create_orders(&one, &cx, &forward),
+        super::creates::create_orders(&two, &cx, &backward),
+    );
+    let created = |answers: &[Result<CreateOrder, LedgerError>], at: usize| {
+        matches!(answers[at], Ok(CreateOrder::Created(_)))
+    };
+    for (number, mine, theirs) in [("XA", 0, 1), ("XB", 1, 0)] {
+        let existing = |answer: &Result<CreateOrder, LedgerError>| matches!(answer, Ok(CreateOrder::Existing(o)) if o.out_trade_no.as_str() == number);
+        // Exactly one batch created the number; the other was answered with that order.
+        assert!(
+            created(&first, mine) && existing(&second[theirs])
+                || created(&second, theirs) && existing(&first[mine]),
+            "{number}: {first:?} {second:?}"
+        );
+    }
+    let sql = schema.sql().await;
+    let mut numbers = audited_numbers(&sql).await;
+    numbers.sort();
+    assert_eq!(numbers, ["XA", "XB"]);
+}
