@@ -144,6 +144,19 @@ pub(crate) fn order(number: &str, amount_fen: i64) -> NewOrder {
     }
 }
 
+/// `number`'s order (100 fen) with its audit row, as the web-page create tool gives it.
+pub(crate) fn audited_order(number: &str) -> NewOrder {
+    NewOrder {
+        audit: Some(AuditRow::of(&AuditEntry {
+            tool: "create-web-page-alipay-payment",
+            arguments: &serde_json::json!({ "outTradeNo": number }),
+            decision: AuditDecision::Allowed,
+            outcome: AuditOutcome::Succeeded,
+        })),
+        ..order(number, 100)
+    }
+}
+
 /// Limits with no daily budget, on a day of the tests, for a trade that paid `paid_fen`.
 pub(crate) fn no_daily_limit(paid_fen: i64) -> RefundLimits {
     RefundLimits {
@@ -223,16 +236,7 @@ pub(crate) async fn orders_are_created_once(b: &dyn Backend) {
 pub(crate) async fn a_new_order_is_recorded_with_its_audit_row(b: &dyn Backend) {
     let store = b.fresh("a_new_order_is_recorded_with_its_audit_row").await;
     let l = store.open(&scope(APP)).await;
-    let audited = |number: &str| NewOrder {
-        audit: Some(AuditRow::of(&AuditEntry {
-            tool: "create-web-page-alipay-payment",
-            arguments: &serde_json::json!({ "outTradeNo": number }),
-            decision: AuditDecision::Allowed,
-            outcome: AuditOutcome::Succeeded,
-        })),
-        ..order(number, 100)
-    };
-    let CreateOrder::Created(created) = l.create_order(&audited("A")).await.unwrap() else {
+    let CreateOrder::Created(created) = l.create_order(&audited_order("A")).await.unwrap() else {
         panic!("a new number is created");
     };
     let row = |at: &str, number: &str| {
@@ -247,14 +251,14 @@ pub(crate) async fn a_new_order_is_recorded_with_its_audit_row(b: &dyn Backend) 
     // Again, from another handle: the order as it was, and no second row.
     let other = store.open(&scope(APP)).await;
     assert_eq!(
-        other.create_order(&audited("A")).await.unwrap(),
+        other.create_order(&audited_order("A")).await.unwrap(),
         CreateOrder::Existing(created)
     );
     assert_eq!(store.audit_rows(&scope(APP)).await, first);
     // An order given no row writes none; another app's rows are its own.
     l.create_order(&order("B", 100)).await.unwrap();
     let elsewhere = store.open(&scope(OTHER_APP)).await;
-    elsewhere.create_order(&audited("C")).await.unwrap();
+    elsewhere.create_order(&audited_order("C")).await.unwrap();
     assert_eq!(store.audit_rows(&scope(APP)).await, first);
     assert_eq!(store.audit_rows(&scope(OTHER_APP)).await.len(), 1);
 }

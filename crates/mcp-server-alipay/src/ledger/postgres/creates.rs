@@ -8,6 +8,7 @@
 //! server wrote nothing, and its orders are then written one by one so that only the order at
 //! fault fails; a lost connection leaves every order of the batch not known, as it would alone.
 
+use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
 
 use deadpool_postgres::{GenericClient, Pool};
@@ -19,7 +20,6 @@ use super::Cx;
 use super::conn::write_error;
 use super::ops::{create_order, taken};
 use super::rows::{Fail, ORDER_COLUMNS, Res, all, order_row, pool_error};
-use crate::domain::OutTradeNo;
 use crate::ledger::{CreateOrder, LedgerError, LedgerErrorKind, NewOrder, OrderRecord};
 
 /// Batches written at the same time. A create that finds them all busy waits for one to end and
@@ -107,21 +107,10 @@ async fn write_batch(pool: Pool, cx: Arc<Cx>, batch: Vec<Job>) {
     };
     // Each number once in the statement; a repeat (the same create sent twice at once) goes
     // after it, on its own, and finds what the first left (or, if the first failed, tries itself).
-    let (firsts, repeats): (Vec<Job>, Vec<Job>) = {
-        let mut seen: Vec<&OutTradeNo> = Vec::with_capacity(batch.len());
-        let mut is_first = Vec::with_capacity(batch.len());
-        for job in &batch {
-            let new = !seen.contains(&&job.order.out_trade_no);
-            if new {
-                seen.push(&job.order.out_trade_no);
-            }
-            is_first.push(new);
-        }
-        let mut is_first = is_first.into_iter();
-        batch
-            .into_iter()
-            .partition(|_| is_first.next().unwrap_or(true))
-    };
+    let mut seen = HashSet::with_capacity(batch.len());
+    let (firsts, repeats): (Vec<Job>, Vec<Job>) = batch
+        .into_iter()
+        .partition(|job| seen.insert(job.order.out_trade_no.clone()));
     let orders: Vec<&NewOrder> = firsts.iter().map(|job| &job.order).collect();
     let answers = create_orders(&client, &cx, &orders).await;
     for (job, answer) in firsts.into_iter().zip(answers) {

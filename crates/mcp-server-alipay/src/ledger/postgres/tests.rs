@@ -18,7 +18,8 @@ use super::liveness::OrderLocks;
 use super::{Cx, PostgresLedger, PostgresOptions};
 use crate::domain::{AppScope, Env};
 use crate::ledger::conformance::{
-    APP, Backend, Corruption, OTHER_APP, Store, no, no_daily_limit, order, refund, scope, status,
+    APP, Backend, Corruption, OTHER_APP, Store, audited_order, no, no_daily_limit, order, refund,
+    scope, status,
 };
 use crate::ledger::*;
 
@@ -763,19 +764,6 @@ async fn an_order_is_found_by_its_key_before_any_statistics_and_v4_stores_are_up
     assert!(ledger.order(&no("N4321")).await.unwrap().is_some());
 }
 
-/// `number`'s order with its audit row, as a create tool gives it.
-fn audited(number: &str) -> NewOrder {
-    NewOrder {
-        audit: Some(AuditRow::of(&AuditEntry {
-            tool: "create-mobile-alipay-payment",
-            arguments: &serde_json::json!({ "outTradeNo": number }),
-            decision: AuditDecision::Allowed,
-            outcome: AuditOutcome::Succeeded,
-        })),
-        ..order(number, 100)
-    }
-}
-
 /// The numbers of the audit rows in the schema, in the order they were written.
 async fn audited_numbers(sql: &Client) -> Vec<String> {
     sql.query("SELECT arguments FROM audit ORDER BY id", &[])
@@ -803,7 +791,7 @@ async fn a_batch_of_creates_answers_each_order_as_it_would_alone() {
 
     // New numbers are created with their audit row (or none when given none); a number taken
     // before is answered with its order and writes no row.
-    let (n1, taken, n2) = (audited("N1"), audited("OLD"), order("N2", 250));
+    let (n1, taken, n2) = (audited_order("N1"), audited_order("OLD"), order("N2", 250));
     let answers = super::creates::create_orders(&pooled, &cx, &[&n1, &taken, &n2]).await;
     let answers: Vec<CreateOrder> = answers.into_iter().map(Result::unwrap).collect();
     let CreateOrder::Created(first) = &answers[0] else {
@@ -830,9 +818,9 @@ async fn a_batch_of_creates_answers_each_order_as_it_would_alone() {
     // An order the server refuses (text cannot hold a NUL) fails alone: the others are created.
     let bad = NewOrder {
         title: "nul\0title".into(),
-        ..audited("BAD")
+        ..audited_order("BAD")
     };
-    let (n3, n4) = (audited("N3"), audited("N4"));
+    let (n3, n4) = (audited_order("N3"), audited_order("N4"));
     let answers = super::creates::create_orders(&pooled, &cx, &[&n3, &bad, &n4]).await;
     assert!(
         matches!(answers[0], Ok(CreateOrder::Created(_))),
@@ -865,7 +853,10 @@ async fn creates_sent_at_once_are_each_answered_and_each_order_audited_once() {
             let ledger = ledger.clone();
             tokio::spawn(async move {
                 let number = format!("C{}", i % 24);
-                (number.clone(), ledger.create_order(&audited(&number)).await)
+                (
+                    number.clone(),
+                    ledger.create_order(&audited_order(&number)).await,
+                )
             })
         })
         .collect();
@@ -903,7 +894,7 @@ async fn two_batches_holding_the_same_numbers_each_answer_every_order() {
         ledger.pool.get().await.unwrap(),
         ledger.pool.get().await.unwrap(),
     );
-    let (a, b) = (audited("XA"), audited("XB"));
+    let (a, b) = (audited_order("XA"), audited_order("XB"));
     // The same two numbers in crossing order, written at the same moment on two connections.
     let (forward, backward) = ([&a, &b], [&b, &a]);
     let (first, second) = tokio::join!(
