@@ -1,9 +1,12 @@
 //! Alipay's clock: `yyyy-MM-dd HH:mm:ss` in Beijing time (UTC+8, no daylight saving), whatever the
 //! host's zone. SDKs that use host local time send wrong timestamps from UTC servers.
 
-use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeDelta, TimeZone as _, Utc};
+use chrono::{
+    DateTime, Datelike as _, FixedOffset, NaiveDate, TimeDelta, TimeZone as _, Timelike as _, Utc,
+};
 
-/// The layout of every Alipay timestamp.
+/// The layout of every Alipay timestamp (as a chrono format; [`format_timestamp`] and
+/// [`parse_timestamp`] write and read it directly, as they run several times a call).
 pub const TIMESTAMP_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 
 /// The longest expiry Alipay accepts (`time_expire` / `timeout_express`): 15 days, in minutes.
@@ -21,9 +24,16 @@ pub fn beijing_now() -> DateTime<FixedOffset> {
 
 /// `yyyy-MM-dd HH:mm:ss` of an instant, in Beijing time.
 pub fn format_timestamp<Tz: chrono::TimeZone>(at: &DateTime<Tz>) -> String {
-    at.with_timezone(&beijing())
-        .format(TIMESTAMP_FORMAT)
-        .to_string()
+    let t = at.with_timezone(&beijing());
+    // chrono's `format` parses the format string on every call; this is the same layout, written
+    // directly. A year outside 0..=9999 gets its sign and every digit, as chrono writes it.
+    let (year, month, day) = (t.year(), t.month(), t.day());
+    let (hour, minute, second) = (t.hour(), t.minute(), t.second());
+    if (0..=9999).contains(&year) {
+        format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02}")
+    } else {
+        format!("{year:+05}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02}")
+    }
 }
 
 /// The current timestamp as Alipay wants it.
@@ -53,8 +63,9 @@ pub fn timestamp_in_minutes(minutes: u32) -> String {
 
 /// Read an Alipay timestamp (Beijing time). `None` unless exactly `yyyy-MM-dd HH:mm:ss`.
 pub fn parse_timestamp(text: &str) -> Option<DateTime<FixedOffset>> {
-    // chrono's parser is lenient (one-digit fields, a space matching any run of whitespace), so
-    // the shape is checked byte by byte first: `yyyy-MM-dd HH:mm:ss`, ASCII digits only.
+    // The shape is checked byte by byte first: `yyyy-MM-dd HH:mm:ss`, ASCII digits only (chrono's
+    // parser would take one-digit fields and a space for any run of whitespace); then the fields
+    // are read directly and chrono checks that they name a real date and time.
     let shape_ok = text.len() == 19
         && text.bytes().enumerate().all(|(i, b)| match i {
             4 | 7 => b == b'-',
@@ -65,7 +76,18 @@ pub fn parse_timestamp(text: &str) -> Option<DateTime<FixedOffset>> {
     if !shape_ok {
         return None;
     }
-    let naive = NaiveDateTime::parse_from_str(text, TIMESTAMP_FORMAT).ok()?;
+    let b = text.as_bytes();
+    let number = |from: usize, to: usize| {
+        b[from..to]
+            .iter()
+            .fold(0u32, |n, d| n * 10 + u32::from(d - b'0'))
+    };
+    let year = i32::try_from(number(0, 4)).ok()?;
+    let naive = NaiveDate::from_ymd_opt(year, number(5, 7), number(8, 10))?.and_hms_opt(
+        number(11, 13),
+        number(14, 16),
+        number(17, 19),
+    )?;
     beijing().from_local_datetime(&naive).single()
 }
 
@@ -96,6 +118,11 @@ mod tests {
             "2026-11-25 10:20",
             "2026/11/25 10:20:30",
             "2026-13-25 10:20:30",
+            "2026-02-29 10:20:30",
+            "2026-11-31 10:20:30",
+            "2026-11-25 24:00:00",
+            "2026-11-25 10:60:30",
+            "2026-11-25 10:20:60",
             "",
             "2026-11-25 10:20:30 ",
             // 19 characters that chrono's lenient parser would take (one-digit fields, a space
@@ -122,12 +149,47 @@ mod tests {
         // The fraction is dropped, never rounded up past the limit.
         let with_fraction = utc + TimeDelta::milliseconds(999);
         assert_eq!(timestamp_after(&with_fraction, 30), "2026-11-26 00:29:30");
-        assert!(timestamp_after(&DateTime::<Utc>::MAX_UTC, u32::MAX).len() >= 19);
+        let last = DateTime::<Utc>::MAX_UTC;
+        assert_eq!(
+            timestamp_after(&last, u32::MAX),
+            last.with_timezone(&beijing())
+                .format(TIMESTAMP_FORMAT)
+                .to_string()
+        );
 
         let before = beijing_now();
         let expiry = parse_timestamp(&timestamp_in_minutes(30)).unwrap();
         let minutes = (expiry - before).num_seconds();
         assert!((29 * 60..=30 * 60).contains(&minutes), "{minutes}");
+    }
+
+    /// The direct writer and reader agree with chrono's own formatting and parsing of the layout,
+    /// over instants spread across four centuries (leap years, month ends, midnight).
+    #[test]
+    fn direct_format_and_parse_match_chrono() {
+        let mut at = Utc.with_ymd_and_hms(1970, 1, 1, 0, 0, 0).unwrap();
+        let step = TimeDelta::seconds(86_400 * 13 + 3_607);
+        let mut checked = 0;
+        while at.year() < 2400 {
+            let text = format_timestamp(&at);
+            let chrono_text = at
+                .with_timezone(&beijing())
+                .format(TIMESTAMP_FORMAT)
+                .to_string();
+            assert_eq!(text, chrono_text);
+            let parsed = parse_timestamp(&text).unwrap();
+            let chrono_parsed = chrono::NaiveDateTime::parse_from_str(&text, TIMESTAMP_FORMAT)
+                .unwrap()
+                .and_local_timezone(beijing())
+                .unwrap();
+            assert_eq!(parsed, chrono_parsed);
+            assert_eq!(parsed, at);
+            at += step;
+            checked += 1;
+        }
+        assert!(checked > 10_000, "{checked}");
+        let leap = parse_timestamp("2024-02-29 23:59:59").unwrap();
+        assert_eq!(leap.to_rfc3339(), "2024-02-29T23:59:59+08:00");
     }
 
     #[test]

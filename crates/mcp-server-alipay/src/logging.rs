@@ -6,6 +6,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Mutex;
 
+use chrono::{Datelike as _, Timelike as _};
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::format::Writer;
@@ -20,10 +21,19 @@ struct BeijingTimer;
 
 impl FormatTime for BeijingTimer {
     fn format_time(&self, w: &mut Writer<'_>) -> std::fmt::Result {
+        // RFC 3339 with milliseconds, `2026-12-01T15:01:02.345+08:00`, written directly: chrono's
+        // `format` would parse its format string again for every line.
+        let t = alipay_openapi::time::beijing_now();
         write!(
             w,
-            "{}",
-            alipay_openapi::time::beijing_now().format("%Y-%m-%dT%H:%M:%S%.3f%:z")
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}+08:00",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.timestamp_subsec_millis().min(999)
         )
     }
 }
@@ -90,4 +100,32 @@ pub fn init(config: &Config) -> Option<String> {
         .with(file_layer)
         .try_init();
     warning
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every log line starts with this instant: RFC 3339, milliseconds, Beijing's offset, and now.
+    #[test]
+    fn log_lines_are_stamped_with_beijing_time_to_the_millisecond() {
+        let before = alipay_openapi::time::beijing_now();
+        let mut stamp = String::new();
+        BeijingTimer
+            .format_time(&mut Writer::new(&mut stamp))
+            .unwrap();
+        let after = alipay_openapi::time::beijing_now();
+        assert_eq!(
+            stamp.len(),
+            "2026-12-01T15:01:02.345+08:00".len(),
+            "{stamp}"
+        );
+        assert!(stamp.ends_with("+08:00"), "{stamp}");
+        let at = chrono::DateTime::parse_from_rfc3339(&stamp).unwrap();
+        let millis = |t: chrono::DateTime<chrono::FixedOffset>| t.timestamp_millis();
+        assert!(
+            millis(before) <= millis(at) && millis(at) <= millis(after),
+            "{stamp}"
+        );
+    }
 }

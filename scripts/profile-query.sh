@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Where a `query-alipay-payment` over Streamable HTTP spends the server's CPU beyond the crypto.
+# Starts `serve --http` in local mode (the embedded gateway answers) and profiles it only while the
+# load generator makes keep-alive queries, after a warm-up.
+#
+#   scripts/profile-query.sh [SECONDS]          callgrind (default 20 s; about 600 queries): the
+#                                               instructions per query, RSA work (aws-lc) and the
+#                                               rest split by the crate whose code ran
+#   scripts/profile-query.sh --perf [SECONDS]   perf, natively, 32 clients (default 10 s): the share
+#                                               of the server's CPU time in aws-lc, and so the
+#                                               server's CPU ÷ the crypto it ran, within one moment
+#
+# The two answer different questions. Instruction counts repeat exactly from run to run, so a
+# change's effect on the code around the crypto shows even on this noisy machine; but valgrind's
+# CPU has no AVX-512, so aws-lc runs its AVX2 code there and the crypto's share of instructions is
+# no guide to its share of time. `--perf` gives that share on the real CPU: the crypto's CPU and
+# the rest are sampled at the same moments, so a VM that runs faster or slower for a while moves
+# both, where `bench-http.sh` compares the load with a floor measured just before it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODE=callgrind
+[ "${1:-}" = --perf ] && { MODE=perf; shift; }
+SECONDS_=${1:-$([ $MODE = perf ] && echo 10 || echo 20)}
+if [ $MODE = perf ]; then
+    command -v perf >/dev/null || { echo "perf is needed (apt-get install linux-perf)" >&2; exit 1; }
+else
+    command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
+fi
+
+cargo build --release -q -p mcp-server-alipay --bin mcp-server-alipay
+cargo build --release -q -p mcp-server-alipay --example loadgen
+TARGET=${CARGO_TARGET_DIR:-target}
+BIN=${BIN:-$TARGET/release/mcp-server-alipay}   # BIN=... profiles another build
+LOADGEN=$TARGET/release/examples/loadgen
+
+DIR=$(mktemp -d)
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+TOKEN=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+UNDER=()
+[ $MODE = callgrind ] && UNDER=(valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$DIR/cg.out")
+env -i HOME="$DIR" PATH="$PATH" AP_DATA_DIR="$DIR/data" AP_LOG_FILE="$DIR/server.log" \
+    AP_LOCAL_PORT=0 AP_NOTIFY_LISTEN=127.0.0.1:0 AP_HTTP_TOKEN="$TOKEN" \
+    "${UNDER[@]}" "$BIN" serve --http "127.0.0.1:$PORT" 2>"$DIR/stderr" &
+SERVER=$!
+trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$DIR"' EXIT
+for _ in $(seq 600); do grep -q "serving MCP at" "$DIR/stderr" 2>/dev/null && break; sleep 0.1; done
+
+load() { "$LOADGEN" --url "http://127.0.0.1:$PORT/mcp" --token "$TOKEN" --clients "$1" --warmup 0 \
+    --seconds "$2" --tool query-alipay-payment --keep-alive --server-pid "$SERVER"; }
+
+if [ $MODE = perf ]; then
+    load 32 3 >/dev/null   # warm-up
+    perf record -q -F 1999 -o "$DIR/perf.data" -p "$SERVER" -- sleep "$SECONDS_" 2>/dev/null &
+    RECORDER=$!
+    load 32 "$SECONDS_"
+    wait $RECORDER
+    # aws-lc's functions: its prefixed symbols, its static bignum and RSA helpers, its assembly.
+    perf report -i "$DIR/perf.data" --no-children --sort dso,sym -g none --stdio 2>/dev/null |
+        awk '/^ *[0-9.]+%/ {
+                 share = $1 + 0; total += share
+                 if ($0 ~ /\] (aws_lc_|bn_|BN_|rsa_|RSA_|pkey_rsa|rsaz)/) crypto += share
+             }
+             END {
+                 printf "samples: %.1f%% of the server in aws-lc, the rest %.1f%%\n", crypto * 100 / total, 100 - crypto * 100 / total
+                 printf "server CPU per query = %.2f x the crypto it ran (same moments)\n", total / crypto
+             }'
+    exit 0
+fi
+
+load 8 5 >/dev/null   # warm-up: sessions, caches, the order to query
+callgrind_control -i on "$SERVER" >/dev/null 2>&1
+load 8 "$SECONDS_"
+callgrind_control -i off "$SERVER" >/dev/null 2>&1
+callgrind_control -d "$SERVER" >/dev/null 2>&1
+sleep 1
+# Queries are counted by their RSA signatures, two each (the request's and the gateway's answer):
+# exact, where the load generator's count would miss the calls still in flight at either end.
+python3 - "$DIR"/cg.out.* <<'PY'
+import re, sys, subprocess, collections
+
+signs = 0
+names, callee = {}, None
+for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
+    if line.startswith(("fn=", "cfn=")):
+        m = re.match(r"c?fn=\((\d+)\)(?: (.*))?", line.strip())
+        if m.group(2):
+            names[m.group(1)] = m.group(2)
+        callee = names.get(m.group(1), "") if line.startswith("cfn=") else None
+    elif line.startswith("calls=") and callee is not None:
+        if callee.endswith("rsa_default_private_transform"):
+            signs += int(line.split("=")[1].split()[0])
+        callee = None
+queries = signs / 2
+if not queries:
+    sys.exit("no signatures recorded: did the load generator reach the server?")
+
+listing = subprocess.run(["callgrind_annotate", "--auto=no", "--threshold=100", sys.argv[1]],
+                         capture_output=True, text=True, check=True).stdout
+spent = collections.Counter()
+for line in listing.splitlines():
+    m = re.match(r"\s*([\d,]+)\s+\([^)]*\)\s+(\S.*)", line)
+    if not m or ":" not in m.group(2) or "PROGRAM TOTALS" in line:
+        continue
+    n, where = int(m.group(1).replace(",", "")), m.group(2)
+    path, function = where.split(":", 1)
+    if re.search(r"aws_lc|rsaz|/aws-lc/", where):
+        key = "crypto (aws-lc)"
+    elif "memset" in function:
+        key = "libc memset (nearly all aws-lc zeroing what it frees)"
+    elif (crate := re.search(r"index\.crates\.io-[0-9a-f]+/([A-Za-z0-9_-]+?)-\d", path)):
+        key = crate.group(1).replace("-", "_")
+    elif "/crates/" in path:
+        key = path.split("/crates/")[1].split("/")[0].replace("-", "_")
+    elif "libc" in where or "sysdeps" in path or "/malloc/" in path:
+        key = "libc (memcpy, malloc, free)"
+    elif path.startswith("/rustc/"):
+        # Standard-library code inlined into a function: the function's crate.
+        owner = re.search(r"([a-z_][a-z0-9_]*)::", function)
+        key = owner.group(1) if owner else "std"
+    else:
+        key = "other"
+    spent[key] += n
+total = sum(spent.values())
+crypto = spent.pop("crypto (aws-lc)", 0)
+print(f"queries={queries:.0f} instructions_per_query={total / queries:.0f} "
+      f"crypto_per_query={crypto / queries:.0f} rest_per_query={(total - crypto) / queries:.0f}")
+for key, n in spent.most_common(25):
+    print(f"  {n / queries:9.0f}  {key}")
+PY
