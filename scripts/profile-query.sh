@@ -61,6 +61,7 @@ if [ $MODE = perf ]; then
                  if ($0 ~ /\] (aws_lc_|bn_|BN_|rsa_|RSA_|pkey_rsa|rsaz)/) crypto += share
              }
              END {
+                 if (crypto == 0) { print "no samples in aws-lc: did perf record the server (perf_event_paranoid)?" > "/dev/stderr"; exit 1 }
                  printf "samples: %.1f%% of the server in aws-lc, the rest %.1f%%\n", crypto * 100 / total, 100 - crypto * 100 / total
                  printf "server CPU per query = %.2f x the crypto it ran (same moments)\n", total / crypto
              }'
