@@ -9,19 +9,29 @@
 #   scripts/profile-query.sh --perf [SECONDS]   perf, natively, 32 clients (default 10 s): the share
 #                                               of the server's CPU time in aws-lc, and so the
 #                                               server's CPU ÷ the crypto it ran, within one moment
+#   scripts/profile-query.sh --layers [SECONDS] perf with call stacks (DWARF, default 6 s, then about
+#                                               a minute to symbolise): the CPU beyond the crypto
+#                                               split by layer — inside the tool's call (our code,
+#                                               the embedded gateway, the ledger), rmcp around it,
+#                                               and the rest (hyper, our HTTP layer, Tokio, kernel)
 #
 # The two answer different questions. Instruction counts repeat exactly from run to run, so a
 # change's effect on the code around the crypto shows even on this noisy machine; but valgrind's
 # CPU has no AVX-512, so aws-lc runs its AVX2 code there and the crypto's share of instructions is
 # no guide to its share of time. `--perf` gives that share on the real CPU: the crypto's CPU and
 # the rest are sampled at the same moments, so a VM that runs faster or slower for a while moves
-# both, where `bench-http.sh` compares the load with a floor measured just before it.
+# both, where `bench-http.sh` compares the load with a floor measured just before it. `--layers`
+# copies each sample's stack, which costs the server more (its ratio reads a few hundredths high);
+# read its shares, not its ratio.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=callgrind
-[ "${1:-}" = --perf ] && { MODE=perf; shift; }
-SECONDS_=${1:-$([ $MODE = perf ] && echo 10 || echo 20)}
-if [ $MODE = perf ]; then
+case "${1:-}" in
+    --perf) MODE=perf; shift ;;
+    --layers) MODE=layers; shift ;;
+esac
+SECONDS_=${1:-$(case $MODE in perf) echo 10 ;; layers) echo 6 ;; *) echo 20 ;; esac)}
+if [ $MODE != callgrind ]; then
     command -v perf >/dev/null || { echo "perf is needed (apt-get install linux-perf)" >&2; exit 1; }
 else
     command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
@@ -65,6 +75,46 @@ if [ $MODE = perf ]; then
                  printf "samples: %.1f%% of the server in aws-lc, the rest %.1f%%\n", crypto * 100 / total, 100 - crypto * 100 / total
                  printf "server CPU per query = %.2f x the crypto it ran (same moments)\n", total / crypto
              }'
+    exit 0
+fi
+
+if [ $MODE = layers ]; then
+    load 32 3 >/dev/null   # warm-up
+    perf record -q --call-graph dwarf,16384 -F 499 -o "$DIR/perf.data" -p "$SERVER" -- sleep "$SECONDS_" 2>/dev/null &
+    RECORDER=$!
+    load 32 "$SECONDS_"
+    wait $RECORDER
+    perf script -i "$DIR/perf.data" -F ip,sym 2>/dev/null > "$DIR/stacks"
+    python3 - "$DIR/stacks" <<'PY'
+import re, sys
+
+# One sample: its frames, innermost first, blank-line separated.
+samples, frames = [], []
+for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
+    if line.strip():
+        frames.append(line.split(None, 1)[1].strip() if len(line.split(None, 1)) > 1 else "?")
+    elif frames:
+        samples.append(frames)
+        frames = []
+if frames:
+    samples.append(frames)
+crypto_leaf = re.compile(r"^(aws_lc_|bn_|BN_|rsa_|RSA_|pkey_rsa|rsaz)")
+crypto = sum(1 for s in samples if crypto_leaf.match(s[0]))
+if not crypto:
+    sys.exit("no samples in aws-lc: did perf record the server (perf_event_paranoid)?")
+rest = [s for s in samples if not crypto_leaf.match(s[0])]
+within = lambda s, name: any(name in f for f in s)
+tool = sum(1 for s in rest if within(s, "mcp_server_alipay::tools::"))
+rmcp = sum(1 for s in rest if within(s, "rmcp::") and not within(s, "mcp_server_alipay::tools::"))
+other = len(rest) - tool - rmcp
+total = len(samples)
+print(f"samples={total} crypto={100 * crypto / total:.1f}% beyond it={100 * len(rest) / total:.1f}% "
+      f"(server CPU / crypto = {total / crypto:.2f}, raised by the stack copies)")
+print(f"  {100 * tool / total:5.1f}%  inside the tool's call: our code, the embedded gateway, the ledger")
+print(f"  {100 * rmcp / total:5.1f}%  rmcp around it: the JSON-RPC message, its per-request service")
+print(f"  {100 * other / total:5.1f}%  the rest: hyper, our HTTP layer, Tokio's scheduling, the kernel")
+print(f"  without rmcp's part: {(total - rmcp) / crypto:.2f}x; without the tool's: {(total - tool) / crypto:.2f}x")
+PY
     exit 0
 fi
 
