@@ -58,17 +58,26 @@ for _ in $(seq 600); do grep -q "serving MCP at" "$DIR/stderr" 2>/dev/null && br
 load() { "$LOADGEN" --url "http://127.0.0.1:$PORT/mcp" --token "$TOKEN" --clients "$1" --warmup 0 \
     --seconds "$2" --tool query-alipay-payment --keep-alive --server-pid "$SERVER"; }
 
-if [ $MODE = perf ]; then
+# aws-lc's functions as perf names them: its prefixed symbols, its static bignum and RSA helpers, its
+# assembly.
+CRYPTO_SYMBOLS='^(aws_lc_|bn_|BN_|rsa_|RSA_|pkey_rsa|rsaz)'
+
+# perf records the server (these arguments added to `perf record`) while 32 clients query it.
+perf_under_load() {
     load 32 3 >/dev/null   # warm-up
-    perf record -q -F 1999 -o "$DIR/perf.data" -p "$SERVER" -- sleep "$SECONDS_" 2>/dev/null &
-    RECORDER=$!
+    perf record -q "$@" -o "$DIR/perf.data" -p "$SERVER" -- sleep "$SECONDS_" 2>/dev/null &
+    local recorder=$!
     load 32 "$SECONDS_"
-    wait $RECORDER
-    # aws-lc's functions: its prefixed symbols, its static bignum and RSA helpers, its assembly.
+    wait $recorder
+}
+
+if [ $MODE = perf ]; then
+    perf_under_load -F 1999
     perf report -i "$DIR/perf.data" --no-children --sort dso,sym -g none --stdio 2>/dev/null |
-        awk '/^ *[0-9.]+%/ {
+        awk -v crypto_symbols="$CRYPTO_SYMBOLS" '/^ *[0-9.]+%/ {
                  share = $1 + 0; total += share
-                 if ($0 ~ /\] (aws_lc_|bn_|BN_|rsa_|RSA_|pkey_rsa|rsaz)/) crypto += share
+                 symbol = $0; sub(/.*\] /, "", symbol)
+                 if (symbol ~ crypto_symbols) crypto += share
              }
              END {
                  if (crypto == 0) { print "no samples in aws-lc: did perf record the server (perf_event_paranoid)?" > "/dev/stderr"; exit 1 }
@@ -79,26 +88,23 @@ if [ $MODE = perf ]; then
 fi
 
 if [ $MODE = layers ]; then
-    load 32 3 >/dev/null   # warm-up
-    perf record -q --call-graph dwarf,16384 -F 499 -o "$DIR/perf.data" -p "$SERVER" -- sleep "$SECONDS_" 2>/dev/null &
-    RECORDER=$!
-    load 32 "$SECONDS_"
-    wait $RECORDER
+    perf_under_load --call-graph dwarf,16384 -F 499
     perf script -i "$DIR/perf.data" -F ip,sym 2>/dev/null > "$DIR/stacks"
-    python3 - "$DIR/stacks" <<'PY'
+    python3 - "$DIR/stacks" "$CRYPTO_SYMBOLS" <<'PY'
 import re, sys
 
-# One sample: its frames, innermost first, blank-line separated.
+# One sample: its frames (address, then symbol), innermost first, blank-line separated.
 samples, frames = [], []
 for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
     if line.strip():
-        frames.append(line.split(None, 1)[1].strip() if len(line.split(None, 1)) > 1 else "?")
+        address_and_symbol = line.split(None, 1)
+        frames.append(address_and_symbol[1].strip() if len(address_and_symbol) > 1 else "?")
     elif frames:
         samples.append(frames)
         frames = []
 if frames:
     samples.append(frames)
-crypto_leaf = re.compile(r"^(aws_lc_|bn_|BN_|rsa_|RSA_|pkey_rsa|rsaz)")
+crypto_leaf = re.compile(sys.argv[2])
 crypto = sum(1 for s in samples if crypto_leaf.match(s[0]))
 if not crypto:
     sys.exit("no samples in aws-lc: did perf record the server (perf_event_paranoid)?")
